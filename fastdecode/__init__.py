@@ -1,0 +1,18 @@
+"""fastdecode: filter decoding with substitution (Rafegas & Vanrell) with a compiled core.
+
+Decode what the filters of a trained convolutional network encode, in image space, and measure
+how well the decoded filters predict the network's own responses.
+"""
+
+__version__ = "0.1.0"
+
+from ._api import correlate, pool, relu, substitute, unpool
+from ._config import show_config
+from .decoding import DecodedFilters, decode, decode_with_bias, decoded_bias
+from .network import (LRN, BatchNorm, Conv, Dropout, Layer, Network, Pool, ReLU, Softmax)
+
+__all__ = [
+    "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
+    "decode", "decoded_bias", "decode_with_bias", "DecodedFilters",
+    "correlate", "substitute", "unpool", "pool", "relu", "show_config",
+]

@@ -1,0 +1,226 @@
+"""Validated wrappers around the compiled kernels: correlation, substitution, unpooling, pooling."""
+
+import numpy as np
+
+from . import _kernels
+from ._validation import (as_int, as_pad, as_pair, check_bytes, float_array, resolve_threads,
+                          result_dtype)
+
+UNPOOL_METHODS = ("nearest", "bilinear", "bicubic", "adjoint")
+
+
+def correlate(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None):
+    """Valid correlation of images with filters, MatConvNet ``vl_nnconv`` semantics (no flip).
+
+    x: images (N, C, H, W) or one image (C, H, W); filters (K, C, h, w).
+    stride: int or (sy, sx); pad: int, (rows, cols) or (top, bottom, left, right), zeros.
+    Returns (N, K, Ho, Wo) (or (K, Ho, Wo) for one image) with
+    Ho = floor((H + top + bottom - h) / sy) + 1, in float64 if either input is float64,
+    else float32.
+    """
+    x = float_array("x", x, ndim=(3, 4))
+    single = x.ndim == 3
+    if single:
+        x = x[None]
+    filters = float_array("filters", filters, ndim=4)
+    sy, sx = as_pair("stride", stride, minimum=1)
+    pt, pb, pl, pr = as_pad("pad", pad)
+    threads = resolve_threads(n_threads)
+    N, C, H, W = x.shape
+    K, Cf, h, w = filters.shape
+    if C != Cf:
+        raise ValueError("x has %d channels but filters expect %d (x %s, filters %s)"
+                         % (C, Cf, x.shape, filters.shape))
+    if min(filters.shape) == 0 or min(x.shape) == 0:
+        raise ValueError("empty input: x %s, filters %s" % (x.shape, filters.shape))
+    Hp, Wp = H + pt + pb, W + pl + pr
+    if Hp < h or Wp < w:
+        raise ValueError("padded image %dx%d is smaller than the filters %dx%d (x %s, pad %s)"
+                         % (Hp, Wp, h, w, x.shape, (pt, pb, pl, pr)))
+    Ho, Wo = (Hp - h) // sy + 1, (Wp - w) // sx + 1
+    dtype = result_dtype(x, filters)
+    check_bytes("correlate output", (N, K, Ho, Wo), dtype, memory_limit)
+    x = x.astype(dtype, copy=False)
+    filters = filters.astype(dtype, copy=False)
+    if pt or pb or pl or pr:
+        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    # Rows and columns past the last window are never read.
+    x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w])
+    out = np.zeros((N, K, Ho, Wo), dtype=dtype)
+    _kernels.correlate_valid(x, filters, out, sy, sx, threads)
+    return out[0] if single else out
+
+
+def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
+    """Substitute filters at every pixel of decoded maps (a transposed convolution).
+
+    ``out[k, c, s*y + u, s*x + v] += df[k, j, y, x] * weights[j, c, u, v]``.
+    df: maps (K, J, H, W) or one map (J, H, W); weights (J, C, h, w); stride int or (sy, sx).
+    Returns (K, C, (H-1)*sy + h, (W-1)*sx + w) (or without the K axis for one map).
+    """
+    df = float_array("df", df, ndim=(3, 4))
+    single = df.ndim == 3
+    if single:
+        df = df[None]
+    weights = float_array("weights", weights, ndim=4)
+    sy, sx = as_pair("stride", stride, minimum=1)
+    threads = resolve_threads(n_threads)
+    K, J, H, W = df.shape
+    Jw, C, h, w = weights.shape
+    if J != Jw:
+        raise ValueError("df has %d channels but weights have %d filters (df %s, weights %s)"
+                         % (J, Jw, df.shape, weights.shape))
+    if min(df.shape) == 0 or min(weights.shape) == 0:
+        raise ValueError("empty input: df %s, weights %s" % (df.shape, weights.shape))
+    dtype = result_dtype(df, weights)
+    shape = (K, C, (H - 1) * sy + h, (W - 1) * sx + w)
+    check_bytes("substitute output", shape, dtype, memory_limit)
+    out = np.zeros(shape, dtype=dtype)
+    _kernels.substitute_full(df.astype(dtype, copy=False), weights.astype(dtype, copy=False),
+                             out, sy, sx, threads)
+    return out[0] if single else out
+
+
+# --- unpooling -------------------------------------------------------------------------------
+
+def _imresize_kernel(method):
+    if method == "bilinear":
+        return 2.0, lambda t: np.clip(1.0 - np.abs(t), 0.0, None)
+
+    def cubic(t):  # Keys, a = -0.5, as MATLAB's imresize
+        a = np.abs(t)
+        a2, a3 = a * a, a * a * a
+        return ((1.5 * a3 - 2.5 * a2 + 1.0) * (a <= 1)
+                + (-0.5 * a3 + 2.5 * a2 - 4.0 * a + 2.0) * ((a > 1) & (a <= 2)))
+    return 4.0, cubic
+
+
+def imresize_weights(n, factor, method):
+    """Taps (index, weight), shape (n*factor, taps), of MATLAB's imresize enlarging n samples.
+
+    Output u (1-based) samples input position u/factor + 0.5*(1 - 1/factor); out-of-range taps
+    are mirrored; each output's weights are divided by their sum.
+    """
+    m = n * factor
+    u = np.arange(1, m + 1, dtype=np.float64)
+    pos = u / factor + 0.5 * (1.0 - 1.0 / factor)
+    if method == "nearest":
+        width = 1.0
+        kernel = lambda t: ((t >= -0.5) & (t < 0.5)).astype(np.float64)  # noqa: E731
+    else:
+        width, kernel = _imresize_kernel(method)
+    left = np.floor(pos - width / 2.0)
+    taps = int(np.ceil(width)) + 2
+    idx = left[:, None] + np.arange(taps)[None, :]
+    wts = kernel(pos[:, None] - idx)
+    wts /= wts.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(n), np.arange(n - 1, -1, -1)])
+    idx = mirror[np.mod(idx.astype(np.int64) - 1, 2 * n)]
+    keep = np.any(wts != 0, axis=0)
+    return np.ascontiguousarray(idx[:, keep], dtype=np.intp), np.ascontiguousarray(wts[:, keep])
+
+
+def box_weights(n, stride, size, scale):
+    """Taps (index, weight) of substituting a box of ``size`` ones times ``scale`` at ``stride``.
+
+    Output r = stride*y + t (0 <= t < size) receives scale * a[y]; length (n-1)*stride + size.
+    """
+    m = (n - 1) * stride + size
+    taps = -(-size // stride)
+    r = np.arange(m)[:, None]
+    y = r // stride - np.arange(taps)[None, :]
+    valid = (y >= 0) & (y < n) & (r - stride * y < size)
+    idx = np.where(valid, y, 0)
+    wts = np.where(valid, scale, 0.0)
+    return np.ascontiguousarray(idx, dtype=np.intp), np.ascontiguousarray(wts, dtype=np.float64)
+
+
+def _unpool_taps(n, factor, size, method):
+    if method == "nearest":
+        return box_weights(n, factor, size, 1.0)
+    if method == "adjoint":
+        return box_weights(n, factor, size, 1.0 / size)
+    idx, wts = imresize_weights(n, factor, method)
+    if size != factor:  # align the enlarged map with the pool windows' extent
+        m = (n - 1) * factor + size
+        before = (size - factor) // 2
+        rows = np.arange(m) - before
+        valid = (rows >= 0) & (rows < n * factor)
+        safe = np.clip(rows, 0, n * factor - 1)
+        idx = np.where(valid[:, None], idx[safe], 0)
+        wts = np.where(valid[:, None], wts[safe], 0.0)
+    return np.ascontiguousarray(idx, dtype=np.intp), np.ascontiguousarray(wts)
+
+
+def unpool(a, factor, method="nearest", *, size=None, n_threads=None, memory_limit=None):
+    """Undo a pooling layer of stride ``factor`` (int or (fy, fx)) on maps a (..., H, W).
+
+    method:
+      - "nearest", "bilinear", "bicubic": MATLAB ``imresize(a, factor, method)`` enlargement;
+      - "adjoint": the exact adjoint of average pooling of window ``size`` and stride ``factor``:
+        zeros inserted at the stride, then a box of the window size divided by its area.
+    size: the pooling window (int or pair), default ``factor``. For "nearest" a window larger than
+    the stride substitutes a box of ones at every output (overlaps add); for "bilinear"/"bicubic"
+    the enlarged map is centred in the window extent (zero-padded or cropped).
+    Returns (..., (H-1)*fy + size_y, (W-1)*fx + size_x), i.e. (..., H*fy, W*fx) when size == factor.
+    """
+    if method not in UNPOOL_METHODS:
+        raise ValueError("unknown unpool method %r; choose one of %s" % (method, UNPOOL_METHODS))
+    a = float_array("a", a)
+    if a.ndim < 2 or min(a.shape[-2:]) == 0:
+        raise ValueError("a must have at least 2 non-empty dimensions (..., H, W), got %s"
+                         % (a.shape,))
+    fy, fx = as_pair("factor", factor, minimum=1)
+    sz_y, sz_x = (fy, fx) if size is None else as_pair("size", size, minimum=1)
+    threads = resolve_threads(n_threads)
+    lead = a.shape[:-2]
+    H, W = a.shape[-2:]
+    Ho, Wo = (H - 1) * fy + sz_y, (W - 1) * fx + sz_x
+    check_bytes("unpool output", lead + (Ho, Wo), a.dtype, memory_limit)
+    planes = a.reshape((-1, H, W))
+    ridx, rw = _unpool_taps(H, fy, sz_y, method)
+    cidx, cw = _unpool_taps(W, fx, sz_x, method)
+    tmp = np.empty((planes.shape[0], Ho, W), dtype=a.dtype)
+    _kernels.resample_rows(planes, ridx, rw, tmp, threads)
+    out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)
+    _kernels.resample_cols(tmp, cidx, cw, out, threads)
+    return out.reshape(lead + (Ho, Wo))
+
+
+# --- forward-pass kernels ----------------------------------------------------------------------
+
+def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
+    """Max or average pooling of x (N, C, H, W), MatConvNet ``vl_nnpool`` semantics.
+
+    Output Ho = floor((H + top + bottom - size) / stride) + 1; windows are clipped at the padded
+    borders (max ignores padding, average divides by the clipped area).
+    """
+    if method not in ("max", "avg"):
+        raise ValueError("unknown pooling method %r; choose 'max' or 'avg'" % (method,))
+    x = float_array("x", x, ndim=4)
+    ph, pw = as_pair("size", size, minimum=1)
+    sy, sx = (ph, pw) if stride is None else as_pair("stride", stride, minimum=1)
+    pt, pb, pl, pr = as_pad("pad", pad)
+    threads = resolve_threads(n_threads)
+    if max(pt, pb) >= ph or max(pl, pr) >= pw:
+        raise ValueError("pooling pad %s must be smaller than the window %s"
+                         % ((pt, pb, pl, pr), (ph, pw)))
+    N, C, H, W = x.shape
+    if H + pt + pb < ph or W + pl + pr < pw:
+        raise ValueError("input %dx%d (padded %s) is smaller than the pooling window %s"
+                         % (H, W, (pt, pb, pl, pr), (ph, pw)))
+    Ho, Wo = (H + pt + pb - ph) // sy + 1, (W + pl + pr - pw) // sx + 1
+    out = np.empty((N * C, Ho, Wo), dtype=x.dtype)
+    _kernels.pool2d(x.reshape(N * C, H, W), out, ph, pw, sy, sx, pt, pl, method == "avg", threads)
+    return out.reshape(N, C, Ho, Wo)
+
+
+def relu(x, *, leak=0.0, n_threads=None):
+    """Rectified linear unit: x where x > 0, leak * x elsewhere."""
+    x = float_array("x", x, finite=False)
+    leak = float(leak)
+    if not np.isfinite(leak):
+        raise ValueError("leak must be finite, got %r" % leak)
+    out = np.empty_like(x)
+    _kernels.relu(x.reshape(-1), out.reshape(-1), leak, resolve_threads(n_threads))
+    return out

@@ -1,0 +1,32 @@
+"""Build and runtime configuration report."""
+
+import os
+import platform
+import sys
+
+from . import _openmp
+
+
+def config():
+    """A dict of the build's OpenMP status and the threads the kernels use by default."""
+    import numpy as np
+    import scipy
+    from . import __version__
+    return {
+        "fastdecode": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "openmp": _openmp.openmp_enabled(),
+        "threads": max(1, _openmp.max_threads()),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def show_config(file=None):
+    """Print the OpenMP status and the default thread count (``n_threads=None``)."""
+    cfg = config()
+    for key, value in cfg.items():
+        print("%-11s %s" % (key + ":", value), file=file or sys.stdout)
+    return None

@@ -1,0 +1,118 @@
+"""Input checks shared by the public API. Every public function calls these before compiled code."""
+
+import numbers
+import operator
+
+import numpy as np
+
+from . import _openmp
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: Default budget, in bytes, for one array a function allocates (outputs and intermediates).
+DEFAULT_MEMORY_LIMIT = 4 * 2**30
+
+
+def as_int(name, value, *, minimum=None):
+    """An integral value (int, numpy integer, or a float with an integral value) as a Python int."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("%s must be an integer, got a boolean %r" % (name, value))
+    if isinstance(value, numbers.Integral):
+        out = operator.index(value)
+    elif isinstance(value, numbers.Real) and np.isfinite(value) and float(value).is_integer():
+        out = int(value)
+    else:
+        raise ValueError("%s must be an integer, got %r" % (name, value))
+    if minimum is not None and out < minimum:
+        raise ValueError("%s must be >= %d, got %d" % (name, minimum, out))
+    return out
+
+
+def as_pair(name, value, *, minimum=None):
+    """An int or a pair of ints (rows, columns) as a tuple of two ints."""
+    if np.ndim(value) == 0:
+        v = as_int(name, value, minimum=minimum)
+        return (v, v)
+    values = list(np.asarray(value, dtype=object).ravel())
+    if len(values) == 1:
+        v = as_int(name, values[0], minimum=minimum)
+        return (v, v)
+    if len(values) != 2:
+        raise ValueError("%s must be an int or a pair (rows, columns), got %r" % (name, value))
+    return tuple(as_int(name, v, minimum=minimum) for v in values)
+
+
+def as_pad(name, value):
+    """An int, a pair (rows, cols) or a 4-tuple (top, bottom, left, right) as 4 non-negative ints."""
+    if np.ndim(value) == 0:
+        v = as_int(name, value, minimum=0)
+        return (v, v, v, v)
+    values = list(np.asarray(value, dtype=object).ravel())
+    if len(values) == 1:
+        v = as_int(name, values[0], minimum=0)
+        return (v, v, v, v)
+    if len(values) == 2:
+        a, b = (as_int(name, v, minimum=0) for v in values)
+        return (a, a, b, b)
+    if len(values) != 4:
+        raise ValueError("%s must be an int or (top, bottom, left, right), got %r" % (name, value))
+    return tuple(as_int(name, v, minimum=0) for v in values)
+
+
+def resolve_threads(n_threads):
+    """None means every core OpenMP may use; otherwise a positive int."""
+    if n_threads is None:
+        return max(1, _openmp.max_threads())
+    return as_int("n_threads", n_threads, minimum=1)
+
+
+def float_array(name, a, *, ndim=None, dtype=None, finite=True):
+    """A C-contiguous float32/float64 array; integer and bool inputs become float64 (or ``dtype``)."""
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except Exception as exc:
+            raise TypeError("%s must be an array of numbers: %s" % (name, exc)) from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError("%s must be a real numeric array, got dtype %s" % (name, arr.dtype))
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join("%d-D" % d for d in allowed)
+            raise ValueError("%s must be %s, got shape %s" % (name, want, arr.shape))
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError("%s contains %d non-finite values (NaN or inf)" % (name, bad))
+    return arr
+
+
+def result_dtype(*arrays):
+    """float64 if any array is float64, else float32."""
+    return np.result_type(*[a.dtype for a in arrays], np.float32)
+
+
+def check_bytes(what, shape, dtype, memory_limit):
+    """Refuse an allocation of ``shape`` beyond ``memory_limit`` bytes, saying how much it needs."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    nbytes = n * np.dtype(dtype).itemsize
+    limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
+    if nbytes > limit:
+        raise MemoryError(
+            "%s would need %s (shape %s, %s), above the memory limit of %s; pass a larger "
+            "memory_limit or fewer images/filters" % (what, format_bytes(nbytes), tuple(shape),
+                                                      np.dtype(dtype).name, format_bytes(limit)))
+    return nbytes
+
+
+def format_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1024.0

@@ -1,0 +1,171 @@
+"""Filter decoding with substitution: conv-layer filters mapped down to image space."""
+
+from collections import namedtuple
+
+import numpy as np
+
+from . import _api
+from ._validation import (DEFAULT_MEMORY_LIMIT, as_int, check_bytes, format_bytes,
+                          resolve_threads)
+from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, _printable
+
+__all__ = ["decode", "decoded_bias", "decode_with_bias", "DecodedFilters"]
+
+#: Layers the decoding walks through unchanged.
+PASS_THROUGH = (ReLU, Dropout, LRN)
+
+DecodedFilters = namedtuple("DecodedFilters", ["filters", "bias"])
+DecodedFilters.__doc__ = """Decoded filters (F, C0, h, w) and decoded biases (F,)."""
+
+
+def _check_network(net):
+    if not isinstance(net, Network):
+        raise TypeError("net must be a fastdecode.Network, got %s" % type(net).__name__)
+
+
+def _check_unpool(unpool):
+    if unpool not in _api.UNPOOL_METHODS:
+        raise ValueError("unknown unpool method %r; choose one of %s"
+                         % (unpool, ", ".join(_api.UNPOOL_METHODS)))
+
+
+def _filter_indices(net, idx, filters):
+    K = net.layers[idx].num_filters
+    if filters is None:
+        return np.arange(K)
+    sel = np.asarray(filters)
+    if sel.ndim == 0:
+        sel = sel[None]
+    if sel.ndim != 1 or sel.size == 0:
+        raise ValueError("filters must be a non-empty 1-D list of filter indices, got %r"
+                         % (filters,))
+    if sel.dtype == bool:
+        if sel.size != K:
+            raise ValueError("a boolean filters mask must have %d entries, got %d" % (K, sel.size))
+        return np.flatnonzero(sel)
+    sel = np.array([as_int("filters", f) for f in sel], dtype=np.intp)
+    bad = sel[(sel < -K) | (sel >= K)]
+    if bad.size:
+        raise IndexError("filter index %d out of range: layer %r has %d filters"
+                         % (bad[0], _printable(net.layers[idx].name), K))
+    return sel % K
+
+
+def _chain_steps(net, idx):
+    """Layers below ``idx`` that change the decoded map, top to bottom, with an error for others."""
+    steps = []
+    for layer in reversed(net.layers[:idx]):
+        if isinstance(layer, (Conv, Pool, BatchNorm)):
+            steps.append(layer)
+        elif not isinstance(layer, PASS_THROUGH):
+            raise ValueError("cannot decode through layer %r of type %s"
+                             % (_printable(layer.name), layer.type))
+    return steps
+
+
+def _peak_bytes_per_filter(net, idx, steps):
+    """Bytes one filter needs at the widest step of the chain (input and output maps)."""
+    itemsize = net.dtype.itemsize
+    conv = net.layers[idx]
+    c = conv.weights.shape[1] * conv.groups
+    h, w = conv.kernel
+    peak = c * h * w
+    for layer in steps:
+        if isinstance(layer, Conv):
+            c_out = layer.weights.shape[1] * layer.groups
+            h = (h - 1) * layer.stride_[0] + layer.kernel[0]
+            w = (w - 1) * layer.stride_[1] + layer.kernel[1]
+            peak = max(peak, c * h * w + c_out * h * w)
+            c = c_out
+        elif isinstance(layer, Pool):
+            h0, w0 = h, w
+            h = (h - 1) * layer.stride_[0] + layer.kernel[0]
+            w = (w - 1) * layer.stride_[1] + layer.kernel[1]
+            peak = max(peak, c * h0 * w0 + 2 * c * h * w)
+    return peak * itemsize
+
+
+def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias):
+    conv = net.layers[idx]
+    D = conv.dense_weights()[sel]
+    bias = np.zeros(len(sel), dtype=np.float64)
+    if want_bias and conv.bias is not None:
+        bias += conv.bias[sel]
+    for layer in steps:
+        if isinstance(layer, Conv):
+            if want_bias and layer.bias is not None:
+                bias += D.sum(axis=(2, 3), dtype=np.float64) @ layer.bias.astype(np.float64)
+            D = _api.substitute(D, layer.dense_weights(), stride=layer.stride_,
+                                n_threads=threads, memory_limit=np.inf)
+        elif isinstance(layer, Pool):
+            D = _api.unpool(D, layer.stride_, unpool, size=layer.kernel, n_threads=threads,
+                            memory_limit=np.inf)
+        elif isinstance(layer, BatchNorm):
+            a, c = layer.scale_shift(np.float64)
+            if want_bias:
+                bias += D.sum(axis=(2, 3), dtype=np.float64) @ c
+            D = D * a.astype(D.dtype)[None, :, None, None]
+    return np.ascontiguousarray(D, dtype=net.dtype), bias.astype(net.dtype)
+
+
+def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=None,
+                     memory_limit=None):
+    """Decoded filters and decoded biases of a conv layer, as :class:`DecodedFilters`.
+
+    The decoded bias of filter k is ``b_L[k]`` plus, for every conv (or bnorm) layer l below, the
+    sum over its channels j of ``b_l[j]`` times the sum of k's partially decoded map at l's output,
+    channel j. For a linear network decoded with ``unpool="adjoint"``,
+    ``correlate(x, filters, stride=net.stride(L), pad=net.padding(L)) + bias`` equals
+    ``net.forward(x, upto=L)`` to rounding error.
+    """
+    return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=True)
+
+
+def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
+    _check_network(net)
+    _check_unpool(unpool)
+    idx = net.conv_index(layer)
+    sel = _filter_indices(net, idx, filters)
+    threads = resolve_threads(n_threads)
+    limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else float(memory_limit)
+    steps = _chain_steps(net, idx)
+    shape = (len(sel),) + net.decoded_shape(idx)
+    out_bytes = check_bytes("decoded filters of layer %r" % _printable(net.layers[idx].name),
+                            shape, net.dtype, limit)
+    per_filter = _peak_bytes_per_filter(net, idx, steps)
+    room = limit - out_bytes
+    if per_filter > room:
+        raise MemoryError(
+            "decoding layer %r needs %s per filter in intermediate maps besides %s of output, "
+            "above the memory limit of %s; pass a larger memory_limit"
+            % (_printable(net.layers[idx].name), format_bytes(per_filter), format_bytes(out_bytes),
+               format_bytes(limit)))
+    chunk = max(1, int(room // per_filter))
+    out = np.empty(shape, dtype=net.dtype)
+    bias = np.empty(len(sel), dtype=net.dtype)
+    for start in range(0, len(sel), chunk):
+        part = sel[start:start + chunk]
+        out[start:start + len(part)], bias[start:start + len(part)] = _decode_chunk(
+            net, idx, steps, part, unpool, threads, want_bias)
+    return DecodedFilters(out, bias)
+
+
+def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory_limit=None):
+    """Decode the filters of conv layer ``layer`` (name or 0-based index) down to image space.
+
+    Walking down from the layer: substitute each conv layer's filters (a transposed convolution
+    at its stride), unpool at each pooling layer (``unpool`` is "nearest", "bilinear", "bicubic"
+    or "adjoint"), pass ReLU, dropout and LRN through, and apply bnorm's per-channel scale.
+    filters: indices (or a boolean mask) of the filters to decode, default all.
+    memory_limit: bytes the output and the intermediate maps may take (default 4 GiB); the
+    filters are decoded in chunks that fit, and a MemoryError names the bytes needed otherwise.
+    Returns (F, C0, h, w) in the network's dtype, (h, w) = ``net.receptive_field(layer)``.
+    """
+    return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=False).filters
+
+
+def decoded_bias(net, layer, *, filters=None, unpool="adjoint", n_threads=None,
+                 memory_limit=None):
+    """Decoded biases (F,) of a conv layer; see :func:`decode_with_bias`."""
+    return decode_with_bias(net, layer, filters=filters, unpool=unpool, n_threads=n_threads,
+                            memory_limit=memory_limit).bias
