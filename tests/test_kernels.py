@@ -1,0 +1,322 @@
+"""The kernels (correlate, substitute, unpool, pool, relu) against the references in reference.py."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastdecode as fd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference as ref  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def assert_within_rounding(got, want, bound, dtype, terms):
+    """|got - want| <= 4 * terms * eps(dtype) * bound elementwise, ``bound`` being the same
+    computation on absolute values (the classical bound for a sum of ``terms`` products)."""
+    eps = np.finfo(dtype).eps
+    assert got.shape == want.shape
+    err = np.abs(got.astype(np.float64) - want)
+    allowed = 4 * terms * eps * bound + np.finfo(dtype).tiny
+    assert np.all(err <= allowed), "max error %g, allowed there %g" % (
+        err.max(), allowed.flat[np.argmax(err - allowed)])
+
+
+@st.composite
+def correlation_case(draw):
+    N, C, K = (draw(st.integers(1, n)) for n in (2, 3, 3))
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sy, sx = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pad = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    H = max(1, h - pad[0] - pad[1] + draw(st.integers(0, 6)))
+    W = max(1, w - pad[2] - pad[3] + draw(st.integers(0, 6)))
+    dtype = draw(st.sampled_from(DTYPES))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    f = rng.standard_normal((K, C, h, w)).astype(dtype)
+    return x, f, (sy, sx), pad
+
+
+@SETTINGS
+@given(correlation_case())
+def test_correlate_matches_reference(case):
+    x, f, stride, pad = case
+    got = fd.correlate(x, f, stride=stride, pad=pad)
+    assert got.dtype == x.dtype
+    want = ref.correlate(x, f, stride, pad)
+    bound = ref.correlate(np.abs(x), np.abs(f), stride, pad)
+    assert_within_rounding(got, want, bound, x.dtype, f[0].size)
+
+
+def test_correlate_output_size_is_floor():
+    x = np.ones((1, 1, 10, 9))
+    f = np.ones((2, 1, 3, 2))
+    out = fd.correlate(x, f, stride=(3, 2), pad=(1, 0, 2, 1))
+    # floor((10 + 1 - 3) / 3) + 1 = 3, floor((9 + 3 - 2) / 2) + 1 = 6
+    assert out.shape == (1, 2, 3, 6)
+
+
+def test_correlate_is_not_flipped():
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 0, 0] = 1.0
+    f = np.arange(9.0).reshape(1, 1, 3, 3)
+    assert fd.correlate(x, f)[0, 0, 0, 0] == f[0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate_single_image(dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 7, 6)).astype(dtype)
+    f = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
+    got = fd.correlate(x, f, stride=2, pad=1)
+    assert got.shape == fd.correlate(x[None], f, stride=2, pad=1)[0].shape
+    np.testing.assert_array_equal(got, fd.correlate(x[None], f, stride=2, pad=1)[0])
+    np.testing.assert_allclose(got, ref.correlate(x[None], f, 2, 1)[0],
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize("xd, fdt, want", [
+    (np.float32, np.float64, np.float64), (np.float64, np.float32, np.float64),
+    (np.float32, np.float32, np.float32), (np.int64, np.float32, np.float64),
+    (np.int32, np.int32, np.float64)])
+def test_correlate_mixed_dtypes(xd, fdt, want):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((2, 2, 6, 5)) * 4).astype(xd)
+    f = (rng.standard_normal((3, 2, 2, 3)) * 4).astype(fdt)
+    got = fd.correlate(x, f, stride=(1, 2))
+    assert got.dtype == want
+    # The result is the float64 correlation of the values as given.
+    np.testing.assert_allclose(got, ref.correlate(x, f, (1, 2)),
+                               rtol=1e-5 if want == np.float32 else 1e-12, atol=1e-4)
+
+
+# --- substitution ----------------------------------------------------------------------------
+
+@st.composite
+def substitution_case(draw):
+    K, J, C = (draw(st.integers(1, n)) for n in (2, 3, 3))
+    H, W = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    df = rng.standard_normal((K, J, H, W)).astype(dtype)
+    wts = rng.standard_normal((J, C, h, w)).astype(dtype)
+    return df, wts, stride
+
+
+@SETTINGS
+@given(substitution_case())
+def test_substitute_matches_literal_loop(case):
+    df, w, stride = case
+    got = fd.substitute(df, w, stride=stride)
+    assert got.dtype == df.dtype
+    want = ref.substitute(df, w, stride)
+    bound = ref.substitute(np.abs(df), np.abs(w), stride)
+    terms = df.shape[1] * w.shape[2] * w.shape[3]
+    assert_within_rounding(got, want, bound, df.dtype, terms)
+
+
+def test_substitute_stride_one_is_full_convolution():
+    rng = np.random.default_rng(3)
+    df = rng.standard_normal((2, 3, 4, 5))
+    w = rng.standard_normal((3, 2, 3, 2))
+    np.testing.assert_allclose(fd.substitute(df, w), ref.substitute_full_convolution(df, w),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_substitute_single_map():
+    rng = np.random.default_rng(4)
+    df = rng.standard_normal((3, 4, 4))
+    w = rng.standard_normal((3, 2, 2, 3))
+    got = fd.substitute(df, w, stride=2)
+    assert got.shape == (2, 8, 9)
+    np.testing.assert_array_equal(got, fd.substitute(df[None], w, stride=2)[0])
+
+
+@SETTINGS
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4),
+       st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(1, 3),
+       st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_substitute_is_adjoint_of_correlate(N, C, K, Ho, Wo, h, w, sy, sx, seed):
+    """<correlate(x, W, s), df> == <x, substitute(df, W, s)> with x of (Ho-1)*s + h rows."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, (Ho - 1) * sy + h, (Wo - 1) * sx + w))
+    W = rng.standard_normal((K, C, h, w))
+    df = rng.standard_normal((N, K, Ho, Wo))
+    y = fd.correlate(x, W, stride=(sy, sx))
+    assert y.shape == df.shape
+    back = fd.substitute(df, W, stride=(sy, sx))
+    assert back.shape == x.shape
+    lhs, rhs = np.vdot(y, df), np.vdot(x, back)
+    scale = np.vdot(np.abs(x), fd.substitute(np.abs(df), np.abs(W), stride=(sy, sx)))
+    assert abs(lhs - rhs) <= 1e-13 * scale
+
+
+# --- unpooling -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("factor", [2, 3, (2, 3), (4, 1)])
+def test_unpool_nearest_is_repeat(dtype, factor):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    fy, fx = (factor, factor) if np.ndim(factor) == 0 else factor
+    got = fd.unpool(a, factor, "nearest")
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, np.repeat(np.repeat(a, fy, axis=-2), fx, axis=-1))
+
+
+def test_unpool_bilinear_spot_value():
+    """MATLAB: imresize([0 1 2], 2, 'bilinear') = [0 .25 .75 1.25 1.75 2] (on each row)."""
+    a = np.array([[0.0, 1.0, 2.0]])
+    got = fd.unpool(np.repeat(a, 1, axis=0), 2, "bilinear")
+    np.testing.assert_allclose(got, [[0, 0.25, 0.75, 1.25, 1.75, 2], [0, 0.25, 0.75, 1.25, 1.75, 2]],
+                               rtol=0, atol=1e-15)
+
+
+@SETTINGS
+@given(st.sampled_from(["nearest", "bilinear", "bicubic"]), st.integers(1, 7),
+       st.integers(1, 7), st.integers(2, 4), st.integers(2, 4), st.sampled_from(DTYPES),
+       st.integers(0, 2**32 - 1))
+def test_unpool_matches_imresize_port(method, H, W, fy, fx, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((2, H, W)).astype(dtype)
+    got = fd.unpool(a, (fy, fx), method)
+    assert got.shape == (2, H * fy, W * fx) and got.dtype == dtype
+    want = ref.imresize(a, (fy, fx), method)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(a).max())
+
+
+def test_imresize_port_known_values():
+    """Check the reference itself on values MATLAB documents or that follow by hand."""
+    # bilinear [0 1 2] x2, and a constant stays constant under every method (weights sum to 1).
+    np.testing.assert_allclose(ref.imresize(np.array([[0.0, 1.0, 2.0]]), (1, 2), "bilinear"),
+                               [[0, 0.25, 0.75, 1.25, 1.75, 2]], atol=1e-15)
+    for method in ("nearest", "bilinear", "bicubic"):
+        np.testing.assert_allclose(ref.imresize(np.full((3, 4), 2.5), 3, method), 2.5, atol=1e-14)
+    # bicubic, factor 2, first output: u = 0.75, 1-based taps -1, 0, 1, 2 (weights
+    # -0.0234375, 0.2265625, 0.8671875, -0.0703125) mirrored onto samples 2, 1, 1, 2.
+    a = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    first = -0.0234375 * a[1] + 0.2265625 * a[0] + 0.8671875 * a[0] - 0.0703125 * a[1]
+    assert ref.imresize(a[None], (1, 2), "bicubic")[0, 0] == pytest.approx(first, abs=1e-15)
+    assert fd.unpool(a[None], (1, 2), "bicubic")[0, 0] == pytest.approx(first, abs=1e-15)
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.integers(0, 2**32 - 1))
+def test_unpool_adjoint_is_adjoint_of_average_pooling(C, N, Ho, Wo, sy, sx, ph, pw, seed):
+    """<avgpool(x), y> == <x, unpool(y, s, 'adjoint', size=p)>, p != s included, no padding."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, (Ho - 1) * sy + ph, (Wo - 1) * sx + pw))
+    y = rng.standard_normal((N, C, Ho, Wo))
+    pooled = ref.pool(x, "avg", (ph, pw), (sy, sx))
+    assert pooled.shape == y.shape
+    back = fd.unpool(y, (sy, sx), "adjoint", size=(ph, pw))
+    assert back.shape == x.shape
+    assert np.vdot(pooled, y) == pytest.approx(np.vdot(x, back), rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(back, ref.unpool_adjoint(y, (sy, sx), (ph, pw)), rtol=1e-13,
+                               atol=1e-15)
+
+
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_unpool_nearest_box_for_larger_window(size):
+    """nearest with a window larger than the stride substitutes a box of ones (overlaps add)."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((2, 3, 4))
+    got = fd.unpool(a, 2, "nearest", size=size)
+    np.testing.assert_allclose(got, ref.unpool_box(a, 2, size), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (3, 4, 5), (2, 1, 4, 5), (1, 2, 1, 4, 5)])
+def test_unpool_keeps_leading_axes(shape):
+    a = np.random.default_rng(7).standard_normal(shape)
+    got = fd.unpool(a, 3, "bicubic")
+    assert got.shape == shape[:-2] + (shape[-2] * 3, shape[-1] * 3)
+    np.testing.assert_allclose(got, ref.imresize(a, 3, "bicubic"), rtol=1e-13, atol=1e-13)
+
+
+# --- pooling and relu ------------------------------------------------------------------------
+
+@SETTINGS
+@given(st.sampled_from(["max", "avg"]), st.integers(1, 3), st.integers(1, 3),
+       st.integers(1, 3), st.integers(1, 3), st.data(), st.sampled_from(DTYPES),
+       st.integers(0, 2**32 - 1))
+def test_pool_matches_reference(method, ph, pw, sy, sx, data, dtype, seed):
+    pt, pb = (data.draw(st.integers(0, ph - 1)) for _ in range(2))
+    pl, pr = (data.draw(st.integers(0, pw - 1)) for _ in range(2))
+    H = max(1, ph - pt - pb + data.draw(st.integers(0, 5)))
+    W = max(1, pw - pl - pr + data.draw(st.integers(0, 5)))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, H, W)).astype(dtype)
+    got = fd.pool(x, method, size=(ph, pw), stride=(sy, sx), pad=(pt, pb, pl, pr))
+    assert got.dtype == dtype
+    want = ref.pool(x, method, (ph, pw), (sy, sx), (pt, pb, pl, pr))
+    if method == "max":
+        np.testing.assert_array_equal(got, want)
+    else:
+        tol = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_pool_average_divides_by_clipped_area():
+    x = np.ones((1, 1, 3, 3))
+    got = fd.pool(x, "avg", size=2, stride=2, pad=1)  # windows of 1, 2 and 4 pixels
+    np.testing.assert_array_equal(got, np.ones((1, 1, 2, 2)))
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    got = fd.pool(x, "avg", size=2, stride=2, pad=1)
+    assert got[0, 0, 0, 0] == 0.0 and got[0, 0, 1, 1] == (4 + 5 + 7 + 8) / 4
+    assert got[0, 0, 0, 1] == (1 + 2) / 2
+
+
+def test_pool_max_ignores_padding():
+    x = -np.ones((1, 1, 2, 2)) - np.arange(4.0).reshape(1, 1, 2, 2)
+    got = fd.pool(x, "max", size=2, stride=1, pad=1)
+    assert got.max() < 0  # zeros of the padding never win
+    np.testing.assert_array_equal(got, ref.pool(x, "max", 2, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("leak", [0.0, 0.1, -2.0])
+def test_relu_matches_reference(dtype, leak):
+    x = np.random.default_rng(8).standard_normal((2, 3, 4, 5)).astype(dtype)
+    x[0, 0, 0, :3] = 0.0
+    got = fd.relu(x, leak=leak)
+    assert got.dtype == dtype and got.shape == x.shape
+    # The leak is applied in the data's precision (as MATLAB does for single data).
+    np.testing.assert_array_equal(got, ref.relu(x, x.dtype.type(leak)).astype(dtype))
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernels_bitwise_identical_for_1_and_2_threads(dtype):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 4, 17, 15)).astype(dtype)
+    f = rng.standard_normal((5, 4, 3, 4)).astype(dtype)
+    for kwargs in ({}, {"stride": (2, 3), "pad": (1, 0, 2, 1)}):
+        a = fd.correlate(x, f, n_threads=1, **kwargs)
+        b = fd.correlate(x, f, n_threads=2, **kwargs)
+        assert np.array_equal(a, b)
+    df = rng.standard_normal((3, 5, 6, 7)).astype(dtype)
+    for s in (1, 2):
+        assert np.array_equal(fd.substitute(df, f, stride=s, n_threads=1),
+                              fd.substitute(df, f, stride=s, n_threads=2))
+    for method in ("nearest", "bilinear", "bicubic", "adjoint"):
+        assert np.array_equal(fd.unpool(df, 2, method, n_threads=1),
+                              fd.unpool(df, 2, method, n_threads=2))
+    assert np.array_equal(fd.unpool(df, 2, "adjoint", size=3, n_threads=1),
+                          fd.unpool(df, 2, "adjoint", size=3, n_threads=2))
+    for method in ("max", "avg"):
+        assert np.array_equal(fd.pool(x, method, size=3, stride=2, pad=1, n_threads=1),
+                              fd.pool(x, method, size=3, stride=2, pad=1, n_threads=2))
+    assert np.array_equal(fd.relu(x, leak=0.1, n_threads=1), fd.relu(x, leak=0.1, n_threads=2))
