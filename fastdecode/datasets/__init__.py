@@ -1,0 +1,177 @@
+"""Image data sets in the IDX format of MNIST and Fashion-MNIST, and a shipped Fashion-MNIST sample.
+
+IDX files (gzipped or not) hold a big-endian header: a magic number ``0x0000TTDD`` (TT the element
+type, 0x08 for uint8; DD the number of dimensions), one 32-bit size per dimension, then the data.
+Images are ``uint8 (N, rows, cols)``, labels ``uint8 (N,)``.
+
+The sample shipped with the package is the first 1,000 images of Fashion-MNIST's test set
+(``t10k``) with their labels (Fashion-MNIST, Zalando Research, MIT licence).
+"""
+
+import gzip
+import math
+import os
+import struct
+import zlib
+from collections import namedtuple
+from importlib import resources
+
+import numpy as np
+
+__all__ = ["IDX", "load_idx", "load_directory", "fashion_sample", "FASHION_CLASSES",
+           "MNIST_CLASSES", "MAX_IDX_BYTES"]
+
+#: Class names of Fashion-MNIST, by label.
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+#: Class names of MNIST, by label: the digits.
+MNIST_CLASSES = tuple("0123456789")
+
+#: Largest data section, in bytes, that ``load_idx`` accepts by default (MNIST's training
+#: images take 47 MB).
+MAX_IDX_BYTES = 2**30
+
+IDX = namedtuple("IDX", ["images", "labels"])
+IDX.__doc__ = """Images ``uint8 (N, rows, cols)`` and labels ``uint8 (N,)`` (or None)."""
+
+_UINT8 = 0x08
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+#: Standard file names of the two splits, as the MNIST and Fashion-MNIST distributions name them.
+_SPLITS = {"test": "t10k", "train": "train"}
+
+_SAMPLE_IMAGES = "fashion-mnist-t10k-1000-images-idx3-ubyte.gz"
+_SAMPLE_LABELS = "fashion-mnist-t10k-1000-labels-idx1-ubyte.gz"
+
+
+def _open(path):
+    """A binary stream on ``path``, decompressing when the file starts with gzip's magic bytes."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return gzip.open(path, "rb") if head == _GZIP_MAGIC else open(path, "rb")
+
+
+def _read_exactly(stream, n, path, what):
+    """``n`` bytes from ``stream``, read in chunks so that a lying header cannot force a huge
+    allocation before the data runs out; ValueError naming the file when it is truncated."""
+    chunks = []
+    remaining = n
+    while remaining > 0:
+        chunk = stream.read(min(remaining, _CHUNK))
+        if not chunk:
+            raise ValueError("%s: truncated IDX file: the header declares %d bytes of %s but the "
+                             "file holds only %d" % (path, n, what, n - remaining))
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_idx(path, ndim, what, max_bytes):
+    """The array of an IDX file of uint8 elements with ``ndim`` dimensions."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError("%s file not found: %s" % (what, path))
+    expected = (_UINT8 << 8) | ndim
+    try:
+        with _open(path) as stream:
+            header = stream.read(4)
+            if len(header) < 4:
+                raise ValueError("%s: truncated IDX file: %d bytes, shorter than the 4-byte magic "
+                                 "number" % (path, len(header)))
+            magic, = struct.unpack(">I", header)
+            if magic != expected:
+                raise ValueError(
+                    "%s: not an IDX file of %s: magic number %d (0x%08x), expected %d (0x%08x: "
+                    "uint8 elements, %d dimension%s)" % (path, what, magic, magic, expected,
+                                                         expected, ndim, "s" if ndim > 1 else ""))
+            sizes = struct.unpack(">%dI" % ndim, _read_exactly(stream, 4 * ndim, path,
+                                                                "dimension sizes"))
+            if any(s == 0 for s in sizes[1:]):
+                raise ValueError("%s: IDX header declares an empty image size %s"
+                                 % (path, "x".join(map(str, sizes[1:]))))
+            nbytes = math.prod(sizes)
+            if nbytes > max_bytes:
+                raise ValueError("%s: IDX header declares %s = %d bytes of %s, more than the "
+                                 "limit of %d bytes (max_bytes)" % (path, " x ".join(map(str, sizes)),
+                                                                    nbytes, what, max_bytes))
+            data = _read_exactly(stream, nbytes, path, what)
+            extra = stream.read(1)
+            if extra:
+                raise ValueError("%s: IDX file has data beyond the %d bytes its header declares "
+                                 "(%s)" % (path, nbytes, " x ".join(map(str, sizes))))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError("%s: unreadable IDX file (%s: %s)" % (path, type(exc).__name__, exc)) \
+            from None
+    return np.frombuffer(data, dtype=np.uint8).reshape(sizes).copy()
+
+
+def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES):
+    """Images and labels from MNIST-format IDX files, gzipped or not (detected by content).
+
+    Parameters
+    ----------
+    images_path : path of an image file (magic number 2051: uint8, 3 dimensions).
+    labels_path : path of the matching label file (magic number 2049: uint8, 1 dimension), or None.
+    max_bytes : refuse a file whose header declares more data than this many bytes.
+
+    Returns
+    -------
+    IDX(images uint8 (N, rows, cols), labels uint8 (N,) or None)
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file, for a wrong magic
+    number, a truncated or oversized file, or image and label counts that differ.
+    """
+    images = _read_idx(images_path, 3, "images", max_bytes)
+    if labels_path is None:
+        return IDX(images, None)
+    labels = _read_idx(labels_path, 1, "labels", max_bytes)
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError("%s holds %d labels but %s holds %d images"
+                         % (os.fspath(labels_path), labels.shape[0], os.fspath(images_path),
+                            images.shape[0]))
+    return IDX(images, labels)
+
+
+def _find(directory, stem):
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES):
+    """Images and labels of one split from a directory laid out like MNIST's distribution.
+
+    ``split`` "test" reads ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, "train" reads
+    ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, each gzipped (``.gz``) or not.
+    Returns IDX(images uint8 (N, rows, cols), labels uint8 (N,)).
+    """
+    if split not in _SPLITS:
+        raise ValueError("split must be one of %s, got %r" % (", ".join(map(repr, _SPLITS)), split))
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError("data directory not found: %s" % directory)
+    prefix = _SPLITS[split]
+    stems = ["%s-images-idx3-ubyte" % prefix, "%s-labels-idx1-ubyte" % prefix]
+    found = [_find(directory, stem) for stem in stems]
+    if None in found:
+        missing = [stem for stem, path in zip(stems, found) if path is None]
+        raise FileNotFoundError(
+            "no %s split in %s: looked for %s (each optionally gzipped, .gz) and did not find %s"
+            % (split, directory, " and ".join(stems), ", ".join(missing)))
+    return load_idx(found[0], found[1], max_bytes=max_bytes)
+
+
+def fashion_sample():
+    """The shipped sample: the first 1,000 Fashion-MNIST test images and their labels.
+
+    Returns IDX(images uint8 (1000, 28, 28), labels uint8 (1000,)); class names in
+    :data:`FASHION_CLASSES`.
+    """
+    root = resources.files(__name__)
+    with resources.as_file(root / _SAMPLE_IMAGES) as images, \
+            resources.as_file(root / _SAMPLE_LABELS) as labels:
+        return load_idx(images, labels)
