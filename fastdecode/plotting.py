@@ -1,0 +1,290 @@
+"""Figures of the paper as PNG files: decoded-filter grids (Fig. 4), responses (Fig. 3), Figure 1.
+
+Every figure is drawn on a stand-alone matplotlib ``Figure`` (Agg, no pyplot state) and written
+whole or not at all. Filters are shown with a symmetric grey scale per filter: zero is mid-grey,
+the filter's largest magnitude is black (negative) or white (positive).
+"""
+
+import numpy as np
+
+from ._io import atomic_path
+from ._validation import float_array
+from .evaluation import threshold_filters
+
+__all__ = ["save_filter_grid", "save_response_figure", "save_activation_matrix",
+           "save_top_images", "filter_mosaic"]
+
+#: Default threshold of the "thresholded" panels: a fraction of each filter's max |value|.
+THRESHOLD = 0.5
+DPI = 100
+
+
+def _figure(width, height):
+    from matplotlib.figure import Figure
+    return Figure(figsize=(width, height), dpi=DPI)
+
+
+def _save(fig, path):
+    """Write a figure to ``path`` as PNG, atomically."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return str(path)
+
+
+def _to_display(f):
+    """One filter (C, h, w) as an (h, w) or (h, w, 3) image in [0, 1], zero at 0.5."""
+    f = np.asarray(f, dtype=np.float64)
+    if f.shape[0] == 3:
+        img = np.moveaxis(f, 0, -1)
+    else:
+        img = f.mean(axis=0)
+    m = np.abs(img).max()
+    return 0.5 + img / (2.0 * m) if m > 0 else np.full_like(img, 0.5)
+
+
+def _minmax(img):
+    img = np.asarray(img, dtype=np.float64)
+    lo, hi = img.min(), img.max()
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def filter_mosaic(tiles, ncols, gap=1):
+    """Tile (n, h, w) or (n, h, w, 3) images in [0, 1] into rows of ``ncols``; gaps are NaN."""
+    tiles = np.asarray(tiles, dtype=np.float64)
+    n, h, w = tiles.shape[:3]
+    rest = tiles.shape[3:]
+    nrows = -(-n // ncols)
+    out = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap) + rest, np.nan)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tiles[i]
+    return out
+
+
+def _show_mosaic(ax, mosaic, *, title=None, background="#d0e4f5"):
+    import matplotlib
+    cmap = matplotlib.colormaps["gray"].copy()
+    cmap.set_bad(background)
+    if mosaic.ndim == 3:  # RGB: paint gaps with the background
+        rgb = np.where(np.isnan(mosaic), np.array(matplotlib.colors.to_rgb(background)), mosaic)
+        ax.imshow(np.clip(rgb, 0, 1), interpolation="nearest")
+    else:
+        ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1,
+                  interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def _label_tiles(ax, labels, ncols, h, w, gap=1):
+    for i, text in enumerate(labels):
+        r, c = divmod(i, ncols)
+        ax.text(c * (w + gap) + 0.5, r * (h + gap) + 0.5, str(text), color="#c00000",
+                fontsize=6, va="top", ha="left")
+
+
+def save_filter_grid(filters, path, *, title=None, threshold=None, labels=None, ncols=None):
+    """Save a grid of filters (F, C, h, w) as PNG; C = 3 is shown in colour, else the channel mean.
+
+    threshold: None for the raw filters only; a fraction in [0, 1] to add, beside the raw grid,
+    the thresholded filters (values below that fraction of each filter's max |value| set to
+    zero, see :func:`fastdecode.evaluation.threshold_filters`).
+    labels: one label per filter (default: none), e.g. the filter indices.
+    """
+    filters = float_array("filters", filters, ndim=4)
+    F, C, h, w = filters.shape
+    if labels is not None and len(labels) != F:
+        raise ValueError("labels has %d entries for %d filters" % (len(labels), F))
+    if ncols is None:
+        ncols = int(np.ceil(np.sqrt(F * (1.0 if threshold is None else 0.5) * h / w)))
+        ncols = max(1, min(F, ncols))
+    panels = [("decoded filters", filters)]
+    if threshold is not None:
+        panels.append(("thresholded (|value| >= %g max)" % threshold,
+                       threshold_filters(filters, threshold)))
+    mosaics = [filter_mosaic([_to_display(f) for f in p], ncols) for _, p in panels]
+    mh, mw = mosaics[0].shape[:2]
+    panel_w = min(9.0, max(2.5, 0.5 * ncols * max(1.0, w / 10.0)))
+    fig = _figure(panel_w * len(panels) + 0.4, panel_w * mh / mw + 0.8)
+    for i, ((name, _), mosaic) in enumerate(zip(panels, mosaics)):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        _show_mosaic(ax, mosaic, title=name if len(panels) > 1 else None)
+        if labels is not None:
+            _label_tiles(ax, labels, ncols, h, w)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_response_figure(image, layers, path, *, title=None, n_maps=8):
+    """Figure 3: a network's responses next to the decoded filters' correlations for one image.
+
+    image: (C, H, W) or (H, W) as shown (e.g. the raw pixels).
+    layers: [(name, R (K, Ho, Wo), D (K, Ho, Wo))], each pair rescaled here to [0, 1] by its own
+    min and max over the layer (Eq. 3's normalisation). Spatial layers show the first ``n_maps``
+    maps of R and of D; layers with 1x1 outputs show R and D per filter. The last column plots
+    every normalised value of D against R.
+    """
+    rows = len(layers)
+    fig = _figure(12.0, 2.1 * rows + 0.6)
+    gs = fig.add_gridspec(rows, 4, width_ratios=[0.8, 3, 3, 1.6])
+    img = np.asarray(image, dtype=np.float64)
+    img = img if img.ndim == 2 else (img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1))
+    ax = fig.add_subplot(gs[0, 0])
+    ax.imshow(_minmax(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title("input", fontsize=9)
+    ax.axis("off")
+    for r, (name, R, D) in enumerate(layers):
+        R = np.asarray(R, dtype=np.float64)
+        D = np.asarray(D, dtype=np.float64)
+        Rn, Dn = _minmax(R), _minmax(D)
+        err = float(np.mean((Rn - Dn) ** 2))
+        K = R.shape[0]
+        if R.shape[1] * R.shape[2] > 1:
+            k = min(n_maps, K)
+            for c, (label, maps) in enumerate((("network response", Rn), ("decoded", Dn))):
+                ax = fig.add_subplot(gs[r, 1 + c])
+                _show_mosaic(ax, filter_mosaic(maps[:k], k),
+                             title="%s: %s, maps 0-%d of %d" % (name, label, k - 1, K))
+        else:
+            ax = fig.add_subplot(gs[r, 1:3])
+            idx = np.arange(K)
+            if K <= 32:
+                ax.bar(idx - 0.2, Rn[:, 0, 0], width=0.4, label="network response")
+                ax.bar(idx + 0.2, Dn[:, 0, 0], width=0.4, label="decoded")
+                ax.set_xticks(idx)
+            else:
+                ax.plot(idx, Rn[:, 0, 0], lw=0.8, label="network response")
+                ax.plot(idx, Dn[:, 0, 0], lw=0.8, label="decoded", alpha=0.8)
+            ax.set_xlim(-0.6, K - 0.4)
+            ax.set_xlabel("filter", fontsize=8)
+            ax.set_ylabel("normalised", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=7, loc="upper right")
+            ax.set_title("%s: %d filters, 1x1 outputs" % (name, K), fontsize=10)
+        ax = fig.add_subplot(gs[r, 3])
+        ax.plot(Rn.ravel(), Dn.ravel(), ".", ms=2, alpha=0.5)
+        ax.plot([0, 1], [0, 1], "k-", lw=0.6)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("R", fontsize=8)
+        ax.set_ylabel("D", fontsize=8)
+        ax.set_title("Eq. 3 error %.4f" % err, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _image_tiles(images):
+    """Images (n, H, W) or (n, C, H, W) as display tiles in [0, 1], each min-max scaled."""
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim == 4:
+        images = images[:, 0] if images.shape[1] == 1 else np.moveaxis(images, 1, -1)
+    return np.stack([_minmax(i) for i in images])
+
+
+def _matrix_block(fig, ax, matrix, images, decoded, thresholded, names, heading):
+    """One block of Figure 1 in one axes: the heatmap in cells [0, K) x [0, K), each column's
+    image above it, each row's decoded filter (raw, thresholded) to its left."""
+    K = matrix.shape[0]
+    im = ax.imshow(matrix, cmap="viridis", interpolation="nearest",
+                   extent=(-0.5, K - 0.5, K - 0.5, -0.5))
+    tiles = _image_tiles(images)
+    for j in range(K):
+        ax.imshow(tiles[j], cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+                  extent=(j - 0.45, j + 0.45, -0.65, -1.55))
+    for c, flt in enumerate((decoded, thresholded)):
+        x0 = -1.6 - 1.0 * (1 - c)
+        for i in range(K):
+            ax.imshow(_to_display(flt[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+                      extent=(x0 - 0.45, x0 + 0.45, i + 0.45, i - 0.45))
+    ax.set_xlim(-3.15, K - 0.5)
+    ax.set_ylim(K - 0.5, -1.6)
+    ax.set_aspect("equal")
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_xticks(range(K))
+    ax.set_xticklabels(names, fontsize=7, rotation=90)
+    ax.set_yticks(range(K))
+    ax.set_yticklabels(names, fontsize=7)
+    ax.yaxis.tick_right()
+    ax.tick_params(length=0)
+    ax.text(-2.6, K - 0.2, "raw", ha="center", va="top", fontsize=7)
+    ax.text(-1.6, K - 0.2, "thr.", ha="center", va="top", fontsize=7)
+    ax.set_xlabel("image maximising filter j (above); rows: filter i", fontsize=8)
+    ax.set_title(heading, fontsize=10)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.08)
+    cbar.ax.tick_params(labelsize=6)
+
+
+def save_activation_matrix(matrix, decoded, path, *, class_names=None, title=None,
+                           threshold=THRESHOLD):
+    """Figure 1: maximum activations of a layer's filters over a dataset.
+
+    matrix: {heading: (M (K, K), images (K, ...))} with ``M[i, j]`` filter i's score on the
+    image maximising filter j (see :func:`fastdecode.evaluation.max_activation_matrix`);
+    decoded: the layer's decoded filters (K, C, h, w), drawn raw and thresholded beside the rows.
+    """
+    decoded = float_array("decoded", decoded, ndim=4)
+    K = decoded.shape[0]
+    names = [str(n) for n in (class_names if class_names is not None else range(K))]
+    if len(names) != K:
+        raise ValueError("class_names has %d entries for %d filters" % (len(names), K))
+    thresholded = threshold_filters(decoded, threshold)
+    blocks = list(matrix.items())
+    fig = _figure(6.0 * len(blocks), 5.6)
+    for b, (heading, (M, imgs)) in enumerate(blocks):
+        M = np.asarray(M, dtype=np.float64)
+        if M.shape != (K, K) or len(imgs) != K:
+            raise ValueError("matrix %r must be (%d, %d) with %d images, got %s and %d"
+                             % (heading, K, K, K, M.shape, len(imgs)))
+        _matrix_block(fig, fig.add_subplot(1, len(blocks), b + 1), M, imgs, decoded, thresholded,
+                      names, heading)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_top_images(images, network_top, decoded_top, decoded, path, *, filters=None,
+                    title=None):
+    """Figure 4c/d: for each filter, its decoded filter, then its top images by the network and
+    by the decoded filter (rows of k). images (N, ...) as shown; *_top (K, k) image indices."""
+    network_top = np.asarray(network_top)
+    decoded_top = np.asarray(decoded_top)
+    K, k = network_top.shape
+    filters = np.arange(K) if filters is None else np.asarray(filters)
+    decoded = float_array("decoded", decoded, ndim=4)
+    n = len(filters)
+    height = 0.6 * n + 1.1
+    fig = _figure(1.2 + 0.55 * (2 * k + 1), height)
+    gs = fig.add_gridspec(n, 3, width_ratios=[1, k, k], wspace=0.08, hspace=0.08,
+                          top=1 - 0.85 / height, bottom=0.15 / height, left=0.06, right=0.98)
+    for r, f in enumerate(filters):
+        ax = fig.add_subplot(gs[r, 0])
+        _show_mosaic(ax, _to_display(decoded[f]))
+        ax.set_ylabel(str(f), fontsize=7, rotation=0, labelpad=10, va="center")
+        for c, (top, name) in enumerate(((network_top, "top %d by the network" % k),
+                                         (decoded_top, "top %d by the decoded filter" % k))):
+            ax = fig.add_subplot(gs[r, 1 + c])
+            both = np.isin(top[f], network_top[f]) & np.isin(top[f], decoded_top[f])
+            _show_mosaic(ax, filter_mosaic(_image_tiles(np.asarray(images)[top[f]]), k))
+            h, w = np.asarray(images).shape[-2:]
+            for j, shared in enumerate(both):
+                if shared:  # frame the images both lists hold
+                    ax.add_patch(_rect(j * (w + 1) + 0.5, 0.5, w - 2, h - 2))
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+    fig.suptitle((title + "\n" if title else "") + "green frame: among the top %d of both" % k,
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def _rect(x, y, w, h):
+    from matplotlib.patches import Rectangle
+    return Rectangle((x, y), w, h, fill=False, edgecolor="#00c040", linewidth=1.5)
