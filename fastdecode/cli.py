@@ -6,16 +6,7 @@ import sys
 import numpy as np
 
 from . import __version__
-
-
-def load_model(spec):
-    """A Network from a ``.mat`` path or a shipped model's name."""
-    import os
-    if os.path.exists(spec) or spec.endswith(".mat"):
-        from .matconvnet import load_matconvnet
-        return load_matconvnet(spec)
-    from . import models
-    return models.load(spec)
+from .experiments import load_model
 
 
 def _cmd_info(args):
@@ -26,54 +17,86 @@ def _cmd_info(args):
 
 def _parse_filters(text):
     """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]."""
+    import re
     out = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise ValueError("--filters takes indices and ranges such as 0,3,10-19; got %r"
+                             % text)
+        lo = int(m.group(1))
+        out.extend(range(lo, int(m.group(2) or lo) + 1))
     if not out:
         raise ValueError("--filters names no filter: %r" % text)
     return out
 
 
 def _cmd_decode(args):
+    import contextlib
+    import os
     from ._io import atomic_path
     from .decoding import decode
+    outputs = [p for p in (args.save, args.out) if p]
+    for path in outputs:  # refuse before any work, so that nothing is left half done
+        if os.path.isdir(path):
+            raise IsADirectoryError("output path is a directory: %s" % path)
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError("output directory does not exist: %s" % parent)
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise ValueError("--threshold must be a fraction in [0, 1], got %g" % args.threshold)
     net = load_model(args.model)
     filters = None if args.filters is None else _parse_filters(args.filters)
     D = decode(net, args.layer, filters=filters, unpool=args.unpool, n_threads=args.threads)
-    print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], args.layer, D.shape, D.dtype))
-    if args.save:
-        with atomic_path(args.save, suffix=".npy") as tmp:
+    name = net[args.layer].name
+    print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
+    with contextlib.ExitStack() as stack:  # both files appear together, or neither
+        if args.save:
+            tmp = stack.enter_context(atomic_path(args.save, suffix=".npy"))
             np.save(tmp, D)
-        print("wrote %s" % args.save)
-    if args.out:
-        from .plotting import save_filter_grid
-        save_filter_grid(D, args.out, title="%s, layer %s (%s unpooling)"
-                         % (args.model, args.layer, args.unpool))
-        print("wrote %s" % args.out)
+        if args.out:
+            from .plotting import save_filter_grid
+            tmp = stack.enter_context(atomic_path(args.out, suffix=".png"))
+            labels = (np.arange(D.shape[0]) if filters is None
+                      else np.arange(net[args.layer].num_filters)[filters])
+            save_filter_grid(D, tmp, threshold=args.threshold,
+                             labels=labels if len(labels) <= 200 else None,
+                             title="%s, layer %s (%s unpooling)" % (args.model, name, args.unpool))
+    for path in outputs:
+        print("wrote %s" % path)
     return 0
 
 
 def _cmd_demo(args):
     from .experiments import run_demo
     return run_demo(model=args.model, data=args.data, out=args.out, n_threads=args.threads,
-                    limit=args.limit)
+                    limit=args.limit, start=args.start, bias=args.bias,
+                    progress=not args.no_progress)
 
 
 def _cmd_evaluate(args):
     from .experiments import run_evaluate
     return run_evaluate(model=args.model, data=args.data, out=args.out, unpool=args.unpool,
-                        n_threads=args.threads, limit=args.limit)
+                        n_threads=args.threads, limit=args.limit, start=args.start,
+                        bias=args.bias, progress=not args.no_progress)
+
+
+def _add_run_options(s):
+    s.add_argument("--start", type=int, default=0,
+                   help="skip this many images first (e.g. --start 8000 --limit 2000 for MNIST "
+                        "test images 8,001-10,000)")
+    s.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    s.add_argument("--bias", action="store_true",
+                   help="add the decoded biases to the decoded filters' correlations")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="fastdecode", description=__doc__)
+    p = _Parser(prog="fastdecode", description=__doc__)
     p.add_argument("--version", action="version", version="fastdecode %s" % __version__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -89,30 +112,49 @@ def build_parser():
                    choices=["nearest", "bilinear", "bicubic", "adjoint"])
     s.add_argument("--out", help="PNG grid of the decoded filters")
     s.add_argument("--save", help=".npy file of the decoded filters (F, C, H, W)")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="also draw the filters keeping only values of at least this fraction of "
+                        "each filter's max |value| (e.g. 0.5)")
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(func=_cmd_decode)
 
     s = sub.add_parser("demo", help="the paper end to end on a shipped model")
-    s.add_argument("--model", default="lenet-fashion")
-    s.add_argument("--data", help="directory of IDX files (default: the shipped sample)")
+    s.add_argument("--model", default="lenet-fashion",
+                   help="a shipped model's name or a .mat file (default: lenet-fashion)")
+    s.add_argument("--data", help="directory of IDX test files, t10k-images-idx3-ubyte[.gz] and "
+                                  "t10k-labels-idx1-ubyte[.gz] (default: the shipped "
+                                  "Fashion-MNIST sample)")
     s.add_argument("--out", default="fastdecode-demo", help="output directory for the figures")
-    s.add_argument("--limit", type=int, default=None, help="use at most this many images")
-    s.add_argument("--threads", type=int, default=None)
+    _add_run_options(s)
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser("evaluate", help="Table 1, Figure 1 and self-consistency on a dataset")
-    s.add_argument("model")
-    s.add_argument("--data", required=True, help="directory of IDX files")
+    s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
+    s.add_argument("--data", required=True, help="directory of IDX test files")
     s.add_argument("--unpool", nargs="+", default=["nearest", "bilinear", "bicubic"],
-                   choices=["nearest", "bilinear", "bicubic", "adjoint"])
-    s.add_argument("--out", default=None, help="output directory for the figures")
-    s.add_argument("--limit", type=int, default=None, help="use at most this many images")
-    s.add_argument("--threads", type=int, default=None)
+                   choices=["nearest", "bilinear", "bicubic", "adjoint"],
+                   help="unpooling methods of Table 1; the first one is used for Figure 1")
+    s.add_argument("--out", default=None, help="output directory for results and figures")
+    _add_run_options(s)
     s.set_defaults(func=_cmd_evaluate)
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
+def _one_line(exc):
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return " ".join(str(msg).split())
+
+
 def main(argv=None):
+    """Run the command line; returns the exit status (0 success, 2 bad input, 1 failure)."""
+    import os
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "layer", None) is not None and args.layer.lstrip("-").isdigit():
@@ -124,9 +166,16 @@ def main(argv=None):
         return 130
     except (ValueError, KeyError, IndexError, TypeError, OSError, MemoryError,
             NotImplementedError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print("fastdecode: error: %s" % (msg,), file=sys.stderr)
+        if os.environ.get("FASTDECODE_DEBUG"):
+            raise
+        print("fastdecode: error: %s" % _one_line(exc), file=sys.stderr)
         return 2
+    except Exception as exc:  # an unexpected failure: still one line; FASTDECODE_DEBUG=1 for more
+        if os.environ.get("FASTDECODE_DEBUG"):
+            raise
+        print("fastdecode: error (%s): %s; set FASTDECODE_DEBUG=1 for the traceback"
+              % (type(exc).__name__, _one_line(exc)), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -80,11 +80,18 @@ fraction: the fraction of filters i with ``winners[i] == i``."""
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _progress(iterable, total, desc, progress):
-    from tqdm.auto import tqdm
+def _batches(n_images, batch_size, desc, progress):
+    """Start indices of the batches, with a tqdm bar on stderr counting images."""
     import sys
-    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr,
-                disable=not progress, leave=False)
+    from tqdm.auto import tqdm
+    bar = tqdm(total=n_images, desc=desc, unit="img", file=sys.stderr, disable=not progress,
+               leave=False)
+    try:
+        for start in range(0, n_images, batch_size):
+            yield start
+            bar.update(min(batch_size, n_images - start))
+    finally:
+        bar.close()
 
 
 def _check_images(net, images):
@@ -175,8 +182,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
     per_image = _response_bytes(net, images, layers) * (1 + len(jobs))
     bs = _batch_size(batch_size, len(images), per_image)
     accs = [_ErrorAccumulator(len(images), f.shape[0]) for (_, f, _) in jobs]
-    starts = range(0, len(images), bs)
-    for start in _progress(starts, len(starts), desc, progress):
+    for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
         responses = {}
         y = x
@@ -270,14 +276,12 @@ def format_table1(net, results, *, title=None):
     methods = list(dict.fromkeys(k[1] for k in results))
     n = len(next(iter(results.values())).per_image)
     lines = [title or "Table 1: Eq. 3 reconstruction error, mean +- std over %d images" % n]
-    head = "%-10s %-6s %8s" % ("layer", "paper", "(paper)") + "".join(
-        " %19s" % m for m in methods)
-    lines.append(head)
-    for i, layer in enumerate(layers):
+    lines.append("%-10s %-10s" % ("layer", "paper") + "".join(" %19s" % m for m in methods))
+    for layer in layers:
         ref = paper_reference(net, layer)
-        label = PAPER_TABLE1[net.conv_layers.index(layer) - 1][0] if ref is not None else "-"
-        row = "%-10s %-6s %8s" % (_printable(layer), label,
-                                  "%.3f" % ref if ref is not None else "-")
+        paper = ("%s %.3f" % (PAPER_TABLE1[net.conv_layers.index(layer) - 1][0], ref)
+                 if ref is not None else "-")
+        row = "%-10s %-10s" % (_printable(layer), paper)
         for m in methods:
             r = results[(layer, m)]
             row += " %19s" % ("%.4f +- %.4f" % (r.mean, r.std))
@@ -313,9 +317,8 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     bs = _batch_size(batch_size, len(images), 3 * _response_bytes(net, images, [idx]))
     R = np.empty((len(images), K))
     D = np.empty((len(images), K))
-    starts = range(0, len(images), bs)
     desc = "scores %s" % _printable(net.layers[idx].name)
-    for start in _progress(starts, len(starts), desc, progress):
+    for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
         R[start:start + len(x)] = net.forward(x, upto=idx, n_threads=threads).max(axis=(2, 3))
         D[start:start + len(x)] = _decoded_response(net, x, idx, filters, b, threads).max(

@@ -1,0 +1,304 @@
+"""The paper end to end: models and data in, Table 1, Figure 1, self-consistency and figures out.
+
+``run_demo`` and ``run_evaluate`` back the ``fastdecode demo`` and ``fastdecode evaluate``
+commands; they print their results and return an exit status.
+"""
+
+import json
+import os
+import sys
+import time
+from collections import namedtuple
+
+import numpy as np
+
+from . import evaluation as ev
+from .decoding import decode
+
+__all__ = ["load_model", "load_data", "Dataset", "run_demo", "run_evaluate", "class_names"]
+
+METHODS = ("nearest", "bilinear", "bicubic")
+
+#: Filters shown per layer in the Figure 4 grids; layers with more show every n-th filter.
+GRID_MAX_FILTERS = 50
+
+#: Images per filter in the top-images figure (Figure 4c/d).
+TOP_K = 8
+
+Dataset = namedtuple("Dataset", ["images", "labels", "source", "first"])
+Dataset.__doc__ = """Raw images uint8 (N, H, W), labels (N,) or None, a description of where they
+came from and the 0-based index of the first image in that source."""
+
+
+def load_model(spec):
+    """A Network from a MatConvNet ``.mat`` path or a shipped model's name."""
+    from . import models
+    spec = os.fspath(spec)
+    if os.path.isfile(spec):
+        from .matconvnet import load_matconvnet
+        return load_matconvnet(spec)
+    if spec.endswith(".mat") or os.sep in spec or os.path.exists(spec):
+        raise FileNotFoundError("model file not found: %s" % spec)
+    if spec not in models.available():
+        raise KeyError("no shipped model named %r and no such file; shipped models: %s"
+                       % (spec, ", ".join(models.available())))
+    return models.load(spec)
+
+
+def load_data(data=None, *, start=0, limit=None):
+    """Test images and labels from an IDX directory, or the shipped Fashion-MNIST sample.
+
+    start, limit: keep images ``start`` .. ``start + limit - 1`` (0-based).
+    """
+    from . import datasets
+    if data is None:
+        ds = datasets.fashion_sample()
+        source = "the shipped Fashion-MNIST sample (first 1,000 test images)"
+    else:
+        ds = datasets.load_directory(data, split="test")
+        source = "the test images in %s" % os.fspath(data)
+    n = len(ds.images)
+    start = int(start or 0)
+    if start < 0 or start >= n:
+        raise ValueError("--start %d is outside the %d images of %s" % (start, n, source))
+    stop = n if limit is None else start + int(limit)
+    if limit is not None and limit < 1:
+        raise ValueError("--limit must be at least 1, got %d" % limit)
+    images = ds.images[start:stop]
+    labels = None if ds.labels is None else ds.labels[start:stop]
+    return Dataset(images, labels, source, start)
+
+
+def class_names(net, n, model_name=None):
+    """Class names for the n outputs: the model's meta classes, else the known data set's."""
+    from . import datasets
+    classes = net.meta.get("classes") if isinstance(net.meta, dict) else None
+    names = classes.get("description", classes.get("name")) if isinstance(classes, dict) \
+        else classes
+    if names is not None:
+        try:
+            names = [str(x) for x in np.ravel(np.asarray(names, dtype=object))]
+        except Exception:
+            names = None
+    if names is not None and len(names) == n:
+        return names
+    if model_name == "lenet-fashion" and n == len(datasets.FASHION_CLASSES):
+        return list(datasets.FASHION_CLASSES)
+    return [str(i) for i in range(n)]
+
+
+def _preprocess(net, images):
+    """Images as the network expects them; a network without a mean image gets raw pixels."""
+    from . import models
+    try:
+        return models.preprocess(net, images), True
+    except KeyError:
+        x = np.asarray(images, dtype=net.dtype)
+        return (x[:, None] if x.ndim == 3 else x), False
+
+
+def _say(text=""):
+    print(text, flush=True)
+
+
+def _grid_selection(k):
+    step = -(-k // GRID_MAX_FILTERS)
+    return np.arange(0, k, step)
+
+
+class _Outputs:
+    """The output directory, created on first use; files are written atomically."""
+
+    def __init__(self, out):
+        self.out = out
+        self.written = []
+
+    def path(self, name):
+        if self.out is None:
+            return None
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise NotADirectoryError("--out is not a directory: %s" % self.out)
+        os.makedirs(self.out, exist_ok=True)
+        return os.path.join(self.out, name)
+
+    def wrote(self, path):
+        self.written.append(path)
+
+    def text(self, name, text):
+        from ._io import atomic_path
+        path = self.path(name)
+        if path is None:
+            return
+        with atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                f.write(text)
+        self.wrote(path)
+
+
+def _check_out(out):
+    """Refuse an --out that cannot become a directory, before any work is done."""
+    if out is None:
+        return
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError("--out is not a directory: %s" % out)
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError("--out's parent directory does not exist: %s" % parent)
+
+
+def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, figures):
+    """Table 1, Figure 1 (matrix and classifier), top images and self-consistency; figures."""
+    from . import plotting
+    x, has_mean = _preprocess(net, ds.images)
+    top = net.conv_layers[-1]
+    K = net[top].num_filters
+    names = class_names(net, K, name)
+    results = {"model": name, "data": ds.source, "images": int(len(x)),
+               "first_image": int(ds.first) + 1, "bias": bool(bias)}
+    _say("model %s: %s" % (name, ", ".join("%s (%d filters, %dx%d)" % (
+        (l, net[l].num_filters) + net.receptive_field(l)) for l in net.conv_layers)))
+    _say("data: %d images from %s (images %d-%d)%s"
+         % (len(x), ds.source, ds.first + 1, ds.first + len(x),
+            "" if has_mean else "; the model has no mean image, raw pixels used"))
+    lines = []
+
+    if len(net.conv_layers) > 1:
+        t0 = time.time()
+        table = ev.table1(net, x, methods=methods, bias=bias, n_threads=n_threads,
+                          progress=progress)
+        text = ev.format_table1(net, table, title=(
+            "Table 1: Eq. 3 reconstruction error%s, mean +- std over %d images (%.1f s)"
+            % (" (decoded bias included)" if bias else "", len(x), time.time() - t0)))
+        lines.append(text)
+        _say()
+        _say(text)
+        results["table1"] = {"%s/%s" % k: {"mean": r.mean, "std": r.std,
+                                           "paper": ev.paper_reference(net, k[0])}
+                             for k, r in table.items()}
+    figure_method = methods[0]
+    dec = {top: decode(net, top, unpool=figure_method, n_threads=n_threads)}
+    scores = ev.filter_scores(net, x, top, unpool=figure_method, bias=bias, decoded=dec[top],
+                              n_threads=n_threads, progress=progress)
+    matrix = ev.max_activation_matrix(scores)
+    _say()
+    if ds.labels is not None and np.asarray(ds.labels).max() < K:
+        acc = ev.classifier_accuracy(scores, np.asarray(ds.labels, dtype=np.int64))
+        text = ("Figure 1, classifier: accuracy over %d images of the %d decoded filters of %s "
+                "alone (%s unpooling%s) %.4f; the network's own %.4f"
+                % (len(x), K, top, figure_method, ", plus decoded bias" if bias else "",
+                   acc.decoded, acc.network))
+        results["classifier"] = {"decoded": acc.decoded, "network": acc.network,
+                                 "unpool": figure_method}
+    else:
+        text = "Figure 1, classifier: skipped (no labels, or labels beyond the %d filters)" % K
+    lines.append(text)
+    _say(text)
+    agree = float(np.mean(matrix.network_images == matrix.decoded_images))
+    text = ("Figure 1, maximum activations: the network and the decoded filters pick the same "
+            "top image for %d of %d filters" % (round(agree * K), K))
+    lines.append(text)
+    _say(text)
+    k = min(TOP_K, len(x))
+    tops = ev.top_images(scores, k)
+    text = ("Top %d images per filter of %s (Fig. 4c/d): mean overlap of the network's and the "
+            "decoded filter's lists %.3f (per filter: %s)"
+            % (k, top, tops.overlap.mean(), " ".join("%.2f" % o for o in tops.overlap)))
+    lines.append(text)
+    _say(text)
+    results["top_images"] = {"k": k, "overlap": tops.overlap.tolist()}
+    sc = ev.self_consistency(net, top, decoded=dec[top], n_threads=n_threads)
+    text = ("Self-consistency (supp. section 6): %d of %d decoded filters of %s, fed as input, "
+            "excite their own unit most (%.2f)" % (round(sc.fraction * K), K, top, sc.fraction))
+    lines.append(text)
+    _say(text)
+    results["self_consistency"] = {"fraction": sc.fraction, "winners": sc.winners.tolist()}
+    outputs.text("results.txt", "\n\n".join(lines) + "\n")
+    outputs.text("results.json", json.dumps(results, indent=2) + "\n")
+
+    if figures and outputs.out is not None:
+        title = "%s, %s unpooling" % (name, figure_method)
+        shown = ds.images  # raw pixels for display
+        path = outputs.path("fig1_max_activations.png")
+        plotting.save_activation_matrix(
+            {"network responses": (matrix.network, shown[matrix.network_images]),
+             "decoded-filter correlations": (matrix.decoded, shown[matrix.decoded_images])},
+            dec[top], path, class_names=names,
+            title="Figure 1: maximum activations of %s over %d images (%s)"
+                  % (top, len(x), title))
+        outputs.wrote(path)
+        path = outputs.path("fig4cd_top_images.png")
+        plotting.save_top_images(shown, tops.network, tops.decoded, dec[top], path,
+                                 title="Top %d images per filter of %s (%s)" % (k, top, title))
+        outputs.wrote(path)
+    return results
+
+
+def _figures_per_layer(net, name, ds, *, method, n_threads, outputs):
+    """Figure 4 grids (raw and thresholded) for every conv layer, and Figure 3 for one image."""
+    from . import plotting
+    x, _ = _preprocess(net, ds.images[:1])
+    layers = []
+    for l in net.conv_layers:
+        D = decode(net, l, unpool=method, n_threads=n_threads)
+        sel = _grid_selection(D.shape[0])
+        what = ("all %d filters" % D.shape[0] if len(sel) == D.shape[0]
+                else "every %d-th of %d filters" % (sel[1] - sel[0], D.shape[0]))
+        path = outputs.path("fig4_%s.png" % l)
+        plotting.save_filter_grid(
+            D[sel], path, threshold=plotting.THRESHOLD, labels=sel,
+            title="Figure 4: decoded filters of %s (%s, %dx%d), %s, %s unpooling"
+                  % (l, what, D.shape[2], D.shape[3], name, method))
+        outputs.wrote(path)
+        R = net.forward(x, upto=l, n_threads=n_threads)[0]
+        Dr = ev._decoded_response(net, x, l, D, None, n_threads)[0]
+        layers.append((l, R, Dr))
+    path = outputs.path("fig3_responses.png")
+    plotting.save_response_figure(
+        ds.images[0], layers, path,
+        title="Figure 3: network responses and decoded-filter correlations, image %d of %s (%s)"
+              % (ds.first + 1, ds.source, name))
+    outputs.wrote(path)
+
+
+def _finish(outputs, t0):
+    if outputs.written:
+        _say()
+        _say("wrote %s" % ", ".join(outputs.written))
+    _say("done in %.1f s" % (time.time() - t0))
+
+
+def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threads=None,
+             limit=None, start=0, bias=False, progress=True):
+    """``fastdecode demo``: decode every conv layer, write the figures, print Table 1."""
+    t0 = time.time()
+    _check_out(out)
+    net = load_model(model)
+    ds = load_data(data, start=start, limit=limit)
+    outputs = _Outputs(out)
+    _evaluate(net, model, ds, methods=METHODS, bias=bias, n_threads=n_threads, progress=progress,
+              outputs=outputs, figures=True)
+    _figures_per_layer(net, model, ds, method=METHODS[0], n_threads=n_threads, outputs=outputs)
+    _finish(outputs, t0)
+    return 0
+
+
+def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit=None, start=0,
+                 bias=False, progress=True):
+    """``fastdecode evaluate``: Table 1, Figure 1 and self-consistency on a data set."""
+    t0 = time.time()
+    if isinstance(unpool, str):
+        unpool = (unpool,)
+    unpool = tuple(dict.fromkeys(unpool))
+    _check_out(out)
+    net = load_model(model)
+    ds = load_data(data, start=start, limit=limit)
+    outputs = _Outputs(out)
+    _evaluate(net, model, ds, methods=unpool, bias=bias, n_threads=n_threads, progress=progress,
+              outputs=outputs, figures=True)
+    _finish(outputs, t0)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_demo())
