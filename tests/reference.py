@@ -307,7 +307,7 @@ def decode(specs, layer, input_channels, method):
     return D
 
 
-def to_fastdecode(specs):
+def to_fastdecode(specs, input_channels):
     """The same network as fastdecode layers (for building the object under test)."""
     import fastdecode as fd
     layers = []
@@ -327,4 +327,4 @@ def to_fastdecode(specs):
             layers.append(fd.LRN(spec["depth"], spec["kappa"], spec["alpha"], spec["beta"]))
         elif t == "dropout":
             layers.append(fd.Dropout())
-    return fd.Network(layers)
+    return fd.Network(layers, input_channels=input_channels)
