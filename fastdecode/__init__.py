@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from ._api import correlate, pool, relu, substitute, unpool
 from ._config import show_config
 from .decoding import DecodedFilters, decode, decode_with_bias, decoded_bias
+from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
 from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores,
                          max_activation_matrix, reconstruction_error, self_consistency, table1,
                          threshold_filters, top_images)
@@ -21,4 +22,5 @@ __all__ = [
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",
     "max_activation_matrix", "classifier_accuracy", "top_images", "self_consistency",
     "threshold_filters",
+    "load_matconvnet", "save_matconvnet", "MatConvNetError",
 ]

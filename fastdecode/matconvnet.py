@@ -1,0 +1,668 @@
+"""MatConvNet networks: load every layout MATLAB writes, save the simplenn layout back.
+
+Layouts that load (MAT v5/v7 through a guarded reader, MAT v7.3 through h5py):
+
+- ``cnn_train`` checkpoints: a variable ``net`` (beside ``state``, ``stats``, ``info``) whose
+  ``layers`` is a cell array of structs;
+- model-zoo files saved with ``save -struct``: top-level ``layers`` and ``meta``;
+- older simplenn files: ``filters``/``biases`` instead of ``weights``, ``normalization`` and
+  ``classes`` beside ``layers`` instead of under ``meta``;
+- DagNN files (``net.saveobj()``): struct arrays ``layers`` and ``params``, when the graph is a chain.
+
+MatConvNet filters ``[H W C K]`` (first axis the image row) become ``(K, C, H, W)`` by
+``transpose(3, 2, 0, 1)``: no spatial transposition. Loss layers at the end of the network are
+dropped and listed in ``net.meta["losses"]``.
+
+``net.meta`` mirrors MatConvNet's ``meta`` as Python values: structs become dicts, cell arrays
+lists, char arrays str, numeric scalars int (when integral) or float, numeric vectors tuples, other
+arrays numpy arrays in MATLAB's shape, empty arrays None; function handles and objects are
+dropped. Three fields are given our orientation: ``meta["inputSize"]`` a tuple of ints
+(H, W, C[, N]) as MATLAB stores it, ``meta["normalization"]["averageImage"]`` a float array
+(C, H, W) or (C, 1, 1) for a per-channel mean, ``meta["classes"]["name"]`` and
+``["description"]`` lists of str. ``save_matconvnet`` writes them back in MATLAB's orientation.
+"""
+
+import numbers
+
+import numpy as np
+
+from ._io import atomic_path
+from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
+                       read_mat)
+from .network import (LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax, _printable)
+
+__all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError"]
+
+#: Variables a network file may hold; others (state, stats, info, ...) are skipped unread.
+_NETWORK_VARIABLES = ("net", "layers", "meta", "params", "vars", "normalization", "classes")
+_SIMPLENN_LOSSES = ("softmaxloss", "loss", "pdist", "custom")
+_DAGNN_LOSSES = ("dagnn.Loss", "dagnn.PDist")
+_DAGNN_MERGES = ("dagnn.Sum", "dagnn.Concat")
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
+    """A :class:`fastdecode.Network` from a MatConvNet ``.mat`` file (simplenn or DagNN chain).
+
+    ``memory_limit``: bytes the file's arrays may take once read (default 2 GiB); a file that
+    declares more is refused before the memory is spent.
+
+    Raises FileNotFoundError for a missing path and :class:`MatConvNetError` (a ValueError) naming
+    the file, the layer and the problem for a file that is not a readable network.
+    """
+    variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit)
+    return _Loader(str(path)).network(variables)
+
+
+class _Loader:
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, message):
+        raise MatConvNetError("%s: %s" % (self.path, message))
+
+    # -- the layout --------------------------------------------------------------------------
+    def network(self, variables):
+        root = self._root(variables)
+        layers_value = root.get("layers")
+        if isinstance(layers_value, StructArray) and "inputs" in layers_value.fields:
+            layers, losses = self._dagnn(layers_value, root.get("params"))
+        else:
+            layers, losses = self._simplenn(layers_value)
+        meta = self._meta(root, layers, losses)
+        try:
+            return Network(layers, meta=meta)
+        except (ValueError, TypeError) as exc:
+            self.fail(str(exc))
+
+    def _root(self, variables):
+        """The struct holding ``layers``: the variable ``net``, or the file's top level."""
+        net = variables.get("net")
+        if net is not None:
+            if isinstance(net, Opaque):
+                self.fail("the variable 'net' is a MATLAB object (%s), not a struct; save DagNN "
+                          "networks with net = net.saveobj() first" % net.kind)
+            rec = net.scalar() if isinstance(net, StructArray) else None
+            if rec is None:
+                self.fail("the variable 'net' is not a 1x1 struct")
+            if "layers" not in rec:
+                self.fail("the variable 'net' has no 'layers' field (fields: %s)"
+                          % ", ".join(rec) if rec else "the variable 'net' is an empty struct")
+            return rec
+        if "layers" in variables:
+            return variables
+        self.fail("no MatConvNet network in the file: no variable 'net' and no top-level "
+                  "'layers'")
+
+    def where(self, index, count, name, type_):
+        label = "<unnamed>" if name is None else repr(_printable(name))
+        return "layer %d of %d %s (%s)" % (index + 1, count, label, type_)
+
+    # -- simplenn ----------------------------------------------------------------------------
+    def _simplenn(self, value):
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            items = list(value.ravel(order="F"))
+        elif isinstance(value, StructArray):
+            items = [StructArray((1, 1), value.fields, [r]) for r in value.records]
+        else:
+            self.fail("'layers' is neither a cell array of structs nor a struct array")
+        records = []
+        for i, item in enumerate(items):
+            rec = item.scalar() if isinstance(item, StructArray) else None
+            if rec is None:
+                self.fail("layer %d of %d is not a struct (%s)" % (i + 1, len(items),
+                                                                    type(item).__name__))
+            records.append(rec)
+        if not records:
+            self.fail("'layers' is empty")
+        count = len(records)
+        names = [_text(r.get("name")) or None for r in records]
+        types = [_text(r.get("type")) for r in records]
+        for i, t in enumerate(types):
+            if not t:
+                self.fail("%s has no 'type' field" % self.where(i, count, names[i], "?"))
+        end = count
+        while end > 0 and types[end - 1] in _SIMPLENN_LOSSES:
+            end -= 1
+        losses = [{"name": names[i] if names[i] else "layer%d" % (i + 1), "type": types[i]}
+                  for i in range(end, count)]
+        layers = []
+        for i in range(end):
+            where = self.where(i, count, names[i], types[i])
+            if types[i] in _SIMPLENN_LOSSES:
+                self.fail("%s is a loss layer followed by other layers; only losses at the end "
+                          "of the network are dropped" % where)
+            try:
+                layers.append(self._simplenn_layer(records[i], names[i], types[i]))
+            except MatConvNetError:
+                raise
+            except (ValueError, TypeError, KeyError) as exc:
+                self.fail("%s: %s" % (where, exc.args[0] if exc.args else exc))
+        if not layers:
+            self.fail("the network has only loss layers")
+        return layers, losses
+
+    def _simplenn_layer(self, rec, name, type_):
+        if type_ == "conv":
+            if "weights" in rec and _cell_items(rec["weights"]):
+                params = _cell_items(rec["weights"])
+            elif "filters" in rec:
+                params = [rec["filters"], rec.get("biases")]
+            else:
+                raise ValueError("no 'weights' (or 'filters') field")
+            return self._conv(params[0], params[1] if len(params) > 1 else None, name,
+                              stride=rec.get("stride", 1), pad=rec.get("pad", 0),
+                              dilate=rec.get("dilate", 1))
+        if type_ == "pool":
+            return Pool(_text(rec.get("method")) or "max", size=_ints("pool", rec.get("pool")),
+                        stride=_ints("stride", rec.get("stride", 1)),
+                        pad=_ints("pad", rec.get("pad", 0)), name=name)
+        if type_ == "relu":
+            return ReLU(name, leak=_scalar("leak", rec.get("leak"), 0.0))
+        if type_ == "bnorm":
+            params = _cell_items(rec.get("weights"))
+            if len(params) != 3:
+                raise ValueError("'weights' must hold {gain, bias, moments}, got %d arrays"
+                                 % len(params))
+            return self._bnorm(*params, name=name)
+        if type_ == "dropout":
+            return Dropout(_scalar("rate", rec.get("rate"), 0.5), name=name)
+        if type_ in ("lrn", "normalize"):
+            return self._lrn(rec.get("param"), name)
+        if type_ == "softmax":
+            return Softmax(name)
+        raise ValueError("layer type %r is not supported (supported: conv, pool, relu, bnorm, "
+                         "dropout, lrn, softmax, and losses at the end)" % type_)
+
+    @staticmethod
+    def _conv(weights, bias, name, *, stride, pad, dilate, declared=None):
+        w = _numeric("filters", weights)
+        if w.ndim > 4 or w.size == 0:
+            raise ValueError("filters must be a non-empty [H W C K] array, got MATLAB shape %s"
+                             % _mshape(w))
+        w4 = w.reshape(w.shape + (1,) * (4 - w.ndim))  # MATLAB drops trailing singletons
+        if declared is not None and tuple(declared) != w4.shape:
+            raise ValueError("the block declares size %s but the filters are %s"
+                             % (_mshape(declared), _mshape(w4)))
+        b = None if bias is None else _numeric("bias", bias)
+        if b is not None and b.size and (b.ndim != 2 or min(b.shape) != 1):
+            raise ValueError("bias must be 1xK or Kx1, got MATLAB shape %s" % _mshape(b))
+        if b is not None and b.size and b.size != w4.shape[3]:
+            raise ValueError("bias has %d values but the filters %s have %d outputs"
+                             % (b.size, _mshape(w4), w4.shape[3]))
+        return Conv(np.ascontiguousarray(w4.transpose(3, 2, 0, 1)),
+                    None if b is None or b.size == 0 else b.ravel(order="F"),
+                    stride=_ints("stride", stride), pad=_ints("pad", pad),
+                    dilate=_ints("dilate", dilate), name=name)
+
+    @staticmethod
+    def _bnorm(gain, bias, moments, *, name):
+        g, b, m = (_numeric(n, a) for n, a in (("gain", gain), ("bias", bias), ("moments", moments)))
+        K = g.size
+        if m.shape != (K, 2):
+            raise ValueError("moments must be Kx2 [mean sigma] with K = %d, got MATLAB shape %s"
+                             % (K, _mshape(m)))
+        return BatchNorm(g.ravel(), b.ravel(), m[:, 0], m[:, 1], name=name)
+
+    @staticmethod
+    def _lrn(param, name):
+        p = _numeric("param", param).ravel(order="F") if param is not None else None
+        if p is None or p.size != 4:
+            raise ValueError("'param' must be [N kappa alpha beta]")
+        return LRN(p[0], p[1], p[2], p[3], name=name)
+
+    # -- DagNN -------------------------------------------------------------------------------
+    def _dagnn(self, layers, params):
+        if not isinstance(params, StructArray) or not {"name", "value"} <= set(params.fields):
+            self.fail("DagNN 'layers' without a 'params' struct array of name and value")
+        values = {}
+        for rec in params.records:
+            values[_text(rec["name"])] = rec["value"]
+        nodes = []
+        for rec in layers.records:
+            nodes.append({"name": _text(rec.get("name")), "type": _text(rec.get("type")),
+                          "inputs": _strings(rec.get("inputs")),
+                          "outputs": _strings(rec.get("outputs")),
+                          "params": _strings(rec.get("params")),
+                          "block": (rec.get("block").scalar()
+                                    if isinstance(rec.get("block"), StructArray) else None) or {}})
+        count = len(nodes)
+        if not count:
+            self.fail("the DagNN has no layers")
+        consumers = {}
+        for n in nodes:
+            for v in n["inputs"]:
+                consumers.setdefault(v, []).append(n)
+        # Losses: sink layers of a loss type (their outputs feed nothing).
+        losses = [n for n in nodes if n["type"] in _DAGNN_LOSSES
+                  and not any(v in consumers for v in n["outputs"])]
+        chain = [n for n in nodes if not any(n is l for l in losses)]
+        for i, n in enumerate(nodes):
+            if any(n is c for c in chain) and (n["type"] in _DAGNN_MERGES or len(n["inputs"]) != 1):
+                self.fail("the DagNN is not a chain: %s merges %d inputs (%s); only chains of "
+                          "layers load" % (self.where(i, count, n["name"], n["type"]),
+                                           len(n["inputs"]), ", ".join(n["inputs"])))
+        consumers = {}
+        for n in chain:
+            consumers.setdefault(n["inputs"][0], []).append(n)
+        for v, users in consumers.items():
+            if len(users) > 1:
+                self.fail("the DagNN is not a chain: variable %r feeds %d layers (%s)"
+                          % (v, len(users), ", ".join(repr(u["name"]) for u in users)))
+        produced = {v for n in chain for v in n["outputs"]}
+        starts = [n for n in chain if n["inputs"][0] not in produced]
+        if len(starts) != 1:
+            self.fail("the DagNN is not a chain: %d layers read a network input (%s)"
+                      % (len(starts), ", ".join(repr(n["name"]) for n in starts)))
+        ordered, node = [], starts[0]
+        while node is not None:
+            ordered.append(node)
+            if len(node["outputs"]) != 1:
+                self.fail("the DagNN is not a chain: layer %r has %d outputs"
+                          % (node["name"], len(node["outputs"])))
+            users = consumers.get(node["outputs"][0], [])
+            node = users[0] if users else None
+            if len(ordered) > len(chain):
+                self.fail("the DagNN has a cycle through layer %r" % ordered[-1]["name"])
+        if len(ordered) != len(chain):
+            self.fail("the DagNN is not a chain: %d of its %d layers are not connected to the "
+                      "input" % (len(chain) - len(ordered), len(chain)))
+        out = []
+        for n in ordered:
+            i = next(k for k, m in enumerate(nodes) if m is n)
+            where = self.where(i, count, n["name"], n["type"])
+            try:
+                out.append(self._dagnn_layer(n, values))
+            except MatConvNetError:
+                raise
+            except (ValueError, TypeError, KeyError) as exc:
+                self.fail("%s: %s" % (where, exc.args[0] if exc.args else exc))
+        return out, [{"name": n["name"], "type": n["type"]} for n in losses]
+
+    def _dagnn_layer(self, node, values):
+        block, name, type_ = node["block"], node["name"], node["type"]
+
+        def param(k):
+            names = node["params"]
+            if k >= len(names):
+                raise ValueError("expects %d parameters, lists %d" % (k + 1, len(names)))
+            if names[k] not in values:
+                raise ValueError("parameter %r is not in the file's params" % names[k])
+            return values[names[k]]
+
+        if type_ == "dagnn.Conv":
+            has_bias = bool(_scalar("hasBias", block.get("hasBias"), 1.0))
+            declared = block.get("size")
+            declared = None if declared is None else tuple(_ints("size", declared))
+            if declared is not None and len(declared) != 4:
+                raise ValueError("the block's size must be [H W C K], got %s" % (declared,))
+            return self._conv(param(0), param(1) if has_bias and len(node["params"]) > 1 else None,
+                              name, stride=block.get("stride", 1), pad=block.get("pad", 0),
+                              dilate=block.get("dilate", 1), declared=declared)
+        if type_ == "dagnn.Pooling":
+            return Pool(_text(block.get("method")) or "max",
+                        size=_ints("poolSize", block.get("poolSize", 1)),
+                        stride=_ints("stride", block.get("stride", 1)),
+                        pad=_ints("pad", block.get("pad", 0)), name=name)
+        if type_ == "dagnn.ReLU":
+            return ReLU(name, leak=_scalar("leak", block.get("leak"), 0.0))
+        if type_ == "dagnn.BatchNorm":
+            layer = self._bnorm(param(0), param(1), param(2), name=name)
+            declared = block.get("numChannels")
+            if declared is not None and _scalar("numChannels", declared, 0) != layer.num_channels:
+                raise ValueError("the block declares %g channels but gain has %d"
+                                 % (_scalar("numChannels", declared, 0), layer.num_channels))
+            return layer
+        if type_ == "dagnn.DropOut":
+            return Dropout(_scalar("rate", block.get("rate"), 0.5), name=name)
+        if type_ == "dagnn.LRN":
+            return self._lrn(block.get("param"), name)
+        if type_ == "dagnn.SoftMax":
+            return Softmax(name)
+        raise ValueError("layer type %r is not supported (supported: dagnn.Conv, dagnn.Pooling, "
+                         "dagnn.ReLU, dagnn.BatchNorm, dagnn.DropOut, dagnn.LRN, dagnn.SoftMax, "
+                         "and losses at the end)" % type_)
+
+    # -- meta --------------------------------------------------------------------------------
+    def _meta(self, root, layers, losses):
+        raw = root.get("meta")
+        meta = _from_matlab(raw) if raw is not None else {}
+        if not isinstance(meta, dict):
+            meta = {}
+        for key in ("normalization", "classes"):  # older files keep them beside 'layers'
+            if key in root and key not in meta:
+                value = _from_matlab(root[key])
+                if value is not None:
+                    meta[key] = value
+        if "inputSize" in meta:
+            size = meta["inputSize"]
+            values = size if isinstance(size, tuple) else (size,)
+            if all(isinstance(v, numbers.Real) and float(v).is_integer() for v in values):
+                meta["inputSize"] = tuple(int(v) for v in values)
+            else:
+                self.fail("meta.inputSize must be integers, got %r" % (size,))
+        norm = meta.get("normalization")
+        if isinstance(norm, dict) and "averageImage" in norm:
+            raw_norm = _find(root, "normalization")
+            avg = raw_norm.get("averageImage") if raw_norm else None
+            channels = next((l.weights.shape[1] for l in layers if isinstance(l, Conv)), None)
+            norm["averageImage"] = self._average_image(avg, channels)
+        classes = meta.get("classes")
+        if isinstance(classes, dict):
+            for key in ("name", "description"):
+                if key in classes:
+                    classes[key] = _string_list(classes[key])
+        previous = meta.get("losses")
+        meta["losses"] = (list(previous) if isinstance(previous, list) else []) + losses
+        return meta
+
+    def _average_image(self, avg, channels):
+        if avg is None or (isinstance(avg, np.ndarray) and avg.size == 0):
+            return None
+        if not isinstance(avg, np.ndarray) or avg.dtype.kind not in "biuf":
+            self.fail("meta.normalization.averageImage is not a numeric array")
+        a = avg if avg.dtype.kind == "f" else avg.astype(np.float64)
+        while a.ndim > 3 and a.shape[-1] == 1:
+            a = a[..., 0]
+        if a.ndim == 3:
+            out = a.transpose(2, 0, 1)
+        elif a.ndim == 2 and min(a.shape) == 1 and a.size == channels and a.size > 1:
+            out = a.reshape(-1, 1, 1)  # a per-channel mean stored as a vector
+        elif a.ndim == 2:
+            out = a[None]
+        else:
+            self.fail("meta.normalization.averageImage has MATLAB shape %s" % _mshape(a))
+        return np.ascontiguousarray(out)
+
+
+def _find(root, key):
+    """The raw MATLAB struct (dict) ``root.meta.key`` or ``root.key``."""
+    meta = root.get("meta")
+    rec = meta.scalar() if isinstance(meta, StructArray) else None
+    value = rec.get(key) if rec else None
+    if value is None:
+        value = root.get(key)
+    return value.scalar() if isinstance(value, StructArray) else None
+
+
+# --- MATLAB values -> Python ---------------------------------------------------------------------
+
+_DROP = object()
+
+
+def _from_matlab(v):
+    """A MATLAB value as a plain Python value (see the module docstring); _DROP for opaque ones."""
+    if isinstance(v, Opaque):
+        return _DROP
+    if isinstance(v, StructArray):
+        recs = [{k: x for k, x in ((k, _from_matlab(x)) for k, x in r.items()) if x is not _DROP}
+                for r in v.records]
+        if v.shape == (1, 1):
+            return recs[0]
+        return recs if recs else {}
+    if isinstance(v, (str, list)):
+        return v
+    if isinstance(v, np.ndarray):
+        if v.dtype == object:
+            return [x for x in (_from_matlab(x) for x in v.ravel(order="F")) if x is not _DROP]
+        if v.size == 0:
+            return None
+        if v.dtype.kind == "b":
+            items = [bool(x) for x in v.ravel(order="F")]
+        elif v.dtype.kind in "iuf":
+            items = [_number(x) for x in v.ravel(order="F")]
+        else:
+            return v
+        if v.size == 1:
+            return items[0]
+        if v.ndim == 2 and min(v.shape) == 1:
+            return tuple(items)
+        return v.copy()
+    return v
+
+
+def _number(x):
+    x = x.item()
+    if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
+        return int(x)
+    return x
+
+
+def _text(v):
+    """A char value as str ('' for absent or non-text)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], str):
+        return v[0]
+    if isinstance(v, np.ndarray) and v.dtype == object and v.size == 1:
+        return _text(v.flat[0])
+    return ""
+
+
+def _strings(v):
+    """A cell array of strings (or one string) as a list of str."""
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v] if v else []
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        return [_text(x) for x in v.ravel(order="F")]
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    raise ValueError("expected a cell array of strings, got %s" % type(v).__name__)
+
+
+def _string_list(v):
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        return [x if isinstance(x, str) else str(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [str(_number(x)) for x in v.ravel(order="F")]
+    return [str(v)]
+
+
+def _cell_items(v):
+    """The items of a cell array, column-major (an empty list for an absent or empty cell)."""
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        return list(v.ravel(order="F"))
+    if v is None or (isinstance(v, np.ndarray) and v.size == 0):
+        return []
+    raise ValueError("expected a cell array, got %s" % type(v).__name__)
+
+
+def _numeric(what, v):
+    if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
+        raise ValueError("%s must be a real numeric array, got %s"
+                         % (what, type(v).__name__ if not isinstance(v, np.ndarray) else v.dtype))
+    if v.dtype.kind == "f":
+        return v
+    return v.astype(np.float32 if v.dtype.itemsize <= 2 else np.float64)
+
+
+def _ints(what, v):
+    """A MATLAB hyper-parameter (scalar, pair or 4-vector, any numeric class) as ints."""
+    if v is None:
+        raise ValueError("%s is missing" % what)
+    a = np.asarray(v)
+    if a.dtype.kind not in "biuf" or a.size == 0:
+        raise ValueError("%s must be numeric, got %r" % (what, v))
+    values = a.ravel(order="F").tolist()
+    for x in values:
+        if not float(x).is_integer():
+            raise ValueError("%s must be integers, got %s" % (what, values))
+    values = [int(x) for x in values]
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _scalar(what, v, default):
+    if v is None or (isinstance(v, np.ndarray) and v.size == 0):
+        return default
+    a = np.asarray(v)
+    if a.dtype.kind not in "biuf" or a.size != 1:
+        raise ValueError("%s must be a number, got %r" % (what, v))
+    return float(a.ravel()[0])
+
+
+def _mshape(a):
+    shape = a.shape if hasattr(a, "shape") else tuple(a)
+    return "x".join(str(int(s)) for s in shape)
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+def save_matconvnet(net, path):
+    """Write ``net`` as a MatConvNet simplenn file: a variable ``net`` with ``layers`` and ``meta``.
+
+    Filters are written ``[H W C K]`` and biases ``1xK`` in the network's dtype (single for float32
+    networks), hyper-parameters as doubles, ``meta`` in MATLAB's orientation. The file is written
+    whole or not at all.
+    """
+    import scipy.io
+
+    if not isinstance(net, Network):
+        raise TypeError("net must be a fastdecode.Network, got %s" % type(net).__name__)
+    records = [_layer_to_matlab(layer) for layer in net.layers]
+    cell = np.empty((1, len(records)), dtype=object)
+    for i, r in enumerate(records):
+        cell[0, i] = r
+    meta = _meta_to_matlab(net.meta)
+    with atomic_path(path, suffix=".mat") as tmp:
+        scipy.io.savemat(tmp, {"net": {"layers": cell, "meta": meta}}, appendmat=False,
+                         format="5", long_field_names=True, do_compression=True, oned_as="row")
+
+
+def _row(values):
+    return np.asarray(values, dtype=np.float64).reshape(1, -1)
+
+
+def _cell(items):
+    out = np.empty((1, len(items)), dtype=object)
+    for i, x in enumerate(items):
+        out[0, i] = x
+    return out
+
+
+def _layer_to_matlab(layer):
+    rec = {"name": layer.name, "type": layer.type}
+    if isinstance(layer, Conv):
+        w = np.asarray(layer.weights).transpose(2, 3, 1, 0)  # (K, C, H, W) -> [H W C K]
+        b = (np.zeros((0, 0), layer.weights.dtype) if layer.bias is None
+             else layer.bias.reshape(1, -1))
+        rec.update(weights=_cell([w, b]), stride=_row(layer.stride_), pad=_row(layer.pad_),
+                   dilate=_row(layer.dilate), opts=np.empty((0, 0), dtype=object),
+                   precious=False)
+    elif isinstance(layer, Pool):
+        rec.update(method=layer.method, pool=_row(layer.kernel), stride=_row(layer.stride_),
+                   pad=_row(layer.pad_), opts=np.empty((0, 0), dtype=object), precious=False)
+    elif isinstance(layer, ReLU):
+        rec.update(leak=float(layer.leak), precious=False)
+    elif isinstance(layer, BatchNorm):
+        moments = np.stack([layer.mean, layer.sigma], axis=1)
+        rec.update(weights=_cell([layer.gain.reshape(-1, 1), layer.bias.reshape(-1, 1), moments]),
+                   epsilon=1e-5, opts=np.empty((0, 0), dtype=object), precious=False)
+    elif isinstance(layer, Dropout):
+        rec.update(rate=float(layer.rate), precious=False)
+    elif isinstance(layer, LRN):
+        rec.update(param=_row([layer.depth, layer.kappa, layer.alpha, layer.beta]), precious=False)
+    elif isinstance(layer, Softmax):
+        rec.update(precious=False)
+    else:
+        raise TypeError("layer %r is a %s, which MatConvNet cannot represent"
+                        % (_printable(layer.name), type(layer).__name__))
+    return rec
+
+
+def _meta_to_matlab(meta):
+    meta = dict(meta or {})
+    out = {}
+    for key, value in meta.items():
+        if key == "inputSize" and value is not None:
+            out[key] = _row(value)
+        elif key == "normalization" and isinstance(value, dict):
+            norm = {}
+            for k, v in value.items():
+                if k == "averageImage" and isinstance(v, np.ndarray) and v.ndim == 3:
+                    norm[k] = np.asarray(v).transpose(1, 2, 0)  # (C, H, W) -> [H W C]
+                else:
+                    norm[k] = _to_matlab(v, "meta.normalization." + k)
+            out[key] = norm
+        else:
+            out[key] = _to_matlab(value, "meta." + key)
+    return out
+
+
+def _to_matlab(v, where):
+    """A Python value as what scipy.io.savemat writes as the matching MATLAB value."""
+    if v is None:
+        return np.zeros((0, 0))
+    if isinstance(v, (bool, np.bool_)):
+        return np.array([[bool(v)]])
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict):
+        return {str(k): _to_matlab(x, "%s.%s" % (where, k)) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        if isinstance(v, tuple) and v and all(isinstance(x, (bool, np.bool_)) for x in v):
+            return np.array([list(v)], dtype=bool)
+        if isinstance(v, tuple) and v and all(isinstance(x, numbers.Real) and
+                                              not isinstance(x, (bool, np.bool_)) for x in v):
+            return _row(v)
+        return _cell([_to_matlab(x, "%s{%d}" % (where, i + 1)) for i, x in enumerate(v)])
+    if isinstance(v, np.ndarray):
+        if v.dtype == object:
+            return _cell([_to_matlab(x, where) for x in v.ravel()])
+        return v
+    raise TypeError("%s is a %s, which cannot be written to a MAT file"
+                    % (where, type(v).__name__))
+
+
+# --- info ---------------------------------------------------------------------------------------
+
+def format_info(net, title=None):
+    """A text report of a network: its layers, and for each conv layer the receptive field,
+    cumulative stride and decoded filter size, in image pixels. Control characters in names are
+    printed escaped."""
+    if not isinstance(net, Network):
+        raise TypeError("net must be a fastdecode.Network, got %s" % type(net).__name__)
+    lines = []
+    if title is not None:
+        lines.append(_printable(str(title)))
+    lines.append("%d layers, %d input channel%s, %s" % (
+        len(net), net.input_channels, "" if net.input_channels == 1 else "s", net.dtype.name))
+    meta = net.meta or {}
+    if meta.get("inputSize"):
+        lines.append("input size (H, W, C): %s" % "x".join(str(v) for v in meta["inputSize"]))
+    classes = meta.get("classes")
+    if isinstance(classes, dict) and classes.get("name"):
+        names = classes["name"]
+        shown = ", ".join(_printable(str(n)) for n in names[:5])
+        lines.append("%d classes: %s%s" % (len(names), shown, ", ..." if len(names) > 5 else ""))
+    norm = meta.get("normalization")
+    if isinstance(norm, dict) and isinstance(norm.get("averageImage"), np.ndarray):
+        lines.append("average image (C, H, W): %s" % (norm["averageImage"].shape,))
+    losses = meta.get("losses") or []
+    if losses:
+        lines.append("dropped loss layers: %s" % ", ".join(
+            "%s (%s)" % (_printable(str(l.get("name"))), l.get("type")) for l in losses))
+    lines.append("")
+    lines.append(net.summary())
+    lines.append("")
+    lines.append("conv layers, in image pixels (rows x cols):")
+    header = "%-24s %-18s %10s %8s %16s" % ("name", "filters HxWxCxK", "receptive", "stride",
+                                            "decoded (C,H,W)")
+    lines.append(header)
+    for name in net.conv_layers:
+        layer = net[name]
+        K, C, h, w = layer.weights.shape
+        R = net.receptive_field(name)
+        S = net.stride(name)
+        lines.append("%-24s %-18s %10s %8s %16s" % (
+            _printable(name), "%dx%dx%dx%d" % (h, w, C, K), "%dx%d" % R, "%dx%d" % S,
+            "x".join(map(str, net.decoded_shape(name)))))
+    return "\n".join(lines)
