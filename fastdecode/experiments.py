@@ -228,7 +228,7 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, fig
                   % (top, len(x), title))
         outputs.wrote(path)
         path = outputs.path("fig4cd_top_images.png")
-        plotting.save_top_images(shown, tops.network, tops.decoded, dec[top], path,
+        plotting.save_top_images(shown, tops.network, tops.decoded, dec[top], path, labels=names,
                                  title="Top %d images per filter of %s (%s)" % (k, top, title))
         outputs.wrote(path)
     return results

@@ -63,8 +63,7 @@ def filter_mosaic(tiles, ncols, gap=1):
 
 def _show_mosaic(ax, mosaic, *, title=None, background="#d0e4f5"):
     import matplotlib
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad(background)
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad=background)
     if mosaic.ndim == 3:  # RGB: paint gaps with the background
         rgb = np.where(np.isnan(mosaic), np.array(matplotlib.colors.to_rgb(background)), mosaic)
         ax.imshow(np.clip(rgb, 0, 1), interpolation="nearest")
@@ -252,23 +251,33 @@ def save_activation_matrix(matrix, decoded, path, *, class_names=None, title=Non
 
 
 def save_top_images(images, network_top, decoded_top, decoded, path, *, filters=None,
-                    title=None):
+                    labels=None, title=None):
     """Figure 4c/d: for each filter, its decoded filter, then its top images by the network and
-    by the decoded filter (rows of k). images (N, ...) as shown; *_top (K, k) image indices."""
+    by the decoded filter (rows of k). images (N, ...) as shown; *_top (K, k) image indices;
+    filters: the filters to show (default all); labels: a name per filter (default its index).
+    """
     network_top = np.asarray(network_top)
     decoded_top = np.asarray(decoded_top)
     K, k = network_top.shape
+    if decoded_top.shape != (K, k):
+        raise ValueError("network_top %s and decoded_top %s differ in shape"
+                         % (network_top.shape, decoded_top.shape))
     filters = np.arange(K) if filters is None else np.asarray(filters)
+    labels = [str(f) for f in range(K)] if labels is None else [str(l) for l in labels]
+    if len(labels) != K:
+        raise ValueError("labels has %d entries for %d filters" % (len(labels), K))
     decoded = float_array("decoded", decoded, ndim=4)
     n = len(filters)
     height = 0.6 * n + 1.1
-    fig = _figure(1.2 + 0.55 * (2 * k + 1), height)
+    width = 1.8 + 0.55 * (2 * k + 1)
+    fig = _figure(width, height)
     gs = fig.add_gridspec(n, 3, width_ratios=[1, k, k], wspace=0.08, hspace=0.08,
-                          top=1 - 0.85 / height, bottom=0.15 / height, left=0.06, right=0.98)
+                          top=1 - 0.85 / height, bottom=0.15 / height, left=1.1 / width,
+                          right=0.98)
     for r, f in enumerate(filters):
         ax = fig.add_subplot(gs[r, 0])
         _show_mosaic(ax, _to_display(decoded[f]))
-        ax.set_ylabel(str(f), fontsize=7, rotation=0, labelpad=10, va="center")
+        ax.set_ylabel(labels[f], fontsize=7, rotation=0, labelpad=4, ha="right", va="center")
         for c, (top, name) in enumerate(((network_top, "top %d by the network" % k),
                                          (decoded_top, "top %d by the decoded filter" % k))):
             ax = fig.add_subplot(gs[r, 1 + c])
