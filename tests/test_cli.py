@@ -1,0 +1,280 @@
+"""The ``fastdecode`` command end to end: a tiny model saved to a MatConvNet file, IDX data
+written here, the shipped models when present; error paths leave one line and no files."""
+
+import gzip
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import fastdecode as fd
+from fastdecode import datasets, models
+from fastdecode import evaluation as ev
+from fastdecode.cli import main
+
+
+def tiny_lenet(seed=0):
+    """MatConvNet's MNIST LeNet with fewer filters: 28x28 input, 10 outputs, a mean image."""
+    rng = np.random.default_rng(seed)
+    r = lambda *s: (0.1 * rng.standard_normal(s)).astype(np.float32)  # noqa: E731
+    mean = rng.uniform(20, 60, (1, 28, 28)).astype(np.float32)
+    return fd.Network(
+        [fd.Conv(r(4, 1, 5, 5), r(4)), fd.Pool("max", size=2),
+         fd.Conv(r(6, 4, 5, 5), r(6)), fd.Pool("max", size=2),
+         fd.Conv(r(8, 6, 4, 4), r(8)), fd.ReLU(), fd.Conv(r(10, 8, 1, 1), r(10))],
+        meta={"normalization": {"averageImage": mean},
+              "classes": {"name": ["c%d" % i for i in range(10)]}})
+
+
+def write_idx(directory, images, labels, prefix="t10k"):
+    os.makedirs(directory, exist_ok=True)
+    with gzip.open(os.path.join(directory, "%s-images-idx3-ubyte.gz" % prefix), "wb") as f:
+        f.write(struct.pack(">IIII", 2051, *images.shape) + images.tobytes())
+    with open(os.path.join(directory, "%s-labels-idx1-ubyte" % prefix), "wb") as f:
+        f.write(struct.pack(">II", 2049, len(labels)) + labels.tobytes())
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    net = tiny_lenet()
+    fd.save_matconvnet(net, str(root / "tiny.mat"))
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 28, 28)).astype(np.uint8)
+    labels = rng.integers(0, 10, 40).astype(np.uint8)
+    write_idx(root / "data", images, labels)
+    return {"root": root, "model": str(root / "tiny.mat"), "data": str(root / "data"),
+            "images": images, "labels": labels}
+
+
+def run(argv, capsys):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # usage errors, from argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def listing(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else None
+
+
+# --- success paths ----------------------------------------------------------------------------
+
+def test_info(workspace, capsys):
+    code, out, err = run(["info", workspace["model"]], capsys)
+    assert code == 0 and err == ""
+    assert "layer5" in out and "4x4x6x8" in out
+
+
+def test_decode_writes_grid_and_array(workspace, tmp_path, capsys):
+    code, out, err = run(["decode", workspace["model"], "--layer", "layer5", "--filters", "0,2-4",
+                          "--unpool", "bilinear", "--threshold", "0.5",
+                          "--out", tmp_path / "grid.png", "--save", tmp_path / "d.npy"], capsys)
+    assert code == 0, err
+    assert "decoded 4 filters of layer layer5" in out
+    net = fd.load_matconvnet(workspace["model"])
+    expect = fd.decode(net, "layer5", filters=[0, 2, 3, 4], unpool="bilinear")
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), expect)
+    with open(tmp_path / "grid.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert listing(tmp_path) == ["d.npy", "grid.png"]
+
+
+def test_decode_layer_by_index(workspace, tmp_path, capsys):
+    code, out, _ = run(["decode", workspace["model"], "--layer", "2", "--save",
+                        tmp_path / "d.npy"], capsys)
+    assert code == 0 and "layer3" in out
+    assert np.load(tmp_path / "d.npy").shape == (6, 1, 14, 14)
+
+
+def evaluate_expected(workspace, start, stop):
+    net = fd.load_matconvnet(workspace["model"])
+    x = models.preprocess(net, workspace["images"][start:stop])
+    return net, x, fd.table1(net, x, progress=False)
+
+
+def test_evaluate_prints_table1_and_writes_results(workspace, tmp_path, capsys):
+    out_dir = tmp_path / "eval"
+    code, out, err = run(["evaluate", workspace["model"], "--data", workspace["data"],
+                          "--start", 5, "--limit", 20, "--out", out_dir, "--no-progress"],
+                         capsys)
+    assert code == 0, err
+    net, x, table = evaluate_expected(workspace, 5, 25)
+    for (layer, method), r in table.items():
+        assert "%.4f +- %.4f" % (r.mean, r.std) in out
+    assert "L3 0.002" in out and "L7 0.078" in out
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["images"] == 20 and results["first_image"] == 6
+    assert results["table1"]["layer5/bicubic"]["mean"] == pytest.approx(
+        table[("layer5", "bicubic")].mean)
+    s = fd.filter_scores(net, x, progress=False)
+    acc = fd.classifier_accuracy(s, workspace["labels"][5:25].astype(int))
+    assert results["classifier"]["decoded"] == pytest.approx(acc.decoded)
+    assert results["classifier"]["network"] == pytest.approx(acc.network)
+    sc = fd.self_consistency(net)
+    assert results["self_consistency"]["fraction"] == pytest.approx(sc.fraction)
+    assert "Self-consistency" in out and "Figure 1, classifier" in out
+    assert listing(out_dir) == ["fig1_max_activations.png", "fig4cd_top_images.png",
+                                "results.json", "results.txt"]
+
+
+def test_evaluate_one_method_without_out(workspace, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["evaluate", workspace["model"], "--data", workspace["data"],
+                          "--unpool", "adjoint", "--bias", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "adjoint" in out and "bicubic" not in out
+    assert os.listdir(tmp_path) == []
+
+
+def test_demo_writes_every_figure(workspace, tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    code, out, err = run(["demo", "--model", workspace["model"], "--data", workspace["data"],
+                          "--out", out_dir, "--limit", 30, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "Table 1" in out and "wrote" in out
+    assert listing(out_dir) == sorted(
+        ["fig1_max_activations.png", "fig3_responses.png", "fig4cd_top_images.png",
+         "results.json", "results.txt"] + ["fig4_layer%d.png" % i for i in (1, 3, 5, 7)])
+    for name in os.listdir(out_dir):
+        if name.endswith(".png"):
+            with open(out_dir / name, "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_console_script_entry_point(workspace, tmp_path):
+    exe = shutil.which("fastdecode")
+    cmd = [exe] if exe else [sys.executable, "-m", "fastdecode"]
+    done = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and fd.__version__ in done.stdout
+    done = subprocess.run(cmd + ["decode", str(tmp_path / "none.mat"), "--layer", "layer1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "none.mat" in done.stderr
+
+
+# --- error paths: one line, non-zero exit, no files ---------------------------------------------
+
+def corrupt_files(root):
+    bad = root / "bad"
+    if not bad.exists():
+        bad.mkdir()
+        (bad / "garbage.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(range(256)) * 3)
+        write_idx(bad / "truncated", np.zeros((5, 28, 28), np.uint8), np.zeros(5, np.uint8))
+        path = bad / "truncated" / "t10k-images-idx3-ubyte.gz"
+        data = gzip.decompress(path.read_bytes())[:-100]
+        path.write_bytes(gzip.compress(data))
+        write_idx(bad / "wrongsize", np.zeros((5, 20, 20), np.uint8), np.zeros(5, np.uint8))
+        (bad / "a-file").write_text("not a directory")
+    return bad
+
+
+ERRORS = {
+    "missing model file": (["decode", "{root}/nope.mat", "--layer", "layer1"], "nope.mat"),
+    "unknown shipped model": (["evaluate", "lenet-cifar", "--data", "{data}"], "lenet-cifar"),
+    "unreadable model": (["info", "{bad}/garbage.mat"], "garbage.mat"),
+    "unknown layer": (["decode", "{model}", "--layer", "conv9"], "conv9"),
+    "not a conv layer": (["decode", "{model}", "--layer", "layer2"], "layer2"),
+    "filter out of range": (["decode", "{model}", "--layer", "layer1", "--filters", "2-9"],
+                            "out of range"),
+    "bad filter list": (["decode", "{model}", "--layer", "layer1", "--filters", "a-b"],
+                        "--filters"),
+    "bad unpool": (["decode", "{model}", "--layer", "layer3", "--unpool", "linear"], "linear"),
+    "missing data dir": (["evaluate", "{model}", "--data", "{root}/nodata"], "nodata"),
+    "truncated data": (["evaluate", "{model}", "--data", "{bad}/truncated"], "truncated"),
+    "images of the wrong size": (["demo", "--model", "{model}", "--data", "{bad}/wrongsize"],
+                                 "shape"),
+    "start beyond the data": (["evaluate", "{model}", "--data", "{data}", "--start", "99"],
+                              "--start"),
+    "out is a file": (["demo", "--model", "{model}", "--data", "{data}", "--out",
+                       "{bad}/a-file"], "a-file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_errors_are_one_line_with_no_output_files(case, workspace, tmp_path, capsys,
+                                                  monkeypatch):
+    bad = corrupt_files(workspace["root"])
+    argv, needle = ERRORS[case]
+    argv = [a.format(root=workspace["root"], model=workspace["model"], data=workspace["data"],
+                     bad=bad) for a in argv]
+    if argv[0] == "decode":
+        argv += ["--out", str(tmp_path / "grid.png"), "--save", str(tmp_path / "d.npy")]
+    elif argv[0] != "info" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("fastdecode")
+    assert "Traceback" not in err
+    assert needle in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_decode_output_directory_missing_leaves_no_array(workspace, tmp_path, capsys):
+    code, _, err = run(["decode", workspace["model"], "--layer", "layer1",
+                        "--save", tmp_path / "d.npy", "--out", tmp_path / "no" / "g.png"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_decode_failing_figure_leaves_no_array(workspace, tmp_path, capsys, monkeypatch):
+    from fastdecode import plotting
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for the figure")
+
+    monkeypatch.setattr(plotting, "save_filter_grid", broken)
+    code, _, err = run(["decode", workspace["model"], "--layer", "layer1",
+                        "--save", tmp_path / "d.npy", "--out", tmp_path / "g.png"], capsys)
+    assert code == 2 and "no room" in err
+    assert os.listdir(tmp_path) == []
+
+
+# --- the shipped models -------------------------------------------------------------------------
+
+def shipped(name):
+    path = resources.files("fastdecode.models") / (name + ".mat")
+    if not path.is_file():
+        pytest.skip("shipped model %s not built" % name)
+    return name
+
+
+def test_demo_on_the_shipped_default(tmp_path, capsys, monkeypatch):
+    shipped("lenet-fashion")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["demo", "--limit", 200, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "lenet-fashion" in out and "Fashion-MNIST" in out
+    assert "L3 0.002" in out
+    assert "fig4_layer5.png" in os.listdir(tmp_path / "fastdecode-demo")
+    acc = json.loads((tmp_path / "fastdecode-demo" / "results.json").read_text())["classifier"]
+    assert acc["network"] > 0.75  # about 0.9 on Fashion-MNIST
+
+
+def test_evaluate_shipped_mnist_on_real_digits(shared_data, capsys):
+    shipped("lenet-mnist")
+    code, out, err = run(["evaluate", "lenet-mnist", "--data", shared_data / "mnist",
+                          "--start", 8000, "--limit", 300, "--unpool", "nearest",
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    assert "images 8001-8300" in out
+    net = models.load("lenet-mnist")
+    ds = datasets.load_directory(shared_data / "mnist")
+    x = models.preprocess(net, ds.images[8000:8300])
+    r = fd.reconstruction_error(net, x, "layer3", progress=False)
+    assert "%.4f +- %.4f" % (r.mean, r.std) in out
+    acc = fd.classifier_accuracy(fd.filter_scores(net, x, progress=False),
+                                 ds.labels[8000:8300].astype(int))
+    assert acc.network > 0.9
+    assert "the network's own %.4f" % acc.network in out
+    assert ev.paper_reference(net, "layer7") == 0.078
