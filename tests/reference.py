@@ -278,11 +278,11 @@ def forward(specs, x, upto=None):
     return x
 
 
-def decode(specs, layer, input_channels, method):
+def decode(specs, layer, input_channels, method, filters=None):
     """Reference decoding chain of conv layer ``layer``: every filter walked down alone.
 
     conv: the literal substitution loop at the layer's stride; pool: reference unpooling;
-    bnorm: multiply by gain/sigma; relu, lrn, dropout: passed through.
+    bnorm: multiply by gain/sigma; relu, lrn, dropout: passed through. ``filters``: indices.
     """
     depth = input_channels
     depths = []
@@ -291,6 +291,8 @@ def decode(specs, layer, input_channels, method):
         if spec["type"] == "conv":
             depth = spec["w"].shape[0]
     D = conv_dense(specs[layer], depths[layer])
+    if filters is not None:
+        D = D[filters]
     for i in range(layer - 1, -1, -1):
         spec = specs[i]
         t = spec["type"]

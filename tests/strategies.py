@@ -10,12 +10,13 @@ def _out(size, kernel, stride, pad):
 
 
 @st.composite
-def network_specs(draw, *, linear=False, max_blocks=3, dtype=np.float64):
+def network_specs(draw, *, linear=False, max_blocks=3, dtype=np.float64, overlapping_pools=True):
     """(specs, input_channels, (H, W)) of a random chain that fits images of (H, W).
 
     Blocks of a conv (groups, dilation, strides, biases, padding) followed by up to two of pool,
     relu, bnorm, lrn, dropout. ``linear``: only conv, average pooling, bnorm and dropout, with
     zero padding at the first layer only (padding higher up breaks exactness at the borders).
+    ``overlapping_pools=False``: pooling windows equal to their stride.
     """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     C0 = draw(st.integers(1, 3))
@@ -44,7 +45,7 @@ def network_specs(draw, *, linear=False, max_blocks=3, dtype=np.float64):
         for kind in draw(st.lists(st.sampled_from(extras), max_size=2)):
             if kind == "pool":
                 p = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-                s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+                s = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) if overlapping_pools else p
                 method = "avg" if linear else draw(st.sampled_from(["max", "avg"]))
                 ppad = (0, 0, 0, 0)
                 if not linear:
