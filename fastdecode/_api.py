@@ -1,5 +1,7 @@
 """Validated wrappers around the compiled kernels: correlation, substitution, unpooling, pooling."""
 
+import contextlib
+
 import numpy as np
 
 from . import _kernels
@@ -46,8 +48,8 @@ def correlate(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None)
         x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     # Rows and columns past the last window are never read.
     x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w])
-    out = np.zeros((N, K, Ho, Wo), dtype=dtype)
-    _kernels.correlate_valid(x, filters, out, sy, sx, threads)
+    out = np.empty((N, K, Ho, Wo), dtype=dtype)
+    correlate_into(x, filters, out, sy, sx, threads)
     return out[0] if single else out
 
 
@@ -76,9 +78,141 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
     shape = (K, C, (H - 1) * sy + h, (W - 1) * sx + w)
     check_bytes("substitute output", shape, dtype, memory_limit)
     out = np.zeros(shape, dtype=dtype)
-    _kernels.substitute_full(df.astype(dtype, copy=False), weights.astype(dtype, copy=False),
-                             out, sy, sx, threads)
+    substitute_into(df.astype(dtype, copy=False), weights.astype(dtype, copy=False), out, sy, sx,
+                    threads)
     return out[0] if single else out
+
+
+# --- GEMM-based kernels: block sizes, BLAS threads, reference paths ---------------------------
+
+#: Elements of the per-thread GEMM result buffer the blocked kernels aim at (2 MiB in float32).
+GEMM_BLOCK_ELEMENTS = 1 << 19
+#: GEMM width (columns) the blocked kernels aim at.
+GEMM_WIDTH = 256
+
+_blas_controller = None
+
+
+def blas_single_threaded():
+    """Context in which BLAS runs on one thread (OpenMP threads then call it side by side).
+
+    Uses threadpoolctl when it is installed; without it BLAS keeps its own threads, which is
+    slower (concurrent calls contend) but gives the same results.
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas_controller = False
+        else:
+            _blas_controller = ThreadpoolController().select(user_api="blas")
+    if _blas_controller is False:
+        return contextlib.nullcontext()
+    return _blas_controller.limit(limits=1)
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def substitute_blocks(F, J, H, W, C, kh, kw):
+    """(layout, fb, cb, rb) for :func:`substitute_into`, from the shapes alone.
+
+    layout "maps" runs the GEMM rows over the maps' pixels (maps larger than the weights),
+    "weights" over the weights' entries. fb maps x cb channels make one task (disjoint outputs);
+    rb rows (of W or kw values) make one GEMM. Never depends on the thread count.
+    """
+    if H * W >= kh * kw:
+        cb = min(C, _ceil_div(GEMM_WIDTH, kh * kw))
+        rb = max(1, GEMM_BLOCK_ELEMENTS // (W * cb * kh * kw))
+        fb = max(1, min(F, _ceil_div(rb, H)))
+        ncb = _ceil_div(C, cb)
+        fb = max(1, min(fb, F * ncb // 8))  # enough tasks to share out when there are many maps
+        rb = min(rb, fb * H)
+        return "maps", fb, cb, rb
+    # Every task streams the whole of the (large) weights through the GEMM: few wide tasks.
+    fb = max(1, min(F, _ceil_div(4 * GEMM_WIDTH, H * W)))
+    rb = max(1, min(C * kh, 2 * GEMM_BLOCK_ELEMENTS // (kw * fb * H * W)))
+    cb = max(1, min(C, _ceil_div(rb, kh)))
+    rb = min(rb, cb * kh)
+    return "weights", fb, cb, rb
+
+
+def substitute_into(df, weights, out, sy, sx, threads):
+    """out += substitution of weights (J, C, kh, kw) at every pixel of df (F, J, H, W).
+
+    GEMM + col2im; out (F, C, (H-1)*sy + kh, (W-1)*sx + kw) in df's dtype, zero on entry for a
+    plain substitution. Inputs must already be validated, C-contiguous and of out's dtype.
+    """
+    F, J, H, W = df.shape
+    _, C, kh, kw = weights.shape
+    layout, fb, cb, rb = substitute_blocks(F, J, H, W, C, kh, kw)
+    dt = np.ascontiguousarray(df.reshape(F, J, H * W).transpose(1, 0, 2))
+    w2 = weights.reshape(J, C * kh * kw)
+    with blas_single_threaded():
+        if layout == "maps":
+            _kernels.substitute_gemm_maps(dt, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, threads)
+        else:
+            _kernels.substitute_gemm_weights(dt, np.ascontiguousarray(w2.T), out, H, W, kh, kw,
+                                             sy, sx, fb, cb, rb, threads)
+    return out
+
+
+def correlate_blocks(N, K, P, CKK):
+    """(nb, kb): images and filters per task of :func:`correlate_into`, from the shapes alone."""
+    kb = K if K <= 2 * GEMM_WIDTH else GEMM_WIDTH
+    nb = max(1, min(N, 2 * GEMM_BLOCK_ELEMENTS // (P * CKK)))
+    nb = max(1, min(nb, _ceil_div(N, 8), max(1, 4 * GEMM_WIDTH // P)) if N >= 8 else nb)
+    return nb, kb
+
+
+def correlate_into(x, filters, out, sy, sx, threads):
+    """out = valid correlation of padded, cropped x (N, C, H, W) with filters (K, C, h, w).
+
+    im2col + GEMM; inputs validated, C-contiguous, of out's dtype; out (N, K, Ho, Wo).
+    """
+    N = x.shape[0]
+    K, C, h, w = filters.shape
+    P = out.shape[2] * out.shape[3]
+    nb, kb = correlate_blocks(N, K, P, C * h * w)
+    with blas_single_threaded():
+        _kernels.correlate_gemm(x, filters.reshape(K, C * h * w), out, h, w, sy, sx, nb, kb,
+                                threads)
+    return out
+
+
+def substitute_reference(df, weights, *, stride=1, n_threads=None):
+    """The direct-loop substitution kernel (no BLAS), for tests and benchmarks.
+
+    Same arguments and result as :func:`substitute` for (K, J, H, W) maps.
+    """
+    df = float_array("df", df, ndim=4)
+    weights = float_array("weights", weights, ndim=4)
+    sy, sx = as_pair("stride", stride, minimum=1)
+    dtype = result_dtype(df, weights)
+    K, J, H, W = df.shape
+    _, C, h, w = weights.shape
+    out = np.zeros((K, C, (H - 1) * sy + h, (W - 1) * sx + w), dtype=dtype)
+    _kernels.substitute_full(df.astype(dtype, copy=False), weights.astype(dtype, copy=False),
+                             out, sy, sx, resolve_threads(n_threads))
+    return out
+
+
+def correlate_reference(x, filters, *, stride=1, n_threads=None):
+    """The direct-loop correlation kernel (no BLAS, no padding), for tests and benchmarks."""
+    x = float_array("x", x, ndim=4)
+    filters = float_array("filters", filters, ndim=4)
+    sy, sx = as_pair("stride", stride, minimum=1)
+    dtype = result_dtype(x, filters)
+    N, C, H, W = x.shape
+    K, _, h, w = filters.shape
+    Ho, Wo = (H - h) // sy + 1, (W - w) // sx + 1
+    x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w], dtype=dtype)
+    out = np.zeros((N, K, Ho, Wo), dtype=dtype)
+    _kernels.correlate_valid(x, filters.astype(dtype, copy=False), out, sy, sx,
+                             resolve_threads(n_threads))
+    return out
 
 
 # --- unpooling -------------------------------------------------------------------------------

@@ -173,3 +173,188 @@ def relu(const floating[::1] x, floating[::1] out, double leak, int n_threads):
                 out[i] = x[i]
             else:
                 out[i] = lk * x[i]
+
+
+# --- BLAS-based kernels ------------------------------------------------------------------------
+#
+# GEMM (scipy's BLAS, called single-threaded from each OpenMP thread) around im2col / col2im.
+# The work is cut into tasks whose outputs are disjoint and whose sizes depend on the shapes only,
+# never on the thread count; each task runs its GEMMs and scatter-adds in a fixed order, so the
+# results are bitwise identical for any number of threads.
+
+from libc.stdlib cimport malloc, free
+from cython.parallel cimport parallel
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+
+cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *a, int lda,
+                       const floating *b, int ldb, floating *c, int ldc) noexcept nogil:
+    """c = op(a) @ op(b), column-major, beta = 0."""
+    cdef float one_s = 1.0, zero_s = 0.0
+    cdef double one_d = 1.0, zero_d = 0.0
+    if floating is float:
+        sgemm(ta, tb, &m, &n, &k, &one_s, <float *>a, &lda, <float *>b, &ldb, &zero_s,
+              <float *>c, &ldc)
+    else:
+        dgemm(ta, tb, &m, &n, &k, &one_d, <double *>a, &lda, <double *>b, &ldb, &zero_d,
+              <double *>c, &ldc)
+
+
+def substitute_gemm_maps(const floating[:, :, ::1] dt, const floating[:, ::1] w,
+                         floating[:, :, :, ::1] out, intp H, intp W, intp kh, intp kw,
+                         intp sy, intp sx, intp fb, intp cb, intp rb, int n_threads):
+    """Substitution as GEMM + col2im, the GEMM's rows running over the maps' pixels.
+
+    dt (J, F, H*W): the maps df (F, J, H, W) with the first two axes swapped; w (J, C*kh*kw);
+    out (F, C, (H-1)*sy + kh, (W-1)*sx + kw), zero on entry.
+    Tasks: blocks of fb maps x cb channels (disjoint outputs); inside a task, GEMMs over blocks of
+    rb map rows (f, y): cols[(f, y, x), (c, u, v)] = sum_j dt[j, f, y, x] * w[j, c, u, v], then
+    out[f, c, sy*y + u, sx*x + v] += cols. Suits maps larger than the weights.
+    """
+    cdef intp J = dt.shape[0], F = dt.shape[1], HW = dt.shape[2]
+    cdef intp C = out.shape[1]
+    cdef intp KK = kh * kw, CKK = C * KK
+    cdef intp nfb = (F + fb - 1) // fb, ncb = (C + cb - 1) // cb
+    cdef intp t, f0, f1, c0, c1, q0, q1, nq, q, r, f, y, x, c, u, v, m, n, qrows
+    cdef floating *cols
+    cdef floating *src
+    cdef floating *dst
+    cdef char *tn = b"N"
+    cdef char *tt = b"T"
+    with nogil, parallel(num_threads=n_threads):
+        cols = <floating *>malloc(rb * W * cb * KK * sizeof(floating))
+        for t in prange(nfb * ncb, schedule="dynamic"):
+            f0 = (t // ncb) * fb
+            f1 = min(f0 + fb, F)
+            c0 = (t % ncb) * cb
+            c1 = min(c0 + cb, C)
+            n = (c1 - c0) * KK
+            qrows = (f1 - f0) * H
+            q0 = 0
+            while q0 < qrows:
+                q1 = min(q0 + rb, qrows)
+                m = (q1 - q0) * W
+                _gemm(tn, tt, <int>m, <int>n, <int>J, &dt[0, f0, 0] + q0 * W, <int>(F * HW),
+                      &w[0, 0] + c0 * KK, <int>CKK, cols, <int>m)
+                for r in range(n):
+                    c = c0 + r // KK
+                    u = (r % KK) // kw
+                    v = r % kw
+                    for q in range(q0, q1):
+                        f = f0 + q // H
+                        y = q % H
+                        src = cols + r * m + (q - q0) * W
+                        dst = &out[f, c, sy * y + u, v]
+                        if sx == 1:
+                            for x in range(W):
+                                dst[x] += src[x]
+                        else:
+                            for x in range(W):
+                                dst[sx * x] += src[x]
+                q0 = q1
+        free(cols)
+
+
+def substitute_gemm_weights(const floating[:, :, ::1] dt, const floating[:, ::1] wt,
+                            floating[:, :, :, ::1] out, intp h, intp wd, intp KH, intp KW,
+                            intp sy, intp sx, intp fb, intp cb, intp rb, int n_threads):
+    """Substitution as GEMM + col2im, the GEMM's rows running over the weights' entries.
+
+    dt (J, F, h*wd): the maps df (F, J, h, wd) with the first two axes swapped; wt (C*KH*KW, J):
+    the weights (J, C, KH, KW) transposed, so that a block of GEMM rows is contiguous;
+    out (F, C, (h-1)*sy + KH, (wd-1)*sx + KW), zero on entry.
+    Tasks: blocks of fb maps x cb channels (disjoint outputs); inside a task, GEMMs over blocks of
+    rb weight rows (c, u): cols[(c, u, v), (f, y, x)] = sum_j w[j, c, u, v] * dt[j, f, y, x], then
+    out[f, c, sy*y + u, sx*x + v] += cols (rows of KW contiguous values). Suits weights larger
+    than the maps, e.g. a layer's weights substituted onto the decoded filters below.
+    """
+    cdef intp J = dt.shape[0], F = dt.shape[1], hw = dt.shape[2]
+    cdef intp C = out.shape[1]
+    cdef intp KK = KH * KW
+    cdef intp nfb = (F + fb - 1) // fb, ncb = (C + cb - 1) // cb
+    cdef intp t, f0, f1, c0, c1, q0, q1, q, p, f, y, x, c, u, v, m, n, qend
+    cdef floating *cols
+    cdef floating *src
+    cdef floating *dst
+    cdef char *tn = b"N"
+    cdef char *tt = b"T"
+    with nogil, parallel(num_threads=n_threads):
+        cols = <floating *>malloc(rb * KW * fb * hw * sizeof(floating))
+        for t in prange(nfb * ncb, schedule="dynamic"):
+            f0 = (t // ncb) * fb
+            f1 = min(f0 + fb, F)
+            c0 = (t % ncb) * cb
+            c1 = min(c0 + cb, C)
+            n = (f1 - f0) * hw
+            q0 = c0 * KH
+            qend = c1 * KH
+            while q0 < qend:
+                q1 = min(q0 + rb, qend)
+                m = (q1 - q0) * KW
+                _gemm(tt, tt, <int>m, <int>n, <int>J, &wt[0, 0] + q0 * KW * J, <int>J,
+                      &dt[0, f0, 0], <int>(F * hw), cols, <int>m)
+                for p in range(n):
+                    f = f0 + p // hw
+                    y = (p % hw) // wd
+                    x = p % wd
+                    for q in range(q0, q1):
+                        c = q // KH
+                        u = q % KH
+                        src = cols + p * m + (q - q0) * KW
+                        dst = &out[f, c, sy * y + u, sx * x]
+                        for v in range(KW):
+                            dst[v] += src[v]
+                q0 = q1
+        free(cols)
+
+
+def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
+                   floating[:, :, :, ::1] out, intp kh, intp kw, intp sy, intp sx,
+                   intp nb, intp kb, int n_threads):
+    """Valid correlation as im2col + GEMM.
+
+    x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo).
+    Tasks: blocks of nb images x kb filters (disjoint outputs): patches[(n, i, j), (c, u, v)]
+    gathered from x, then out[n, k, i, j] = sum_{c,u,v} patches * w[k, c, u, v] by one GEMM.
+    """
+    cdef intp N = x.shape[0], C = x.shape[1]
+    cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
+    cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
+    cdef intp nnb = (N + nb - 1) // nb, nkb = (K + kb - 1) // kb
+    cdef intp t, n0, n1, k0, k1, n, i, j, c, u, v, k, p, m, rows
+    cdef floating *patches
+    cdef floating *prod
+    cdef floating *dst
+    cdef const floating *src
+    cdef char *tn = b"N"
+    cdef char *tt = b"T"
+    with nogil, parallel(num_threads=n_threads):
+        patches = <floating *>malloc(nb * P * CKK * sizeof(floating))
+        prod = <floating *>malloc(nb * P * kb * sizeof(floating))
+        for t in prange(nnb * nkb, schedule="dynamic"):
+            n0 = (t // nkb) * nb
+            n1 = min(n0 + nb, N)
+            k0 = (t % nkb) * kb
+            k1 = min(k0 + kb, K)
+            rows = (n1 - n0) * P
+            # im2col: one row of CKK values per output pixel (column-major CKK x rows)
+            for n in range(n0, n1):
+                for i in range(Ho):
+                    for j in range(Wo):
+                        dst = patches + ((n - n0) * P + i * Wo + j) * CKK
+                        for c in range(C):
+                            for u in range(kh):
+                                src = &x[n, c, sy * i + u, sx * j]
+                                for v in range(kw):
+                                    dst[(c * kh + u) * kw + v] = src[v]
+            m = k1 - k0
+            # prod (m x rows, column-major) = w[k0:k1] (m x CKK) @ patches (CKK x rows)
+            _gemm(tt, tn, <int>m, <int>rows, <int>CKK, &w[k0, 0], <int>CKK, patches, <int>CKK,
+                  prod, <int>m)
+            for n in range(n0, n1):
+                for p in range(P):
+                    src = prod + ((n - n0) * P + p) * m
+                    for k in range(m):
+                        out[n, k0 + k, p // Wo, p % Wo] = src[k]
+        free(patches)
+        free(prod)

@@ -1,0 +1,108 @@
+"""The BLAS-based kernels (im2col/col2im around GEMM) against the direct loops and the references.
+
+Both GEMM layouts of the substitution (rows over the maps' pixels or over the weights' entries)
+and the blocked correlation are exercised on shapes that make the blocks uneven, for float32 and
+float64, and their results must be bitwise identical for 1 and 2 threads.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastdecode as fd
+from fastdecode import _api
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference as ref  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _close(a, b, dtype):
+    scale = max(1.0, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, rtol=0, atol=TOL[dtype] * scale)
+
+
+# (F, J, H, W) maps, (J, C, kh, kw) weights, stride
+SUBSTITUTE_CASES = [
+    ((3, 4, 5, 6), (4, 2, 3, 3), 1),           # maps layout
+    ((2, 6, 9, 4), (6, 5, 2, 3), (2, 3)),      # maps layout, anisotropic stride
+    ((1, 5, 2, 3), (5, 3, 7, 8), 2),           # weights layout
+    ((7, 3, 1, 1), (3, 2, 4, 4), 3),           # 1x1 maps
+    ((40, 8, 3, 3), (8, 3, 30, 31), 4),        # weights layout, many maps, overlapping blocks
+    ((1, 3, 3, 3), (3, 2, 5, 5), 7),           # stride larger than the weights: gaps
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("df_shape, w_shape, stride", SUBSTITUTE_CASES)
+def test_substitute_gemm_matches_reference(df_shape, w_shape, stride, dtype):
+    rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
+    df = rng.standard_normal(df_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    out = fd.substitute(df, w, stride=stride)
+    assert out.dtype == dtype
+    _close(out, ref.substitute(df, w, stride), dtype)
+    _close(out, _api.substitute_reference(df, w, stride=stride), dtype)
+
+
+@pytest.mark.parametrize("layout_maps", [True, False])
+def test_substitute_both_layouts_agree_with_direct_loop(layout_maps):
+    # A large problem so that several tasks and several GEMM row blocks per task occur.
+    rng = np.random.default_rng(3)
+    if layout_maps:
+        df, w = rng.standard_normal((5, 16, 37, 29)), rng.standard_normal((16, 40, 3, 3))
+    else:
+        df, w = rng.standard_normal((300, 16, 3, 3)), rng.standard_normal((16, 3, 61, 60))
+    layout = _api.substitute_blocks(*df.shape, *w.shape[1:])[0]
+    assert layout == ("maps" if layout_maps else "weights")
+    out = fd.substitute(df, w, stride=2)
+    _close(out, _api.substitute_reference(df, w, stride=2), np.float64)
+
+
+# (N, C, H, W) images, (K, C, h, w) filters, stride, pad
+CORRELATE_CASES = [
+    ((3, 2, 9, 8), (4, 2, 3, 2), 1, 0),
+    ((20, 1, 28, 28), (50, 1, 28, 28), 1, 0),     # a pure GEMM: one output pixel
+    ((2, 3, 11, 13), (5, 3, 4, 4), (2, 3), (1, 0, 2, 1)),
+    ((30, 4, 7, 7), (600, 4, 3, 3), 2, 1),         # filters split over tasks
+    ((1, 2, 5, 5), (3, 2, 5, 5), 1, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, f_shape, stride, pad", CORRELATE_CASES)
+def test_correlate_gemm_matches_reference(x_shape, f_shape, stride, pad, dtype):
+    rng = np.random.default_rng(sum(x_shape) + sum(f_shape))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    f = rng.standard_normal(f_shape).astype(dtype)
+    out = fd.correlate(x, f, stride=stride, pad=pad)
+    assert out.dtype == dtype
+    _close(out, ref.correlate(x, f, stride, pad), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_kernels_bitwise_identical_for_any_thread_count(dtype):
+    rng = np.random.default_rng(11)
+    df = rng.standard_normal((9, 12, 14, 15)).astype(dtype)
+    w = rng.standard_normal((12, 20, 3, 3)).astype(dtype)
+    small = rng.standard_normal((70, 12, 3, 3)).astype(dtype)
+    big = rng.standard_normal((12, 3, 40, 41)).astype(dtype)
+    x = rng.standard_normal((37, 3, 20, 20)).astype(dtype)
+    f = rng.standard_normal((33, 3, 5, 5)).astype(dtype)
+    for run in (lambda t: fd.substitute(df, w, stride=2, n_threads=t),
+                lambda t: fd.substitute(small, big, stride=4, n_threads=t),
+                lambda t: fd.correlate(x, f, stride=1, pad=2, n_threads=t)):
+        one, two, three = run(1), run(2), run(3)
+        assert np.array_equal(one, two) and np.array_equal(one, three)
+
+
+def test_block_sizes_depend_on_shapes_only():
+    # The partition into tasks must not change with the thread count: it takes no such argument.
+    assert _api.substitute_blocks(1, 512, 3, 3, 3, 164, 164)[0] == "weights"
+    assert _api.substitute_blocks(1, 512, 40, 40, 512, 3, 3)[0] == "maps"
+    nb, kb = _api.correlate_blocks(10000, 500, 1, 784)
+    assert 1 <= nb <= 10000 and 1 <= kb <= 500
