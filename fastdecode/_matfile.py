@@ -78,11 +78,12 @@ class _Budget:
     def charge(self, nbytes, what, shape=None):
         if self.used + nbytes > self.limit:
             raise MatConvNetError(
-                "%s: %s declares %s%s, beyond the memory limit of %s (%s already read); the file "
-                "is refused before reading it. Pass a larger memory_limit if the file is trusted."
-                % (self.path, what, format_bytes(nbytes),
-                   "" if shape is None else " (MATLAB shape %s)" % "x".join(map(str, shape)),
-                   format_bytes(self.limit), format_bytes(self.used)))
+                "%s: %s%s needs %s, beyond the memory limit of %s (%s already read); the file is "
+                "refused before that memory is spent. Pass a larger memory_limit if the file is "
+                "trusted." % (self.path, what,
+                              "" if shape is None else " (MATLAB shape %s)" % "x".join(map(str, shape)),
+                              format_bytes(nbytes), format_bytes(self.limit),
+                              format_bytes(self.used)))
         self.used += nbytes
 
 
@@ -325,7 +326,7 @@ class _V5Reader:
         mtype, name_raw = self._element(stream, what + " name", expect=(1, 2))
         name = name_raw.decode("latin-1")
         if depth == 0:
-            what = "variable %r" % name
+            what = name
             if names is not None and name not in names:
                 return name, _SKIPPED  # the caller seeks past the whole element
         count = 1
@@ -362,7 +363,7 @@ class _V5Reader:
         stream.skip(end - here, what)
         return name, value
 
-    def _data(self, stream, what, count, cls_itemsize, dims):
+    def _data(self, stream, what, count, cls_dtype, dims):
         """Read one numeric data subelement, checking its size against the budget first."""
         mtype, nbytes, small = self._tag(stream, what)
         if mtype not in _MI_TYPES:
@@ -374,7 +375,10 @@ class _V5Reader:
                                       "but holds %d bytes of %s"
                                       % (self.path, what, "x".join(map(str, dims)), count, nbytes,
                                          np.dtype(_MI_TYPES[mtype])))
-            self.budget.charge(nbytes + count * cls_itemsize, what, dims)
+            # frombuffer views the bytes read; a conversion to the class's type copies them.
+            stored = np.dtype(_MI_TYPES[mtype]).newbyteorder(self.order)
+            converted = 0 if stored == cls_dtype else count * cls_dtype.itemsize
+            self.budget.charge(nbytes + converted, what, dims)
             data = stream.read(nbytes, what)
             stream.skip(-nbytes % 8, what)
         else:
@@ -387,10 +391,10 @@ class _V5Reader:
 
     def _numeric(self, stream, cls, dims, count, is_complex, is_logical, what):
         dt = np.dtype(_MX_NUMERIC[cls])
-        real = self._data(stream, what, count, dt.itemsize, dims).astype(dt.newbyteorder("="))
+        real = self._data(stream, what, count, dt, dims).astype(dt, copy=False)
         if is_complex:
-            imag = self._data(stream, what + " (imaginary part)", count, dt.itemsize, dims)
-            real = real + 1j * imag.astype(dt.newbyteorder("="))
+            imag = self._data(stream, what + " (imaginary part)", count, dt, dims)
+            real = real + 1j * imag.astype(dt)
         if is_logical:
             real = real.astype(bool)
         return real.reshape(dims, order="F")

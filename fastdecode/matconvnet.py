@@ -60,7 +60,9 @@ class _Loader:
         self.path = path
 
     def fail(self, message):
-        raise MatConvNetError("%s: %s" % (self.path, message))
+        error = MatConvNetError("%s: %s" % (self.path, message))
+        error.__suppress_context__ = True  # the message says it all
+        raise error
 
     # -- the layout --------------------------------------------------------------------------
     def network(self, variables):
@@ -70,9 +72,17 @@ class _Loader:
             layers, losses = self._dagnn(layers_value, root.get("params"))
         else:
             layers, losses = self._simplenn(layers_value)
-        meta = self._meta(root, layers, losses)
+        first = next((l for l in layers if isinstance(l, Conv)), None)
+        channels = None if first is None else first.weights.shape[1]
+        size = _from_matlab(_find_value(root, "inputSize"))
+        if size is None:  # older files: normalization.imageSize
+            size = _from_matlab((_find(root, "normalization") or {}).get("imageSize"))
+        if isinstance(size, tuple) and len(size) >= 3 and isinstance(size[2], int) \
+                and channels and size[2] > 0 and size[2] % channels == 0:
+            channels = size[2]  # the first conv is grouped (its filters see part of the input)
+        meta = self._meta(root, layers, losses, channels)
         try:
-            return Network(layers, meta=meta)
+            return Network(layers, meta=meta, input_channels=channels)
         except (ValueError, TypeError) as exc:
             self.fail(str(exc))
 
@@ -325,7 +335,7 @@ class _Loader:
                          "and losses at the end)" % type_)
 
     # -- meta --------------------------------------------------------------------------------
-    def _meta(self, root, layers, losses):
+    def _meta(self, root, layers, losses, channels):
         raw = root.get("meta")
         meta = _from_matlab(raw) if raw is not None else {}
         if not isinstance(meta, dict):
@@ -346,7 +356,6 @@ class _Loader:
         if isinstance(norm, dict) and "averageImage" in norm:
             raw_norm = _find(root, "normalization")
             avg = raw_norm.get("averageImage") if raw_norm else None
-            channels = next((l.weights.shape[1] for l in layers if isinstance(l, Conv)), None)
             norm["averageImage"] = self._average_image(avg, channels)
         classes = meta.get("classes")
         if isinstance(classes, dict):
@@ -374,6 +383,13 @@ class _Loader:
         else:
             self.fail("meta.normalization.averageImage has MATLAB shape %s" % _mshape(a))
         return np.ascontiguousarray(out)
+
+
+def _find_value(root, key):
+    """The raw MATLAB value ``root.meta.key`` (None when absent)."""
+    meta = root.get("meta")
+    rec = meta.scalar() if isinstance(meta, StructArray) else None
+    return rec.get(key) if rec else None
 
 
 def _find(root, key):
