@@ -2,6 +2,7 @@
 
 import numbers
 import operator
+import os
 
 import numpy as np
 
@@ -59,11 +60,23 @@ def as_pad(name, value):
     return tuple(as_int(name, v, minimum=0) for v in values)
 
 
+def _available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def resolve_threads(n_threads):
-    """None means every core OpenMP may use; otherwise a positive int."""
+    """None means every core OpenMP may use; otherwise a positive int.
+
+    Counts beyond the cores (and OpenMP's own maximum) are capped there: results are the same
+    for any thread count, and asking OpenMP for thousands of threads would abort the process.
+    """
+    most = max(1, _openmp.max_threads(), _available_cores())
     if n_threads is None:
         return max(1, _openmp.max_threads())
-    return as_int("n_threads", n_threads, minimum=1)
+    return min(as_int("n_threads", n_threads, minimum=1), most)
 
 
 def float_array(name, a, *, ndim=None, dtype=None, finite=True):
@@ -96,13 +109,24 @@ def result_dtype(*arrays):
     return np.result_type(*[a.dtype for a in arrays], np.float32)
 
 
+def as_memory_limit(memory_limit):
+    """A byte budget: None means DEFAULT_MEMORY_LIMIT; otherwise a positive number (inf allowed)."""
+    if memory_limit is None:
+        return DEFAULT_MEMORY_LIMIT
+    if isinstance(memory_limit, (bool, np.bool_)) or not isinstance(memory_limit, numbers.Real) \
+            or not memory_limit > 0:
+        raise ValueError("memory_limit must be a positive number of bytes (or None for %s), got %r"
+                         % (format_bytes(DEFAULT_MEMORY_LIMIT), memory_limit))
+    return memory_limit
+
+
 def check_bytes(what, shape, dtype, memory_limit):
     """Refuse an allocation of ``shape`` beyond ``memory_limit`` bytes, saying how much it needs."""
     n = 1
     for s in shape:
         n *= int(s)
     nbytes = n * np.dtype(dtype).itemsize
-    limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
+    limit = as_memory_limit(memory_limit)
     if nbytes > limit:
         raise MemoryError(
             "%s would need %s (shape %s, %s), above the memory limit of %s; pass a larger "

@@ -5,8 +5,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _api
-from ._validation import (DEFAULT_MEMORY_LIMIT, as_int, check_bytes, format_bytes,
-                          resolve_threads)
+from ._validation import (as_int, as_memory_limit, check_bytes, format_bytes, resolve_threads)
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, _printable
 
 __all__ = ["decode", "decoded_bias", "decode_with_bias", "DecodedFilters"]
@@ -127,7 +126,7 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
     idx = net.conv_index(layer)
     sel = _filter_indices(net, idx, filters)
     threads = resolve_threads(n_threads)
-    limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else float(memory_limit)
+    limit = as_memory_limit(memory_limit)
     steps = _chain_steps(net, idx)
     shape = (len(sel),) + net.decoded_shape(idx)
     out_bytes = check_bytes("decoded filters of layer %r" % _printable(net.layers[idx].name),
@@ -140,7 +139,7 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
             "above the memory limit of %s; pass a larger memory_limit"
             % (_printable(net.layers[idx].name), format_bytes(per_filter), format_bytes(out_bytes),
                format_bytes(limit)))
-    chunk = max(1, int(room // per_filter))
+    chunk = len(sel) if room >= len(sel) * per_filter else max(1, int(room // per_filter))
     out = np.empty(shape, dtype=net.dtype)
     bias = np.empty(len(sel), dtype=net.dtype)
     for start in range(0, len(sel), chunk):

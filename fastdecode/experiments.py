@@ -101,6 +101,11 @@ def _say(text=""):
     print(text, flush=True)
 
 
+def _ordinal(n):
+    return "%d%s" % (n, "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
+        n % 10, "th"))
+
+
 def _grid_selection(k):
     step = -(-k // GRID_MAX_FILTERS)
     return np.arange(0, k, step)
@@ -190,8 +195,11 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, fig
                    acc.decoded, acc.network))
         results["classifier"] = {"decoded": acc.decoded, "network": acc.network,
                                  "unpool": figure_method}
+        accuracy = ("\naccuracy as a classifier: decoded filters alone %.3f, network %.3f"
+                    % (acc.decoded, acc.network))
     else:
         text = "Figure 1, classifier: skipped (no labels, or labels beyond the %d filters)" % K
+        accuracy = ""
     lines.append(text)
     _say(text)
     agree = float(np.mean(matrix.network_images == matrix.decoded_images))
@@ -224,8 +232,8 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, fig
             {"network responses": (matrix.network, shown[matrix.network_images]),
              "decoded-filter correlations": (matrix.decoded, shown[matrix.decoded_images])},
             dec[top], path, class_names=names,
-            title="Figure 1: maximum activations of %s over %d images (%s)"
-                  % (top, len(x), title))
+            title="Figure 1: maximum activations of %s over %d images (%s)%s"
+                  % (top, len(x), title, accuracy))
         outputs.wrote(path)
         path = outputs.path("fig4cd_top_images.png")
         plotting.save_top_images(shown, tops.network, tops.decoded, dec[top], path, labels=names,
@@ -243,11 +251,11 @@ def _figures_per_layer(net, name, ds, *, method, n_threads, outputs):
         D = decode(net, l, unpool=method, n_threads=n_threads)
         sel = _grid_selection(D.shape[0])
         what = ("all %d filters" % D.shape[0] if len(sel) == D.shape[0]
-                else "every %d-th of %d filters" % (sel[1] - sel[0], D.shape[0]))
+                else "every %s filter of %d" % (_ordinal(sel[1] - sel[0]), D.shape[0]))
         path = outputs.path("fig4_%s.png" % l)
         plotting.save_filter_grid(
             D[sel], path, threshold=plotting.THRESHOLD, labels=sel,
-            title="Figure 4: decoded filters of %s (%s, %dx%d), %s, %s unpooling"
+            title="Figure 4: decoded filters of %s (%s, %dx%d)\n%s, %s unpooling"
                   % (l, what, D.shape[2], D.shape[3], name, method))
         outputs.wrote(path)
         R = net.forward(x, upto=l, n_threads=n_threads)[0]
@@ -256,8 +264,8 @@ def _figures_per_layer(net, name, ds, *, method, n_threads, outputs):
     path = outputs.path("fig3_responses.png")
     plotting.save_response_figure(
         ds.images[0], layers, path,
-        title="Figure 3: network responses and decoded-filter correlations, image %d of %s (%s)"
-              % (ds.first + 1, ds.source, name))
+        title="Figure 3: network responses R and decoded-filter correlations D, %s, image %d "
+              "of %d (%s unpooling)" % (name, ds.first + 1, ds.first + len(ds.images), method))
     outputs.wrote(path)
 
 

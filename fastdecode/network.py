@@ -74,8 +74,8 @@ class Conv(Layer):
 
     def __init__(self, weights, bias=None, *, stride=1, pad=0, dilate=1, name=None):
         super().__init__(name)
-        w = float_array("weights", weights, ndim=(2, 3, 4))
-        if w.ndim < 4:  # MATLAB drops trailing singletons; accept (K, C, h, w) only when 4-D
+        w = float_array("weights", weights)
+        if w.ndim != 4:  # MATLAB drops trailing singletons; accept (K, C, h, w) only when 4-D
             raise ValueError("conv weights must be 4-D (K, C, h, w), got shape %s" % (w.shape,))
         if min(w.shape) == 0:
             raise ValueError("conv weights must be non-empty, got shape %s" % (w.shape,))

@@ -17,6 +17,8 @@ __all__ = ["save_filter_grid", "save_response_figure", "save_activation_matrix",
 #: Default threshold of the "thresholded" panels: a fraction of each filter's max |value|.
 THRESHOLD = 0.5
 DPI = 100
+#: Filters shown as bars in Figure 3 for layers with 1x1 outputs.
+N_BARS = 50
 
 
 def _figure(width, height):
@@ -29,6 +31,17 @@ def _save(fig, path):
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return str(path)
+
+
+def _finish(fig, title, fontsize=11):
+    """Suptitle above a tight layout that leaves it room."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+        lines = str(title).count("\n") + 1
+        top = 1.0 - (0.12 + 0.2 * lines) / fig.get_figheight()
+        fig.tight_layout(rect=(0, 0, 1, top))
+    else:
+        fig.tight_layout()
 
 
 def _to_display(f):
@@ -89,31 +102,43 @@ def save_filter_grid(filters, path, *, title=None, threshold=None, labels=None, 
     threshold: None for the raw filters only; a fraction in [0, 1] to add, beside the raw grid,
     the thresholded filters (values below that fraction of each filter's max |value| set to
     zero, see :func:`fastdecode.evaluation.threshold_filters`).
-    labels: one label per filter (default: none), e.g. the filter indices.
+    labels: one label per filter (default: none), e.g. the filter indices; drawn on tiles of at
+    least 10x10 pixels.
     """
     filters = float_array("filters", filters, ndim=4)
     F, C, h, w = filters.shape
     if labels is not None and len(labels) != F:
         raise ValueError("labels has %d entries for %d filters" % (len(labels), F))
+    stacked = threshold is not None and F <= 12  # a few filters: one row per panel
     if ncols is None:
-        ncols = int(np.ceil(np.sqrt(F * (1.0 if threshold is None else 0.5) * h / w)))
-        ncols = max(1, min(F, ncols))
+        ncols = F if F <= 12 else int(np.ceil(np.sqrt(F * h / w)))
+    ncols = max(1, min(F, int(ncols)))
     panels = [("decoded filters", filters)]
     if threshold is not None:
-        panels.append(("thresholded (|value| >= %g max)" % threshold,
+        panels.append(("thresholded at %g of max |value|" % threshold,
                        threshold_filters(filters, threshold)))
     mosaics = [filter_mosaic([_to_display(f) for f in p], ncols) for _, p in panels]
     mh, mw = mosaics[0].shape[:2]
-    panel_w = min(9.0, max(2.5, 0.5 * ncols * max(1.0, w / 10.0)))
-    fig = _figure(panel_w * len(panels) + 0.4, panel_w * mh / mw + 0.8)
-    for i, ((name, _), mosaic) in enumerate(zip(panels, mosaics)):
-        ax = fig.add_subplot(1, len(panels), i + 1)
+    panel_w = min(6.5, max(3.5, 0.45 * ncols * max(1.0, w / 10.0)))
+    panel_h = panel_w * mh / mw
+    if stacked:  # axes placed by hand, in inches: suptitle, then (panel title, panel) rows
+        top = 0.1 + (0.22 * (str(title).count("\n") + 1) if title else 0.0)
+        row = 0.35 + panel_h
+        W, H = panel_w + 0.4, top + row * len(panels) + 0.1
+        fig = _figure(W, H)
+        axes = [fig.add_axes((0.2 / W, (H - top - (i + 1) * row) / H, panel_w / W, panel_h / H))
+                for i in range(len(panels))]
+        if title:
+            fig.suptitle(title, fontsize=11, y=1 - 0.1 / H, va="top")
+    else:
+        fig = _figure(panel_w * len(panels) + 0.4, panel_h + 0.9)
+        axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
+    for ax, (name, _), mosaic in zip(axes, panels, mosaics):
         _show_mosaic(ax, mosaic, title=name if len(panels) > 1 else None)
-        if labels is not None:
+        if labels is not None and min(h, w) >= 10:  # no room on smaller tiles
             _label_tiles(ax, labels, ncols, h, w)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    if not stacked:
+        _finish(fig, title)
     return _save(fig, path)
 
 
@@ -127,7 +152,7 @@ def save_response_figure(image, layers, path, *, title=None, n_maps=8):
     every normalised value of D against R.
     """
     rows = len(layers)
-    fig = _figure(12.0, 2.1 * rows + 0.6)
+    fig = _figure(12.0, 2.4 * rows + 0.6)
     gs = fig.add_gridspec(rows, 4, width_ratios=[0.8, 3, 3, 1.6])
     img = np.asarray(image, dtype=np.float64)
     img = img if img.ndim == 2 else (img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1))
@@ -143,26 +168,25 @@ def save_response_figure(image, layers, path, *, title=None, n_maps=8):
         K = R.shape[0]
         if R.shape[1] * R.shape[2] > 1:
             k = min(n_maps, K)
-            for c, (label, maps) in enumerate((("network response", Rn), ("decoded", Dn))):
+            for c, (label, maps) in enumerate((("network response R", Rn), ("decoded D", Dn))):
                 ax = fig.add_subplot(gs[r, 1 + c])
-                _show_mosaic(ax, filter_mosaic(maps[:k], k),
+                _show_mosaic(ax, filter_mosaic(maps[:k], -(-k // 2)),
                              title="%s: %s, maps 0-%d of %d" % (name, label, k - 1, K))
         else:
             ax = fig.add_subplot(gs[r, 1:3])
-            idx = np.arange(K)
-            if K <= 32:
-                ax.bar(idx - 0.2, Rn[:, 0, 0], width=0.4, label="network response")
-                ax.bar(idx + 0.2, Dn[:, 0, 0], width=0.4, label="decoded")
-                ax.set_xticks(idx)
-            else:
-                ax.plot(idx, Rn[:, 0, 0], lw=0.8, label="network response")
-                ax.plot(idx, Dn[:, 0, 0], lw=0.8, label="decoded", alpha=0.8)
-            ax.set_xlim(-0.6, K - 0.4)
+            shown = min(K, N_BARS)
+            idx = np.arange(shown)
+            ax.bar(idx - 0.2, Rn[:shown, 0, 0], width=0.4, label="network response R")
+            ax.bar(idx + 0.2, Dn[:shown, 0, 0], width=0.4, label="decoded D")
+            ax.set_xticks(idx[::max(1, shown // 25)])
+            ax.set_xlim(-0.6, shown - 0.4)
+            ax.set_ylim(0, 1.25)
             ax.set_xlabel("filter", fontsize=8)
             ax.set_ylabel("normalised", fontsize=8)
             ax.tick_params(labelsize=7)
-            ax.legend(fontsize=7, loc="upper right")
-            ax.set_title("%s: %d filters, 1x1 outputs" % (name, K), fontsize=10)
+            ax.legend(fontsize=7, loc="upper right", ncol=2)
+            ax.set_title("%s: %s%d filters, 1x1 outputs" % (
+                name, "filters 0-%d of " % (shown - 1) if shown < K else "", K), fontsize=10)
         ax = fig.add_subplot(gs[r, 3])
         ax.plot(Rn.ravel(), Dn.ravel(), ".", ms=2, alpha=0.5)
         ax.plot([0, 1], [0, 1], "k-", lw=0.6)
@@ -173,9 +197,7 @@ def save_response_figure(image, layers, path, *, title=None, n_maps=8):
         ax.set_xlabel("R", fontsize=8)
         ax.set_ylabel("D", fontsize=8)
         ax.set_title("Eq. 3 error %.4f" % err, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    _finish(fig, title)
     return _save(fig, path)
 
 
@@ -244,9 +266,7 @@ def save_activation_matrix(matrix, decoded, path, *, class_names=None, title=Non
                              % (heading, K, K, K, M.shape, len(imgs)))
         _matrix_block(fig, fig.add_subplot(1, len(blocks), b + 1), M, imgs, decoded, thresholded,
                       names, heading)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    _finish(fig, title)
     return _save(fig, path)
 
 
