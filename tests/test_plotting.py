@@ -38,15 +38,18 @@ def test_filter_mosaic_places_tiles_row_by_row_with_nan_gaps():
 
 
 def test_save_filter_grid_raw_and_thresholded(tmp_path):
-    D = np.random.default_rng(0).standard_normal((12, 1, 7, 7))
+    D = np.random.default_rng(0).standard_normal((20, 1, 12, 12))
     raw = read_png(plotting.save_filter_grid(D, tmp_path / "raw.png", title="raw"))
     both = read_png(plotting.save_filter_grid(D, tmp_path / "both.png", threshold=0.5,
-                                              labels=range(12)))
-    assert both.shape[1] > raw.shape[1]  # a second panel beside the first
+                                              labels=range(20)))
+    assert both.shape[1] > 1.5 * raw.shape[1]  # a second panel beside the first
+    few = read_png(plotting.save_filter_grid(D[:6], tmp_path / "few.png", threshold=0.5,
+                                             title="two\nlines"))
+    assert few.shape[0] > few.shape[1] / 4  # six filters in a row, thresholded row below
     rgb = read_png(plotting.save_filter_grid(np.abs(D[:, :1].repeat(3, axis=1)),
                                              tmp_path / "rgb.png"))
     assert rgb.ndim == 3
-    assert sorted(os.listdir(tmp_path)) == ["both.png", "raw.png", "rgb.png"]
+    assert sorted(os.listdir(tmp_path)) == ["both.png", "few.png", "raw.png", "rgb.png"]
 
 
 def test_save_filter_grid_shows_the_filter_values(tmp_path):
