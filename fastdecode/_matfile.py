@@ -16,6 +16,7 @@ Values keep MATLAB's orientation:
 - function handles, objects, sparse matrices: :class:`Opaque`.
 """
 
+import numbers
 import os
 import struct
 import zlib
@@ -101,9 +102,10 @@ def read_mat(path, names=None, *, memory_limit=None):
     if os.path.isdir(path):
         raise MatConvNetError("%s: is a directory, not a MAT file" % path)
     limit = DEFAULT_FILE_MEMORY_LIMIT if memory_limit is None else memory_limit
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0:
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not limit > 0 \
+            or not np.isfinite(limit):
         raise ValueError("memory_limit must be a positive number of bytes, got %r" % (memory_limit,))
-    budget = _Budget(path, limit)
+    budget = _Budget(path, int(limit))
     with open(path, "rb") as f:
         header = f.read(128)
     kind = _sniff(path, header)
@@ -451,6 +453,7 @@ def _chars_to_text(codes):
         return ""
     if codes.ndim > 2:
         codes = codes.reshape(codes.shape[0], -1, order="F")
+    codes = np.where((codes < 0) | (codes > 0x10FFFF), 0xFFFD, codes)  # not a character
     rows = ["".join(map(chr, row)) for row in codes.tolist()]
     return rows[0] if len(rows) == 1 else rows
 
@@ -491,7 +494,8 @@ def _read_hdf5(path, names, budget):
         return out
     except MatConvNetError:
         raise
-    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, AttributeError,
+            IndexError) as exc:
         raise MatConvNetError("%s: corrupt MAT v7.3 (HDF5) file: %s" % (path, exc)) from None
     finally:
         f.close()
@@ -535,6 +539,8 @@ class _H5Reader:
             if cls not in (None, "struct"):
                 return Opaque(cls)
             return self._struct_group(obj, depth, what)
+        if not isinstance(obj, self.h5py.Dataset):  # a named datatype or another HDF5 object
+            return Opaque(type(obj).__name__)
         if "MATLAB_object_decode" in obj.attrs or cls in ("function_handle",):
             return Opaque(cls or "object")
         if "MATLAB_sparse" in obj.attrs:

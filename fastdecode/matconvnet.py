@@ -670,15 +670,13 @@ def format_info(net, title=None):
     lines.append(net.summary())
     lines.append("")
     lines.append("conv layers, in image pixels (rows x cols):")
-    header = "%-24s %-18s %10s %8s %16s" % ("name", "filters HxWxCxK", "receptive", "stride",
-                                            "decoded (C,H,W)")
-    lines.append(header)
+    width = max([20] + [len(_printable(n)) for n in net.conv_layers])
+    lines.append("%-*s %-18s %10s %8s %16s" % (width, "name", "filters HxWxCxK", "receptive",
+                                               "stride", "decoded (C,H,W)"))
     for name in net.conv_layers:
-        layer = net[name]
-        K, C, h, w = layer.weights.shape
-        R = net.receptive_field(name)
-        S = net.stride(name)
-        lines.append("%-24s %-18s %10s %8s %16s" % (
-            _printable(name), "%dx%dx%dx%d" % (h, w, C, K), "%dx%d" % R, "%dx%d" % S,
+        K, C, h, w = net[name].weights.shape
+        lines.append("%-*s %-18s %10s %8s %16s" % (
+            width, _printable(name), "%dx%dx%dx%d" % (h, w, C, K),
+            "%dx%d" % net.receptive_field(name), "%dx%d" % net.stride(name),
             "x".join(map(str, net.decoded_shape(name)))))
     return "\n".join(lines)

@@ -550,13 +550,16 @@ class Network:
 
     def summary(self):
         """A table of layers with output channels, cumulative stride and receptive field."""
-        rows = ["%-3s %-20s %-40s %8s %8s %10s" % ("#", "name", "layer", "channels", "stride",
-                                                   "receptive")]
+        names = [_printable(layer.name) for layer in self.layers]
+        described = [layer.describe() for layer in self.layers]
+        wn = max([20] + [len(n) for n in names])  # columns as wide as their longest entry
+        wd = max([40] + [len(d) for d in described])
+        rows = ["%-3s %-*s %-*s %8s %8s %10s" % ("#", wn, "name", wd, "layer", "channels",
+                                                 "stride", "receptive")]
         for i, layer in enumerate(self.layers):
             S, P, R = self._geometry(i)
-            rows.append("%-3d %-20s %-40s %8d %8s %10s" % (
-                i, _printable(layer.name)[:20], layer.describe()[:40], self._channels[i],
-                "%dx%d" % S, "%dx%d" % R))
+            rows.append("%-3d %-*s %-*s %8d %8s %10s" % (
+                i, wn, names[i], wd, described[i], self._channels[i], "%dx%d" % S, "%dx%d" % R))
         return "\n".join(rows)
 
 

@@ -360,6 +360,24 @@ def test_truncated_files(tmp_path, fmt):
         assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("fmt", ["v6", "v7", "v73"])
+def test_corrupted_bytes_give_value_errors(tmp_path, fmt):
+    """Random byte changes anywhere past the header: the file loads or a ValueError says why."""
+    whole = bytearray(write(tmp_path, LAYOUTS["dagnn"](), fmt).read_bytes())
+    rng = np.random.default_rng(3)
+    start = 512 if fmt == "v73" else 128
+    for trial in range(60):
+        data = bytearray(whole)
+        for i in rng.integers(start, len(data), size=rng.integers(1, 4)):
+            data[i] = rng.integers(0, 256)
+        path = tmp_path / "corrupt.mat"
+        path.write_bytes(bytes(data))
+        try:
+            fd.load_matconvnet(path)
+        except ValueError as exc:
+            assert str(path) in str(exc)
+
+
 def test_no_network_inside(tmp_path):
     path = tmp_path / "data.mat"
     scipy.io.savemat(path, {"images": np.zeros((2, 2))})
@@ -603,6 +621,7 @@ def test_info_command_on_real_files(shared_data, capsys):
     assert cli.main(["info", str(legacy)]) == 0
     out = capsys.readouterr().out
     assert "conv\\x01-compRand-gen" in out and "\x01" not in out
+    assert "pool max 3x3 stride (2, 2) pad (0, 1, 0, 1)" in out  # nothing truncated
 
     dag = real(shared_data, "dncnn-dagnn-epoch50-v73.mat")
     assert cli.main(["info", str(dag)]) == 2
