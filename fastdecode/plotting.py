@@ -26,10 +26,11 @@ def _figure(width, height):
     return Figure(figsize=(width, height), dpi=DPI)
 
 
-def _save(fig, path):
-    """Write a figure to ``path`` as PNG, atomically."""
+def _save(fig, path, tight=False):
+    """Write a figure to ``path`` as PNG, atomically; ``tight`` crops to what is drawn."""
+    extra = {"bbox_inches": "tight", "pad_inches": 0.15} if tight else {}
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        fig.savefig(tmp, format="png", dpi=DPI, **extra)
     return str(path)
 
 
@@ -235,8 +236,8 @@ def _matrix_block(fig, ax, matrix, images, decoded, thresholded, names, heading)
     ax.set_yticklabels(names, fontsize=7)
     ax.yaxis.tick_right()
     ax.tick_params(length=0)
-    ax.text(-2.6, K - 0.2, "raw", ha="center", va="top", fontsize=7)
-    ax.text(-1.6, K - 0.2, "thr.", ha="center", va="top", fontsize=7)
+    ax.text(-2.6, -0.7, "raw", ha="center", va="bottom", fontsize=7)
+    ax.text(-1.6, -0.7, "thr.", ha="center", va="bottom", fontsize=7)
     ax.set_xlabel("image maximising filter j (above); rows: filter i", fontsize=8)
     ax.set_title(heading, fontsize=10)
     cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.08)
@@ -267,7 +268,7 @@ def save_activation_matrix(matrix, decoded, path, *, class_names=None, title=Non
         _matrix_block(fig, fig.add_subplot(1, len(blocks), b + 1), M, imgs, decoded, thresholded,
                       names, heading)
     _finish(fig, title)
-    return _save(fig, path)
+    return _save(fig, path, tight=True)
 
 
 def save_top_images(images, network_top, decoded_top, decoded, path, *, filters=None,
