@@ -1,5 +1,8 @@
 """Bad input: clear errors naming the argument, layer and shapes before compiled code runs."""
 
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 
 import numpy as np
@@ -243,6 +246,37 @@ def test_absurd_sizes_refused_with_the_bytes_needed(case):
     message = _refused_without_allocating(ABSURD[case])
     assert "would need" in message and "memory limit" in message
     assert any(unit in message for unit in ("GiB", "TiB"))
+
+
+SCRATCH_PROBE = textwrap.dedent("""
+    import resource
+    import numpy as np
+    import fastdecode as fd
+    resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+    x = np.ones((1, 3, 2000, 2000), dtype=np.float32)   # 48 MB
+    f = np.ones((1, 3, 11, 11), dtype=np.float32)
+    try:
+        out = fd.correlate(x, f, n_threads=1)             # 15 MB of output
+    except MemoryError:
+        print("refused")
+    else:
+        assert out.shape == (1, 1, 1990, 1990) and np.all(out == 363), "wrong result"
+        print("computed")
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+@pytest.mark.xfail(strict=True, reason="correlate's im2col scratch (nb * Ho*Wo * C*h*w elements "
+                   "per thread, at least one whole image's patches) is neither bounded nor "
+                   "counted against memory_limit, and a failed malloc is not checked: the "
+                   "process dies with SIGSEGV")
+def test_correlate_survives_a_failed_scratch_allocation():
+    """With 2 GiB of address space, a correlation whose output is 15 MB either runs in
+    bounded scratch memory or raises MemoryError; it never kills the process."""
+    proc = subprocess.run([sys.executable, "-c", SCRATCH_PROBE], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, "exit code %d: %s" % (proc.returncode, proc.stderr[-500:])
+    assert proc.stdout.strip() in ("computed", "refused")
 
 
 def test_memory_limit_is_a_parameter():
