@@ -88,11 +88,12 @@ class _Budget:
         self.used += nbytes
 
 
-def read_mat(path, names=None, *, memory_limit=None):
+def read_mat(path, names=None, *, memory_limit=None, skip_fields=()):
     """Read the variables of a MAT file as ``{name: value}``.
 
     ``names``: a collection of variable names to read (others are skipped without being
     decompressed); None reads all. ``memory_limit``: bytes the values may take (default 2 GiB).
+    ``skip_fields``: struct fields, at any depth, passed over without being kept (e.g. momentum).
     Raises FileNotFoundError for a missing path and MatConvNetError (a ValueError) for anything
     that is not a readable MAT file.
     """
@@ -110,8 +111,8 @@ def read_mat(path, names=None, *, memory_limit=None):
         header = f.read(128)
     kind = _sniff(path, header)
     if kind == "hdf5":
-        return _read_hdf5(path, names, budget)
-    return _V5Reader(path, budget).read(names)
+        return _read_hdf5(path, names, budget, frozenset(skip_fields))
+    return _V5Reader(path, budget, frozenset(skip_fields)).read(names)
 
 
 def _sniff(path, header):
@@ -228,9 +229,10 @@ class _ZlibStream:
 
 
 class _V5Reader:
-    def __init__(self, path, budget):
+    def __init__(self, path, budget, skip_fields):
         self.path = path
         self.budget = budget
+        self.skip_fields = skip_fields
 
     def read(self, names):
         out = {}
@@ -439,6 +441,9 @@ class _V5Reader:
                 if t != _MI_MATRIX:
                     raise MatConvNetError("%s: corrupt struct field %s.%s" % (self.path, what, field))
                 sub = "%s(%d).%s" % (what, i + 1, field) if count > 1 else "%s.%s" % (what, field)
+                if field in self.skip_fields:
+                    stream.skip(n, sub)
+                    continue
                 rec[field] = self._matrix(stream, n, depth + 1, None, sub)[1]
             records.append(rec)
         return StructArray(dims, fields, records)
@@ -476,14 +481,14 @@ def _import_h5py(path):
     return h5py
 
 
-def _read_hdf5(path, names, budget):
+def _read_hdf5(path, names, budget, skip_fields):
     h5py = _import_h5py(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise MatConvNetError("%s: not a readable MAT v7.3 (HDF5) file: %s" % (path, exc)) from None
     try:
-        reader = _H5Reader(path, f, budget, h5py)
+        reader = _H5Reader(path, f, budget, h5py, skip_fields)
         out = {}
         for key in f.keys():
             if key.startswith("#"):  # '#refs#' (cell targets), '#subsystem#' (MCOS object data)
@@ -513,8 +518,9 @@ def _attr_str(obj, name):
 
 
 class _H5Reader:
-    def __init__(self, path, f, budget, h5py):
+    def __init__(self, path, f, budget, h5py, skip_fields):
         self.path, self.f, self.budget, self.h5py = path, f, budget, h5py
+        self.skip_fields = skip_fields
 
     def _deref(self, ref, what):
         if not ref:
@@ -591,7 +597,7 @@ class _H5Reader:
             names = [b"".join(np.asarray(n).ravel().tolist()).decode("latin-1") for n in fields]
         else:
             names = list(group.keys())
-        names = [n for n in names if n in group]
+        names = [n for n in names if n in group and n not in self.skip_fields]
         # A struct array stores each field as a dataset of references with no MATLAB_class.
         array_fields = [n for n in names if isinstance(group[n], self.h5py.Dataset)
                         and group[n].dtype.kind == "O" and "MATLAB_class" not in group[n].attrs]

@@ -35,6 +35,8 @@ __all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError
 
 #: Variables a network file may hold; others (state, stats, info, ...) are skipped unread.
 _NETWORK_VARIABLES = ("net", "layers", "meta", "params", "vars", "normalization", "classes")
+#: Layer fields never used and possibly large: training momentum, a loss layer's last labels.
+_UNUSED_FIELDS = ("momentum", "class")
 _SIMPLENN_LOSSES = ("softmaxloss", "loss", "pdist", "custom")
 _DAGNN_LOSSES = ("dagnn.Loss", "dagnn.PDist")
 _DAGNN_MERGES = ("dagnn.Sum", "dagnn.Concat")
@@ -51,7 +53,8 @@ def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
     Raises FileNotFoundError for a missing path and :class:`MatConvNetError` (a ValueError) naming
     the file, the layer and the problem for a file that is not a readable network.
     """
-    variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit)
+    variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit,
+                         skip_fields=_UNUSED_FIELDS)
     return _Loader(str(path)).network(variables)
 
 
@@ -624,10 +627,11 @@ def _to_matlab(v, where):
     if isinstance(v, dict):
         return {str(k): _to_matlab(x, "%s.%s" % (where, k)) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        if isinstance(v, tuple) and v and all(isinstance(x, (bool, np.bool_)) for x in v):
+        # Sequences of numbers are MATLAB row vectors (they load back as tuples).
+        if v and all(isinstance(x, (bool, np.bool_)) for x in v):
             return np.array([list(v)], dtype=bool)
-        if isinstance(v, tuple) and v and all(isinstance(x, numbers.Real) and
-                                              not isinstance(x, (bool, np.bool_)) for x in v):
+        if v and all(isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+                     for x in v):
             return _row(v)
         return _cell([_to_matlab(x, "%s{%d}" % (where, i + 1)) for i, x in enumerate(v)])
     if isinstance(v, np.ndarray):

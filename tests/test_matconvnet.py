@@ -252,6 +252,19 @@ def test_bias_layouts_and_unnamed_layers(tmp_path, bias):
     assert "\\x01odd\\nname" in text and "\x01" not in text
 
 
+@pytest.mark.parametrize("fmt", ["v7", "v73"])
+def test_training_state_is_not_kept(tmp_path, fmt):
+    """momentum and the loss layer's labels are passed over: they do not count in the budget."""
+    layers = simplenn_layers()
+    layers[0]["momentum"] = ml.cell(np.zeros((64, 64, 16, 16), np.float32), B1)  # 4 MiB
+    layers[-1]["class"] = np.zeros((1, 2**20), np.float32)                         # 4 MiB
+    path = write(tmp_path, ml.cnn_train_variables(ml.simplenn(layers, meta())), fmt)
+    net = fd.load_matconvnet(path, memory_limit=2**20)
+    np.testing.assert_allclose(forward_matlab(net, IMAGE), reference(IMAGE), rtol=1e-5, atol=1e-5)
+    with pytest.raises(MatConvNetError, match="memory limit"):
+        fd.load_matconvnet(path, memory_limit=2**10)
+
+
 # --- saving -----------------------------------------------------------------------------------------
 
 def assert_same_network(a, b):
@@ -298,6 +311,7 @@ def test_round_trip_is_exact(tmp_path, layout):
 
 def test_saved_file_is_simplenn_in_matlab_layout(tmp_path):
     net = fd.load_matconvnet(write(tmp_path, LAYOUTS["cnn_train"](), "v7"))
+    net.meta["normalization"]["imageSize"] = [9, 8, 4]
     out = tmp_path / "saved.mat"
     fd.save_matconvnet(net, out)
     m = scipy.io.loadmat(out)  # read independently, as MATLAB would see it
@@ -320,6 +334,9 @@ def test_saved_file_is_simplenn_in_matlab_layout(tmp_path):
     meta_m = m["net"]["meta"][0, 0]
     np.testing.assert_array_equal(meta_m["normalization"][0, 0]["averageImage"][0, 0], AVERAGE)
     assert meta_m["inputSize"][0, 0].tolist() == [[9.0, 8.0, 4.0]]
+    image_size = meta_m["normalization"][0, 0]["imageSize"][0, 0]  # a list of numbers: a row
+    assert image_size.dtype == np.float64 and image_size.tolist() == [[9.0, 8.0, 4.0]]
+    assert meta_m["classes"][0, 0]["name"][0, 0].dtype == object  # a cell array of strings
 
 
 def test_save_is_all_or_nothing(tmp_path):
