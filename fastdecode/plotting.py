@@ -26,23 +26,25 @@ def _figure(width, height):
     return Figure(figsize=(width, height), dpi=DPI)
 
 
-def _save(fig, path, tight=False):
-    """Write a figure to ``path`` as PNG, atomically; ``tight`` crops to what is drawn."""
-    extra = {"bbox_inches": "tight", "pad_inches": 0.15} if tight else {}
+def _save(fig, path):
+    """Write a figure to ``path`` as PNG, atomically, cropped to what is drawn."""
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, **extra)
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
     return str(path)
 
 
 def _finish(fig, title, fontsize=11):
-    """Suptitle above a tight layout that leaves it room."""
+    """Tight layout, then the suptitle just above the highest axes (fixed-aspect axes may sit
+    well below the top of the space the layout gave them; saving crops the rest)."""
+    fig.tight_layout()
     if title:
-        fig.suptitle(title, fontsize=fontsize)
-        lines = str(title).count("\n") + 1
-        top = 1.0 - (0.12 + 0.2 * lines) / fig.get_figheight()
-        fig.tight_layout(rect=(0, 0, 1, top))
-    else:
-        fig.tight_layout()
+        top = 0.0
+        for ax in fig.axes:
+            ax.apply_aspect()
+            top = max(top, ax.get_position().y1 + (0.3 if ax.get_title() else 0.05)
+                      / fig.get_figheight())
+        fig.suptitle(title, fontsize=fontsize, y=top + 0.08 / fig.get_figheight(),
+                     va="bottom")
 
 
 def _to_display(f):
@@ -268,7 +270,7 @@ def save_activation_matrix(matrix, decoded, path, *, class_names=None, title=Non
         _matrix_block(fig, fig.add_subplot(1, len(blocks), b + 1), M, imgs, decoded, thresholded,
                       names, heading)
     _finish(fig, title)
-    return _save(fig, path, tight=True)
+    return _save(fig, path)
 
 
 def save_top_images(images, network_top, decoded_top, decoded, path, *, filters=None,
