@@ -139,7 +139,7 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
             "above the memory limit of %s; pass a larger memory_limit"
             % (_printable(net.layers[idx].name), format_bytes(per_filter), format_bytes(out_bytes),
                format_bytes(limit)))
-    chunk = len(sel) if room >= len(sel) * per_filter else max(1, int(room // per_filter))
+    chunk = max(1, len(sel) if room >= len(sel) * per_filter else int(room // per_filter))
     out = np.empty(shape, dtype=net.dtype)
     bias = np.empty(len(sel), dtype=net.dtype)
     for start in range(0, len(sel), chunk):

@@ -88,6 +88,14 @@ def test_filter_selection(dtype):
     np.testing.assert_array_equal(fd.decode(net, -5, unpool="bilinear"), full)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_filter_mask_decodes_nothing(method):
+    net = lenet(np.float64)
+    got = fd.decode_with_bias(net, "layer3", unpool=method, filters=np.zeros(50, dtype=bool))
+    assert got.filters.shape == (0, 1, 14, 14) and got.bias.shape == (0,)
+    assert fd.decode(net, "layer3", unpool=method, filters=np.zeros(50, bool)).shape[0] == 0
+
+
 def test_decode_in_chunks_equals_decode_at_once():
     """A memory limit that forces one filter at a time gives the same bits."""
     net = lenet(np.float64)
