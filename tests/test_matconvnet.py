@@ -151,7 +151,8 @@ LAYOUTS = {
         ml.simplenn(simplenn_layers(hyper=np.uint8), meta())),
     "model_zoo": lambda: {"layers": ml.cell(*simplenn_layers(unnamed_loss=False)),
                           "meta": meta()},
-    "dagnn": dagnn_variables,
+    "dagnn": dagnn_variables,                              # save -struct of net.saveobj()
+    "dagnn_net": lambda: {"net": dagnn_variables(), "info": {"epoch": 3.0}},
 }
 
 
