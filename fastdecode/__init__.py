@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from ._api import correlate, pool, relu, substitute, unpool
 from ._config import show_config
-from .decoding import DecodedFilters, decode, decode_with_bias, decoded_bias
+from .decoding import DecodedFilters, decode, decode_all, decode_with_bias, decoded_bias
 from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
 from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores,
                          max_activation_matrix, reconstruction_error, self_consistency, table1,
@@ -17,7 +17,7 @@ from .network import (LRN, BatchNorm, Conv, Dropout, Layer, Network, Pool, ReLU,
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
-    "decode", "decoded_bias", "decode_with_bias", "DecodedFilters",
+    "decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters",
     "correlate", "substitute", "unpool", "pool", "relu", "show_config",
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",
     "max_activation_matrix", "classifier_accuracy", "top_images", "self_consistency",

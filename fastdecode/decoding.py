@@ -4,11 +4,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _api
+from . import _api, _recursive
 from ._validation import (as_int, as_memory_limit, check_bytes, format_bytes, resolve_threads)
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, _printable
 
-__all__ = ["decode", "decoded_bias", "decode_with_bias", "DecodedFilters"]
+__all__ = ["decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters"]
 
 #: Layers the decoding walks through unchanged.
 PASS_THROUGH = (ReLU, Dropout, LRN)
@@ -139,6 +139,10 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
             "above the memory limit of %s; pass a larger memory_limit"
             % (_printable(net.layers[idx].name), format_bytes(per_filter), format_bytes(out_bytes),
                format_bytes(limit)))
+    if not want_bias:
+        fast = _decode_recursive(net, idx, sel, unpool, threads, limit)
+        if fast is not None:
+            return DecodedFilters(fast, None)
     chunk = max(1, len(sel) if room >= len(sel) * per_filter else int(room // per_filter))
     out = np.empty(shape, dtype=net.dtype)
     bias = np.empty(len(sel), dtype=net.dtype)
@@ -168,3 +172,64 @@ def decoded_bias(net, layer, *, filters=None, unpool="adjoint", n_threads=None,
     """Decoded biases (F,) of a conv layer; see :func:`decode_with_bias`."""
     return decode_with_bias(net, layer, filters=filters, unpool=unpool, n_threads=n_threads,
                             memory_limit=memory_limit).bias
+
+
+# --- layer-recursive decoding ------------------------------------------------------------------
+
+def _decode_recursive(net, idx, sel, unpool, threads, limit):
+    """Decoded filters ``sel`` of conv layer ``idx`` by the layer recursion, or None.
+
+    None when the recursion does not apply (bilinear, bicubic), would exceed ``limit`` bytes, or
+    costs more FLOPs than the chain for these filters (few filters of a deep layer).
+    """
+    if unpool not in _recursive.RECURSIVE_METHODS:
+        return None
+    flops, peak = _recursive.recursive_cost(net, idx, len(sel))
+    if peak > limit or flops >= _recursive.chain_cost(net, idx, len(sel)):
+        return None
+    top = None if len(sel) == net.layers[idx].num_filters and np.array_equal(
+        sel, np.arange(len(sel))) else sel
+    return _recursive.walk(net, idx, unpool, threads, top_filters=top)[idx]
+
+
+def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
+    """Decoded filters of every conv layer, as a dict {layer name: (K, C0, h, w)}, bottom to top.
+
+    With ``unpool`` "nearest" or "adjoint" the layers are decoded recursively, each from the one
+    below by one substitution at image scale (far cheaper than one chain per layer); "bilinear"
+    and "bicubic" are not shift-equivariant and use the chain of :func:`decode` for each layer.
+    memory_limit: bytes the results and the working maps may take together (default 4 GiB);
+    a MemoryError states the bytes needed beyond it.
+    """
+    _check_network(net)
+    _check_unpool(unpool)
+    threads = resolve_threads(n_threads)
+    limit = as_memory_limit(memory_limit)
+    conv_idx = [i for i, layer in enumerate(net.layers) if isinstance(layer, Conv)]
+    if not conv_idx:
+        raise ValueError("the network has no conv layers to decode")
+    top = conv_idx[-1]
+    _recursive._check_decodable(net, top)
+    itemsize = net.dtype.itemsize
+    results = sum(net.layers[i].num_filters * int(np.prod(net.decoded_shape(i))) * itemsize
+                  for i in conv_idx)
+    if unpool not in _recursive.RECURSIVE_METHODS:
+        out = {}
+        for i in conv_idx:
+            remaining = limit - sum(a.nbytes for a in out.values())
+            if remaining <= 0:
+                raise MemoryError(
+                    "decoding every conv layer needs %s for the results alone, above the memory "
+                    "limit of %s; pass a larger memory_limit"
+                    % (format_bytes(results), format_bytes(limit)))
+            out[net.layers[i].name] = decode(net, i, unpool=unpool, n_threads=threads,
+                                             memory_limit=remaining)
+        return out
+    _, peak = _recursive.recursive_cost(net, top, net.layers[top].num_filters)
+    if results + peak > limit:
+        raise MemoryError(
+            "decoding every conv layer needs %s for the results and up to %s of working maps, "
+            "above the memory limit of %s; pass a larger memory_limit or decode layers one at a "
+            "time with decode()" % (format_bytes(results), format_bytes(peak), format_bytes(limit)))
+    decoded = _recursive.walk(net, top, unpool, threads, keep=set(conv_idx))
+    return {net.layers[i].name: decoded[i] for i in conv_idx}
