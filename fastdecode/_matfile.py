@@ -78,13 +78,12 @@ class _Budget:
 
     def charge(self, nbytes, what, shape=None):
         if self.used + nbytes > self.limit:
+            where = "" if shape is None else " (MATLAB shape %s)" % "x".join(map(str, shape))
             raise MatConvNetError(
                 "%s: %s%s needs %s, beyond the memory limit of %s (%s already read); the file is "
                 "refused before that memory is spent. Pass a larger memory_limit if the file is "
-                "trusted." % (self.path, what,
-                              "" if shape is None else " (MATLAB shape %s)" % "x".join(map(str, shape)),
-                              format_bytes(nbytes), format_bytes(self.limit),
-                              format_bytes(self.used)))
+                "trusted." % (self.path, what, where, format_bytes(nbytes),
+                              format_bytes(self.limit), format_bytes(self.used)))
         self.used += nbytes
 
 
@@ -105,7 +104,8 @@ def read_mat(path, names=None, *, memory_limit=None, skip_fields=()):
     limit = DEFAULT_FILE_MEMORY_LIMIT if memory_limit is None else memory_limit
     if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not limit > 0 \
             or not np.isfinite(limit):
-        raise ValueError("memory_limit must be a positive number of bytes, got %r" % (memory_limit,))
+        raise ValueError("memory_limit must be a positive number of bytes, got %r"
+                         % (memory_limit,))
     budget = _Budget(path, int(limit))
     with open(path, "rb") as f:
         header = f.read(128)
@@ -256,8 +256,8 @@ class _V5Reader:
                     stream = _ZlibStream(f, nbytes, self.path)
                     itype, inbytes, _ = self._tag(stream, "a compressed variable's tag")
                     if itype != _MI_MATRIX:
-                        raise MatConvNetError("%s: a compressed element at byte %d holds data of "
-                                              "type %d, not a MATLAB array" % (self.path, start, itype))
+                        raise self._error("a compressed element at byte %d holds data of type "
+                                          "%d, not a MATLAB array" % (start, itype))
                     name, value = self._matrix(stream, inbytes, 0, names, "variable")
                     f.seek(end)
                 elif mtype == _MI_MATRIX:
@@ -271,6 +271,9 @@ class _V5Reader:
                 if f.tell() > size:
                     break
         return out
+
+    def _error(self, message):
+        return MatConvNetError("%s: %s" % (self.path, message))
 
     def _tag(self, stream, what):
         """(type, nbytes, small_data) of a data element tag."""
@@ -287,18 +290,18 @@ class _V5Reader:
         """(type, bytes) of a whole small element such as array flags, dims or names."""
         mtype, nbytes, small = self._tag(stream, what)
         if expect is not None and mtype not in expect:
-            raise MatConvNetError("%s: corrupt file: %s has data type %d" % (self.path, what, mtype))
+            raise self._error("corrupt file: %s has data type %d" % (what, mtype))
         if small is not None:
             return mtype, small
         if nbytes > 1 << 20:
-            raise MatConvNetError("%s: corrupt file: %s declares %d bytes" % (self.path, what, nbytes))
+            raise self._error("corrupt file: %s declares %d bytes" % (what, nbytes))
         data = bytes(stream.read(nbytes, what))
         stream.skip(-nbytes % 8, what)
         return mtype, data
 
     def _numbers(self, mtype, data, what):
         if mtype not in _MI_TYPES:
-            raise MatConvNetError("%s: corrupt file: %s has data type %d" % (self.path, what, mtype))
+            raise self._error("corrupt file: %s has data type %d" % (what, mtype))
         dt = np.dtype(_MI_TYPES[mtype]).newbyteorder(self.order)
         if len(data) % dt.itemsize:
             raise MatConvNetError("%s: corrupt file: %s has %d bytes, not a whole number of %s"
@@ -371,7 +374,7 @@ class _V5Reader:
         """Read one numeric data subelement, checking its size against the budget first."""
         mtype, nbytes, small = self._tag(stream, what)
         if mtype not in _MI_TYPES:
-            raise MatConvNetError("%s: corrupt file: %s has data type %d" % (self.path, what, mtype))
+            raise self._error("corrupt file: %s has data type %d" % (what, mtype))
         if small is None:
             storage = np.dtype(_MI_TYPES[mtype]).itemsize
             if nbytes != count * storage:
@@ -425,7 +428,7 @@ class _V5Reader:
         mtype, raw = self._element(stream, what + " field name length", expect=(5,))
         (length,) = self._numbers(mtype, raw, what).tolist()[:1] or [0]
         if length < 1 or length > 4096:
-            raise MatConvNetError("%s: corrupt field name length %d in %s" % (self.path, length, what))
+            raise self._error("corrupt field name length %d in %s" % (length, what))
         mtype, raw = self._element(stream, what + " field names", expect=(1, 2))
         fields = [raw[i:i + length].split(b"\0", 1)[0].decode("latin-1")
                   for i in range(0, len(raw), length)]
@@ -439,7 +442,7 @@ class _V5Reader:
             for field in fields:
                 t, n, _ = self._tag(stream, what)
                 if t != _MI_MATRIX:
-                    raise MatConvNetError("%s: corrupt struct field %s.%s" % (self.path, what, field))
+                    raise self._error("corrupt struct field %s.%s" % (what, field))
                 sub = "%s(%d).%s" % (what, i + 1, field) if count > 1 else "%s.%s" % (what, field)
                 if field in self.skip_fields:
                     stream.skip(n, sub)

@@ -7,7 +7,8 @@ Layouts that load (MAT v5/v7 through a guarded reader, MAT v7.3 through h5py):
 - model-zoo files saved with ``save -struct``: top-level ``layers`` and ``meta``;
 - older simplenn files: ``filters``/``biases`` instead of ``weights``, ``normalization`` and
   ``classes`` beside ``layers`` instead of under ``meta``;
-- DagNN files (``net.saveobj()``): struct arrays ``layers`` and ``params``, when the graph is a chain.
+- DagNN files (``net.saveobj()``): struct arrays ``layers`` and ``params``, when the graph is a
+  chain.
 
 MatConvNet filters ``[H W C K]`` (first axis the image row) become ``(K, C, H, W)`` by
 ``transpose(3, 2, 0, 1)``: no spatial transposition. Loss layers at the end of the network are
@@ -211,7 +212,8 @@ class _Loader:
 
     @staticmethod
     def _bnorm(gain, bias, moments, *, name):
-        g, b, m = (_numeric(n, a) for n, a in (("gain", gain), ("bias", bias), ("moments", moments)))
+        g, b, m = (_numeric(n, a)
+                   for n, a in (("gain", gain), ("bias", bias), ("moments", moments)))
         K = g.size
         if m.shape != (K, 2):
             raise ValueError("moments must be Kx2 [mean sigma] with K = %d, got MATLAB shape %s"

@@ -46,7 +46,7 @@ def cell(*items, column=False):
     return out
 
 
-# --- MatConvNet layers, as cnn_train and vl_simplenn_tidy leave them ---------------------------
+# --- MatConvNet layers, as cnn_train and vl_simplenn_tidy leave them ------------------------------
 
 def conv(name, filters, bias, *, stride=1, pad=0, dilate=1, legacy=False, hyper=np.float64):
     """A simplenn conv layer; ``legacy`` uses the beta16 fields filters/biases."""
@@ -155,7 +155,7 @@ def write_v5(path, variables, *, compress=True):
                      do_compression=compress, long_field_names=True, oned_as="row")
 
 
-# --- MAT v7.3 (HDF5) --------------------------------------------------------------------------------
+# --- MAT v7.3 (HDF5) ------------------------------------------------------------------------------
 
 _H5_CLASSES = {"f8": "double", "f4": "single", "i1": "int8", "u1": "uint8", "i2": "int16",
                "u2": "uint16", "i4": "int32", "u4": "uint32", "i8": "int64", "u8": "uint64"}
@@ -263,7 +263,7 @@ def write_v73(path, variables, *, subsystem=False):
                            "00:00:00 2018 HDF5 schema 1.00 ."))
 
 
-# --- hostile files ------------------------------------------------------------------------------
+# --- hostile files --------------------------------------------------------------------------------
 
 def _v5_header():
     text = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018"

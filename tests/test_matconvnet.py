@@ -5,7 +5,6 @@ pass is compared with a reference computed on the MATLAB-layout arrays themselve
 [H W C K], images [H W C]) with scipy.signal.correlate2d, so a wrong orientation cannot pass.
 """
 
-import os
 import sys
 import tracemalloc
 from pathlib import Path
@@ -266,7 +265,7 @@ def test_training_state_is_not_kept(tmp_path, fmt):
         fd.load_matconvnet(path, memory_limit=2**10)
 
 
-# --- saving -----------------------------------------------------------------------------------------
+# --- saving ---------------------------------------------------------------------------------------
 
 def assert_same_network(a, b):
     assert len(a) == len(b) and a.input_channels == b.input_channels
@@ -351,7 +350,7 @@ def test_save_is_all_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.mat", "out.mat"]
 
 
-# --- bad files ----------------------------------------------------------------------------------------
+# --- bad files ------------------------------------------------------------------------------------
 
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
@@ -467,7 +466,7 @@ def test_missing_h5py_says_how_to_install(tmp_path, monkeypatch):
         fd.load_matconvnet(path)
 
 
-# --- decompression bombs ----------------------------------------------------------------------------
+# --- decompression bombs --------------------------------------------------------------------------
 
 def peak_while(fn):
     tracemalloc.start()
@@ -524,7 +523,7 @@ def test_hdf5_bomb_is_refused_before_allocation(tmp_path):
     assert peak_while(load) < 50 * 2**20
 
 
-# --- the real files ---------------------------------------------------------------------------------
+# --- the real files -------------------------------------------------------------------------------
 
 def real(shared_data, name):
     path = shared_data / "matconvnet" / name
