@@ -96,13 +96,22 @@ def test_empty_filter_mask_decodes_nothing(method):
     assert fd.decode(net, "layer3", unpool=method, filters=np.zeros(50, bool)).shape[0] == 0
 
 
-def test_decode_in_chunks_equals_decode_at_once():
-    """A memory limit that forces one filter at a time gives the same bits."""
+def test_decode_in_chunks_equals_decode_at_once(monkeypatch):
+    """A memory limit that forces a few filters at a time gives the same bits."""
+    import fastdecode.decoding as decoding
+    chunks = []
+    chunk_fn = decoding._decode_chunk
+
+    def counting(net, idx, steps, sel, *args):
+        chunks.append(len(sel))
+        return chunk_fn(net, idx, steps, sel, *args)
+    monkeypatch.setattr(decoding, "_decode_chunk", counting)
     net = lenet(np.float64)
     full = fd.decode(net, "layer5", unpool="bicubic", filters=range(12))
-    out_bytes = full.nbytes
-    small = fd.decode(net, "layer5", unpool="bicubic", filters=range(12),
-                      memory_limit=out_bytes + 2 * 50 * 14 * 14 * 8 + 4 * 20 * 28 * 28 * 8)
+    assert chunks == [12]
+    limit = full.nbytes + 3 * decoding._peak_bytes_per_filter(net, 4, decoding._chain_steps(net, 4))
+    small = fd.decode(net, "layer5", unpool="bicubic", filters=range(12), memory_limit=limit)
+    assert chunks[1:] == [3, 3, 3, 3]
     np.testing.assert_array_equal(small, full)
 
 

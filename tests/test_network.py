@@ -176,6 +176,15 @@ def test_lrn_window_is_asymmetric_for_even_depth():
     np.testing.assert_allclose(y.ravel(), [1 / 3, 1 / 3, 1 / 2], rtol=1e-15)
 
 
+def test_softmax_and_dropout_forward():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 4, 3, 3)) * 5
+    net = fd.Network([fd.Conv(np.eye(4).reshape(4, 4, 1, 1)), fd.Dropout(0.5), fd.Softmax()])
+    e = np.exp(x)
+    np.testing.assert_allclose(net.forward(x), e / e.sum(axis=1, keepdims=True), rtol=1e-13)
+    np.testing.assert_array_equal(net.forward(x, upto=1), x)
+
+
 def test_forward_bitwise_identical_for_1_and_2_threads():
     rng = np.random.default_rng(6)
     for dtype in (np.float32, np.float64):
