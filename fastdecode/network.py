@@ -139,7 +139,7 @@ class Conv(Layer):
             w = dense
         return np.ascontiguousarray(w)
 
-    def forward(self, x, n_threads):
+    def forward(self, x, n_threads, memory_limit=None):
         w = self.weights.astype(x.dtype, copy=False)
         dy, dx = self.dilate
         if dy > 1 or dx > 1:
@@ -148,13 +148,15 @@ class Conv(Layer):
             w = d
         g = self.groups
         if g == 1:
-            y = _api.correlate(x, w, stride=self.stride_, pad=self.pad_, n_threads=n_threads)
+            y = _api.correlate(x, w, stride=self.stride_, pad=self.pad_, n_threads=n_threads,
+                               memory_limit=memory_limit)
         else:
             C = w.shape[1]
             per = w.shape[0] // g
             y = np.concatenate(
                 [_api.correlate(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
-                                stride=self.stride_, pad=self.pad_, n_threads=n_threads)
+                                stride=self.stride_, pad=self.pad_, n_threads=n_threads,
+                                memory_limit=memory_limit)
                  for i in range(g)], axis=1)
         if self.bias is not None:
             y += self.bias.astype(y.dtype, copy=False)[None, :, None, None]
@@ -517,6 +519,8 @@ class Network:
         """Response after layer ``upto`` (default: the last) to images x (N, C, H, W).
 
         x is cast to the network's dtype. Returns (N, K, Ho, Wo).
+        memory_limit: bytes any one layer's output may take (default 4 GiB), checked for every
+        layer before any is computed.
         """
         x = float_array("x", x, ndim=4, dtype=self.dtype)
         threads = resolve_threads(n_threads)
@@ -526,16 +530,20 @@ class Network:
             raise ValueError("images have %d channels but the network expects %d (x %s)"
                              % (C, self.input_channels, x.shape))
         size = (H, W)
-        for layer in self.layers[:last + 1]:
+        for i, layer in enumerate(self.layers[:last + 1]):
             new = layer.output_size(size)
             if new[0] < 1 or new[1] < 1:
                 raise ValueError("images of %dx%d are too small for layer %r (%s): its input would "
                                  "be %dx%d" % (H, W, _printable(layer.name), layer.describe(),
                                                size[0], size[1]))
+            check_bytes("forward output of layer %r" % _printable(layer.name),
+                        (N, self._channels[i]) + new, self.dtype, memory_limit)
             size = new
-        check_bytes("forward output", self.output_shape(x.shape, last), self.dtype, memory_limit)
         for layer in self.layers[:last + 1]:
-            x = layer.forward(x, threads)
+            if isinstance(layer, Conv):
+                x = layer.forward(x, threads, memory_limit=memory_limit)
+            else:
+                x = layer.forward(x, threads)
         return x
 
     def astype(self, dtype):

@@ -287,8 +287,23 @@ def test_memory_limit_is_a_parameter():
     assert fd.correlate(x, np.ones((2, 1, 1, 1)), memory_limit=25 * 1024).shape == (1, 2, 40, 40)
     with pytest.raises(MemoryError, match=r"decoded filters of layer 'top' would need"):
         fd.decode(NET, "top", memory_limit=100)
-    with pytest.raises(MemoryError, match=r"forward output would need"):
+    with pytest.raises(MemoryError, match=r"forward output of layer 'layer1' would need"):
         NET.forward(x, memory_limit=100)
+    # Every layer's output counts, not only the last one: layer1 is 4 x 38 x 38 (46208 bytes),
+    # the top 5 x 18 x 18 (12960 bytes).
+    with pytest.raises(MemoryError, match=r"forward output of layer 'layer1' would need 45.1 KiB"):
+        NET.forward(x, memory_limit=20000)
+
+
+
+def test_forward_memory_limit_above_the_default_reaches_the_convolutions(monkeypatch):
+    import fastdecode._validation as validation
+    monkeypatch.setattr(validation, "DEFAULT_MEMORY_LIMIT", 1000)
+    x = np.ones((1, 1, 40, 40))
+    with pytest.raises(MemoryError, match=r"memory limit of 1000 B"):
+        NET.forward(x)
+    assert NET.forward(x, memory_limit=np.inf).shape == (1, 5, 18, 18)
+    assert NET.forward(x, memory_limit=10**6).shape == (1, 5, 18, 18)
 
 
 def test_infinite_memory_limit():
