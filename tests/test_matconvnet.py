@@ -523,6 +523,27 @@ def test_hdf5_bomb_is_refused_before_allocation(tmp_path):
     assert peak_while(load) < 50 * 2**20
 
 
+def test_hdf5_reference_cycle_is_refused(tmp_path):
+    path = tmp_path / "cycle.mat"
+    ml.write_v73(path, LAYOUTS["cnn_train"]())
+    with h5py.File(path, "r+") as f:  # make a cell hold a reference to itself
+        loop = f["#refs#"].create_dataset("loop", shape=(1, 1), dtype=h5py.ref_dtype)
+        loop.attrs["MATLAB_class"] = np.bytes_("cell")
+        loop[0, 0] = loop.ref
+        del f["net/meta"]
+        f["net"]["meta"] = loop
+    with pytest.raises(MatConvNetError, match="nested more than"):
+        fd.load_matconvnet(path)
+
+
+def test_info_command_refuses_a_bomb_in_one_line(tmp_path, capsys):
+    path = tmp_path / "bomb.mat"
+    ml.write_v5_bomb(path, [1024, 1024, 768])
+    assert cli.main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "memory limit" in err and str(path) in err
+
+
 # --- the real files -------------------------------------------------------------------------------
 
 def real(shared_data, name):
