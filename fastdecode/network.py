@@ -333,6 +333,10 @@ class LRN(Layer):
         super().__init__(name)
         self.depth = as_int("depth", depth, minimum=1)
         self.kappa, self.alpha, self.beta = float(kappa), float(alpha), float(beta)
+        for what, value in (("kappa", self.kappa), ("alpha", self.alpha), ("beta", self.beta)):
+            if not np.isfinite(value):
+                raise ValueError("lrn layer %r: %s must be finite, got %r"
+                                 % (_printable(name), what, value))
 
     def forward(self, x, n_threads):
         sq = x.astype(np.float64) ** 2

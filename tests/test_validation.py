@@ -84,6 +84,10 @@ CASES = {
     "forward NaN": (lambda: NET.forward(np.full((1, 1, 8, 8), np.nan)), ValueError,
                     r"x contains 64 non-finite"),
     "relu leak NaN": (lambda: fd.relu(IMG, leak=np.nan), ValueError, r"leak must be finite"),
+    "ReLU leak inf": (lambda: fd.ReLU(leak=np.inf), ValueError, r"relu leak must be finite"),
+    "LRN alpha NaN": (lambda: fd.LRN(5, 1.0, np.nan, 0.75, name="norm1"), ValueError,
+                      r"lrn layer 'norm1': alpha must be finite, got nan"),
+    "LRN depth 0": (lambda: fd.LRN(0), ValueError, r"depth must be >= 1, got 0"),
     # unknown names and methods
     "unknown layer": (lambda: NET.forward(IMG, upto="conv9"), KeyError,
                       r"no layer named 'conv9'; layers are: layer1, layer2, layer3, top"),
