@@ -62,6 +62,7 @@ def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
 class _Loader:
     def __init__(self, path):
         self.path = path
+        self.wheres = []  # "layer i of n 'name' (type)" of each loaded layer, for messages
 
     def fail(self, message):
         error = MatConvNetError("%s: %s" % (self.path, message))
@@ -84,11 +85,27 @@ class _Loader:
         if isinstance(size, tuple) and len(size) >= 3 and isinstance(size[2], int) \
                 and channels and size[2] > 0 and size[2] % channels == 0:
             channels = size[2]  # the first conv is grouped (its filters see part of the input)
+        if channels is not None:
+            self._check_channels(layers, channels)
         meta = self._meta(root, layers, losses, channels)
         try:
             return Network(layers, meta=meta, input_channels=channels)
         except (ValueError, TypeError) as exc:
             self.fail(str(exc))
+
+    def _check_channels(self, layers, channels):
+        """Channel counts must chain: say which layer breaks the chain, in MATLAB's terms."""
+        c, source = channels, "the input"
+        for layer, where in zip(layers, self.wheres):
+            if isinstance(layer, Conv):
+                K, C, h, w = layer.weights.shape
+                if c % C or K % (c // C):
+                    self.fail("%s: filters %dx%dx%dx%d (depth %d) do not fit the %d channels of "
+                              "%s" % (where, h, w, C, K, C, c, source))
+                c = K
+            elif isinstance(layer, BatchNorm) and layer.num_channels != c:
+                self.fail("%s: %d channels, but %s has %d" % (where, layer.num_channels, source, c))
+            source = "the output of %s" % where.split(" (")[0]
 
     def _root(self, variables):
         """The struct holding ``layers``: the variable ``net``, or the file's top level."""
@@ -149,6 +166,7 @@ class _Loader:
                           "of the network are dropped" % where)
             try:
                 layers.append(self._simplenn_layer(records[i], names[i], types[i]))
+                self.wheres.append(where)
             except MatConvNetError:
                 raise
             except (ValueError, TypeError, KeyError) as exc:
@@ -289,6 +307,7 @@ class _Loader:
             where = self.where(i, count, n["name"], n["type"])
             try:
                 out.append(self._dagnn_layer(n, values))
+                self.wheres.append(where)
             except MatConvNetError:
                 raise
             except (ValueError, TypeError, KeyError) as exc:

@@ -424,7 +424,10 @@ def bad_network(tmp_path, change):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda L: L.__setitem__(5, ml.conv("conv2", F2[:, :, :4], B2)), "conv2"),
+    (lambda L: L.__setitem__(5, ml.conv("conv2", F2[:, :, :4], B2)),
+     "layer 6 of 8 'conv2' \\(conv\\): filters 2x2x4x1 \\(depth 4\\) do not fit the 6 channels"),
+    (lambda L: L.__setitem__(3, ml.bnorm("bn1", GAIN[:5], BETA[:5], MU[:5], SIGMA[:5])),
+     "'bn1' \\(bnorm\\): 5 channels, but the output of layer 3 of 8 'pool1' has 6"),
     (lambda L: L[0]["weights"].__setitem__((0, 0), np.where(F1 > 1.5, np.nan, F1)),
      "conv1.*non-finite"),
     (lambda L: L.insert(2, {"name": "up", "type": "convt"}), "'up'.*convt"),
