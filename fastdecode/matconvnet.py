@@ -105,7 +105,7 @@ class _Loader:
                 c = K
             elif isinstance(layer, BatchNorm) and layer.num_channels != c:
                 self.fail("%s: %d channels, but %s has %d" % (where, layer.num_channels, source, c))
-            source = "the output of %s" % where.split(" (")[0]
+            source = "the output of %s" % where.rsplit(" (", 1)[0]
 
     def _root(self, variables):
         """The struct holding ``layers``: the variable ``net``, or the file's top level."""
@@ -127,7 +127,7 @@ class _Loader:
                   "'layers'")
 
     def where(self, index, count, name, type_):
-        label = "<unnamed>" if name is None else repr(_printable(name))
+        label = "<unnamed>" if name is None else "'%s'" % _printable(name)
         return "layer %d of %d %s (%s)" % (index + 1, count, label, type_)
 
     # -- simplenn ----------------------------------------------------------------------------
