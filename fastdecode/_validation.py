@@ -96,7 +96,8 @@ def float_array(name, a, *, ndim=None, dtype=None, finite=True):
             want = " or ".join("%d-D" % d for d in allowed)
             raise ValueError("%s must be %s, got shape %s" % (name, want, arr.shape))
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
+        native = arr.dtype.newbyteorder("=")  # big-endian data (from a file) keeps its precision
+        dtype = native if native in FLOAT_DTYPES else np.dtype(np.float64)
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))

@@ -97,6 +97,28 @@ def test_correlate_mixed_dtypes(xd, fdt, want):
                                rtol=1e-5 if want == np.float32 else 1e-12, atol=1e-4)
 
 
+def test_views_and_byte_orders_give_the_same_results():
+    """Non-contiguous, Fortran-ordered and big-endian inputs are the same numbers."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    f = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    want = fd.correlate(x, f, stride=2, pad=1)
+    flipped = np.ascontiguousarray(x[:, :, ::-1])[:, :, ::-1]
+    for xv in (np.asfortranarray(x), flipped, x.astype(">f4")):
+        for fv in (f, np.asfortranarray(f), f.astype(">f4")):
+            got = fd.correlate(xv, fv, stride=2, pad=1)
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, want)
+    big = x.astype(">f4")
+    assert np.array_equal(fd.unpool(big, 2, "bicubic"), fd.unpool(x, 2, "bicubic"))
+    assert fd.unpool(big, 2, "bicubic").dtype == np.float32
+    assert np.array_equal(fd.pool(big, "avg", size=3), fd.pool(x, "avg", size=3))
+    w = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    got = fd.substitute(big, w.astype(">f4"), stride=2)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, fd.substitute(x, w, stride=2))
+
+
 # --- substitution ----------------------------------------------------------------------------
 
 @st.composite
