@@ -8,6 +8,9 @@ import numpy as np
 from . import __version__
 from .experiments import load_model
 
+DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
+               "trained CNN into image space and measure how well they predict its responses.")
+
 
 def _cmd_info(args):
     from .matconvnet import format_info
@@ -91,12 +94,12 @@ def _add_run_options(s):
     s.add_argument("--limit", type=int, default=None, help="use at most this many images")
     s.add_argument("--bias", action="store_true",
                    help="add the decoded biases to the decoded filters' correlations")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
 def build_parser():
-    p = _Parser(prog="fastdecode", description=__doc__)
+    p = _Parser(prog="fastdecode", description=DESCRIPTION)
     p.add_argument("--version", action="version", version="fastdecode %s" % __version__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -115,7 +118,7 @@ def build_parser():
     s.add_argument("--threshold", type=float, default=None,
                    help="also draw the filters keeping only values of at least this fraction of "
                         "each filter's max |value| (e.g. 0.5)")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     s.set_defaults(func=_cmd_decode)
 
     s = sub.add_parser("demo", help="the paper end to end on a shipped model")

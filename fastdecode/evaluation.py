@@ -1,4 +1,5 @@
-"""How well decoded filters predict the network: Eq. 3, Table 1, Figure 1, top images, self-consistency.
+"""How well decoded filters predict the network: Eq. 3, Table 1, Figure 1, top images, and
+self-consistency.
 
 Every function takes images already preprocessed as the network expects, ``(N, C, H, W)``
 (``fastdecode.models.preprocess`` for the shipped models). Passes over a dataset run in batches,
