@@ -203,6 +203,21 @@ def test_unpool_bilinear_spot_value():
                                rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("method, matlab", [
+    ("nearest", [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]),
+    ("bilinear", [0, 0, 0, 0.25, 0.75, 1, 1, 0.75, 0.25, 0]),
+    # The tenth value, printed as -0.0703 in the same listing, is left out: imresize's own
+    # contributions() mirrors tap 7 onto sample 4, which gives -0.0703 - 0.0234 = -0.0938.
+    ("bicubic", [0, -0.0234, -0.0703, 0.2031, 0.7969, 1.0938, 1.0938, 0.7969, 0.2031]),
+])
+def test_unpool_matches_values_printed_by_matlab(method, matlab):
+    """imresize([0 0 1 1 0], [1 10], method) as MATLAB prints it (4 decimals)."""
+    a = np.array([[0.0, 0.0, 1.0, 1.0, 0.0]])
+    n = len(matlab)
+    np.testing.assert_allclose(fd.unpool(a, (1, 2), method)[0, :n], matlab, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(ref.imresize(a, (1, 2), method)[0, :n], matlab, rtol=0, atol=1e-4)
+
+
 @SETTINGS
 @given(st.sampled_from(["nearest", "bilinear", "bicubic"]), st.integers(1, 7),
        st.integers(1, 7), st.integers(2, 4), st.integers(2, 4), st.sampled_from(DTYPES),
