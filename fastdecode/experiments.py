@@ -22,8 +22,9 @@ METHODS = ("nearest", "bilinear", "bicubic")
 #: Filters shown per layer in the Figure 4 grids; layers with more show every n-th filter.
 GRID_MAX_FILTERS = 50
 
-#: Images per filter in the top-images figure (Figure 4c/d).
+#: Images per filter in the top-images figures (Figure 4c/d), and filters shown per layer.
 TOP_K = 8
+TOP_FILTERS = 10
 
 Dataset = namedtuple("Dataset", ["images", "labels", "source", "first"])
 Dataset.__doc__ = """Raw images uint8 (N, H, W), labels (N,) or None, a description of where they
@@ -106,8 +107,9 @@ def _ordinal(n):
         n % 10, "th"))
 
 
-def _grid_selection(k):
-    step = -(-k // GRID_MAX_FILTERS)
+def _grid_selection(k, most=GRID_MAX_FILTERS):
+    """Every n-th of k filters, n the smallest step that keeps at most ``most``."""
+    step = -(-k // most)
     return np.arange(0, k, step)
 
 
@@ -214,7 +216,18 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, fig
             % (k, top, tops.overlap.mean(), " ".join("%.2f" % o for o in tops.overlap)))
     lines.append(text)
     _say(text)
-    results["top_images"] = {"k": k, "overlap": tops.overlap.tolist()}
+    results["top_images"] = {top: {"k": k, "overlap": tops.overlap.tolist()}}
+    mid = net.conv_layers[-2] if len(net.conv_layers) > 1 else None
+    if mid is not None:  # the layer below the top one, as the paper's Figure 4c/d
+        dec[mid] = decode(net, mid, unpool=figure_method, n_threads=n_threads)
+        mid_tops = ev.top_images(ev.filter_scores(
+            net, x, mid, unpool=figure_method, bias=bias, decoded=dec[mid], n_threads=n_threads,
+            progress=progress), k)
+        text = ("Top %d images per filter of %s: mean overlap over its %d filters %.3f"
+                % (k, mid, len(mid_tops.overlap), mid_tops.overlap.mean()))
+        lines.append(text)
+        _say(text)
+        results["top_images"][mid] = {"k": k, "overlap": mid_tops.overlap.tolist()}
     sc = ev.self_consistency(net, top, decoded=dec[top], n_threads=n_threads)
     text = ("Self-consistency (supp. section 6): %d of %d decoded filters of %s, fed as input, "
             "excite their own unit most (%.2f)" % (round(sc.fraction * K), K, top, sc.fraction))
@@ -235,10 +248,18 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, fig
             title="Figure 1: maximum activations of %s over %d images (%s)%s"
                   % (top, len(x), title, accuracy))
         outputs.wrote(path)
-        path = outputs.path("fig4cd_top_images.png")
+        path = outputs.path("fig4cd_top_images_%s.png" % top)
         plotting.save_top_images(shown, tops.network, tops.decoded, dec[top], path, labels=names,
                                  title="Top %d images per filter of %s (%s)" % (k, top, title))
         outputs.wrote(path)
+        if mid is not None:
+            sel = _grid_selection(len(mid_tops.overlap), TOP_FILTERS)
+            path = outputs.path("fig4cd_top_images_%s.png" % mid)
+            plotting.save_top_images(
+                shown, mid_tops.network, mid_tops.decoded, dec[mid], path, filters=sel,
+                title="Top %d images of %d of the %d filters of %s (%s)"
+                      % (k, len(sel), len(mid_tops.overlap), mid, title))
+            outputs.wrote(path)
     return results
 
 

@@ -122,8 +122,8 @@ def test_evaluate_prints_table1_and_writes_results(workspace, tmp_path, capsys):
     sc = fd.self_consistency(net)
     assert results["self_consistency"]["fraction"] == pytest.approx(sc.fraction)
     assert "Self-consistency" in out and "Figure 1, classifier" in out
-    assert listing(out_dir) == ["fig1_max_activations.png", "fig4cd_top_images.png",
-                                "results.json", "results.txt"]
+    assert listing(out_dir) == ["fig1_max_activations.png", "fig4cd_top_images_layer5.png",
+                                "fig4cd_top_images_layer7.png", "results.json", "results.txt"]
 
 
 def test_evaluate_one_method_without_out(workspace, capsys, tmp_path, monkeypatch):
@@ -142,8 +142,8 @@ def test_demo_writes_every_figure(workspace, tmp_path, capsys):
     assert code == 0, err
     assert "Table 1" in out and "wrote" in out
     assert listing(out_dir) == sorted(
-        ["fig1_max_activations.png", "fig3_responses.png", "fig4cd_top_images.png",
-         "results.json", "results.txt"] + ["fig4_layer%d.png" % i for i in (1, 3, 5, 7)])
+        ["fig1_max_activations.png", "fig3_responses.png", "fig4cd_top_images_layer5.png",
+         "fig4cd_top_images_layer7.png", "results.json", "results.txt"] + ["fig4_layer%d.png" % i for i in (1, 3, 5, 7)])
     for name in os.listdir(out_dir):
         if name.endswith(".png"):
             with open(out_dir / name, "rb") as f:
