@@ -1,6 +1,7 @@
 """Validated wrappers around the compiled kernels: correlation, substitution, unpooling, pooling."""
 
 import contextlib
+import threading
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
 #: Elements of the per-thread GEMM result buffer the blocked kernels aim at (2 MiB in float32).
 GEMM_BLOCK_ELEMENTS = 1 << 19
 #: GEMM width (columns) the blocked kernels aim at.
-GEMM_WIDTH = 256
+GEMM_WIDTH = 512
 
 _blas_controller = None
 
@@ -116,6 +117,27 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
+_workspace = threading.local()
+
+
+def scratch(name, dtype, threads, size):
+    """A (threads, size) work buffer, kept per Python thread and reused across calls and chunks.
+
+    Allocated with numpy, so that a failed allocation raises MemoryError before compiled code.
+    """
+    key = (name, np.dtype(dtype).str)
+    cache = getattr(_workspace, "buffers", None)
+    if cache is None:
+        cache = _workspace.buffers = {}
+    buf = cache.get(key)
+    if buf is None or buf.shape[0] < threads or buf.shape[1] < size:
+        cache.pop(key, None)
+        rows = max(threads, 0 if buf is None else buf.shape[0])
+        buf = np.empty((rows, max(size, 1)), dtype=dtype)
+        cache[key] = buf
+    return buf
+
+
 def substitute_blocks(F, J, H, W, C, kh, kw):
     """(layout, fb, cb, rb) for :func:`substitute_into`, from the shapes alone.
 
@@ -131,8 +153,8 @@ def substitute_blocks(F, J, H, W, C, kh, kw):
         fb = max(1, min(fb, F * ncb // 8))  # enough tasks to share out when there are many maps
         rb = min(rb, fb * H)
         return "maps", fb, cb, rb
-    # Every task streams the whole of the (large) weights through the GEMM: few wide tasks.
-    fb = max(1, min(F, _ceil_div(4 * GEMM_WIDTH, H * W)))
+    # Every task streams the whole of the (large) weights through the GEMM: wide tasks.
+    fb = max(1, min(F, _ceil_div(GEMM_WIDTH, H * W)))
     rb = max(1, min(C * kh, 2 * GEMM_BLOCK_ELEMENTS // (kw * fb * H * W)))
     cb = max(1, min(C, _ceil_div(rb, kh)))
     rb = min(rb, cb * kh)
@@ -148,23 +170,37 @@ def substitute_into(df, weights, out, sy, sx, threads):
     F, J, H, W = df.shape
     _, C, kh, kw = weights.shape
     layout, fb, cb, rb = substitute_blocks(F, J, H, W, C, kh, kw)
-    dt = np.ascontiguousarray(df.reshape(F, J, H * W).transpose(1, 0, 2))
+    # Channels last, so that every block of GEMM rows or columns is one contiguous piece.
+    dl = np.ascontiguousarray(df.reshape(F, J, H * W).transpose(0, 2, 1))
     w2 = weights.reshape(J, C * kh * kw)
-    with blas_single_threaded():
-        if layout == "maps":
-            _kernels.substitute_gemm_maps(dt, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, threads)
-        else:
-            _kernels.substitute_gemm_weights(dt, np.ascontiguousarray(w2.T), out, H, W, kh, kw,
-                                             sy, sx, fb, cb, rb, threads)
+    if layout == "maps":
+        work = scratch("cols", out.dtype, threads, rb * W * min(cb, C) * kh * kw)
+        with blas_single_threaded():
+            _kernels.substitute_gemm_maps(dl, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
+                                          threads)
+    else:
+        wt = np.ascontiguousarray(w2.T)
+        work = scratch("cols", out.dtype, threads, rb * kw * min(fb, F) * H * W)
+        with blas_single_threaded():
+            _kernels.substitute_gemm_weights(dl, wt, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
+                                             threads)
     return out
 
 
 def correlate_blocks(N, K, P, CKK):
-    """(nb, kb): images and filters per task of :func:`correlate_into`, from the shapes alone."""
-    kb = K if K <= 2 * GEMM_WIDTH else GEMM_WIDTH
-    nb = max(1, min(N, 2 * GEMM_BLOCK_ELEMENTS // (P * CKK)))
-    nb = max(1, min(nb, _ceil_div(N, 8), max(1, 4 * GEMM_WIDTH // P)) if N >= 8 else nb)
-    return nb, kb
+    """(nb, kb, pr) for :func:`correlate_into`, from the shapes alone.
+
+    nb images x kb filters make one task (disjoint outputs); pr output pixels (rows of the
+    im2col matrix, CKK values each) make one GEMM, so the scratch stays near
+    2 * GEMM_BLOCK_ELEMENTS per thread however large the images.
+    """
+    kb = K if K <= GEMM_WIDTH else GEMM_WIDTH // 2
+    pr = max(1, 2 * GEMM_BLOCK_ELEMENTS // CKK)
+    nb = max(1, min(N, _ceil_div(pr, P)))
+    if N >= 8:
+        nb = min(nb, _ceil_div(N, 8))
+    pr = min(pr, nb * P)
+    return nb, kb, pr
 
 
 def correlate_into(x, filters, out, sy, sx, threads):
@@ -175,10 +211,12 @@ def correlate_into(x, filters, out, sy, sx, threads):
     N = x.shape[0]
     K, C, h, w = filters.shape
     P = out.shape[2] * out.shape[3]
-    nb, kb = correlate_blocks(N, K, P, C * h * w)
+    nb, kb, pr = correlate_blocks(N, K, P, C * h * w)
+    patches = scratch("patches", out.dtype, threads, pr * C * h * w)
+    prod = scratch("prod", out.dtype, threads, pr * min(kb, K))
     with blas_single_threaded():
-        _kernels.correlate_gemm(x, filters.reshape(K, C * h * w), out, h, w, sy, sx, nb, kb,
-                                threads)
+        _kernels.correlate_gemm(x, filters.reshape(K, C * h * w), out, h, w, sy, sx, nb, kb, pr,
+                                patches, prod, threads)
     return out
 
 

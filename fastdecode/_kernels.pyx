@@ -180,10 +180,10 @@ def relu(const floating[::1] x, floating[::1] out, double leak, int n_threads):
 # GEMM (scipy's BLAS, called single-threaded from each OpenMP thread) around im2col / col2im.
 # The work is cut into tasks whose outputs are disjoint and whose sizes depend on the shapes only,
 # never on the thread count; each task runs its GEMMs and scatter-adds in a fixed order, so the
-# results are bitwise identical for any number of threads.
+# results are bitwise identical for any number of threads. Scratch buffers come from the caller,
+# one row per thread (threadid() < n_threads <= rows), so that no allocation happens here.
 
-from libc.stdlib cimport malloc, free
-from cython.parallel cimport parallel
+from cython.parallel cimport threadid
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 
@@ -200,30 +200,31 @@ cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *
               <double *>c, &ldc)
 
 
-def substitute_gemm_maps(const floating[:, :, ::1] dt, const floating[:, ::1] w,
+def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
                          floating[:, :, :, ::1] out, intp H, intp W, intp kh, intp kw,
-                         intp sy, intp sx, intp fb, intp cb, intp rb, int n_threads):
+                         intp sy, intp sx, intp fb, intp cb, intp rb, floating[:, ::1] scratch,
+                         int n_threads):
     """Substitution as GEMM + col2im, the GEMM's rows running over the maps' pixels.
 
-    dt (J, F, H*W): the maps df (F, J, H, W) with the first two axes swapped; w (J, C*kh*kw);
-    out (F, C, (H-1)*sy + kh, (W-1)*sx + kw), zero on entry.
+    dl (F, H*W, J): the maps df (F, J, H, W) channels last, so that a block of GEMM rows is
+    contiguous; w (J, C*kh*kw); out (F, C, (H-1)*sy + kh, (W-1)*sx + kw), zero on entry;
+    scratch (>= n_threads, >= rb*W*cb*kh*kw).
     Tasks: blocks of fb maps x cb channels (disjoint outputs); inside a task, GEMMs over blocks of
-    rb map rows (f, y): cols[(f, y, x), (c, u, v)] = sum_j dt[j, f, y, x] * w[j, c, u, v], then
+    rb map rows (f, y): cols[(f, y, x), (c, u, v)] = sum_j df[f, j, y, x] * w[j, c, u, v], then
     out[f, c, sy*y + u, sx*x + v] += cols. Suits maps larger than the weights.
     """
-    cdef intp J = dt.shape[0], F = dt.shape[1], HW = dt.shape[2]
+    cdef intp F = dl.shape[0], HW = dl.shape[1], J = dl.shape[2]
     cdef intp C = out.shape[1]
     cdef intp KK = kh * kw, CKK = C * KK
     cdef intp nfb = (F + fb - 1) // fb, ncb = (C + cb - 1) // cb
-    cdef intp t, f0, f1, c0, c1, q0, q1, nq, q, r, f, y, x, c, u, v, m, n, qrows
+    cdef intp t, f0, f1, c0, c1, q0, q1, q, r, f, y, x, c, u, v, m, n, qrows
     cdef floating *cols
     cdef floating *src
     cdef floating *dst
-    cdef char *tn = b"N"
     cdef char *tt = b"T"
-    with nogil, parallel(num_threads=n_threads):
-        cols = <floating *>malloc(rb * W * cb * KK * sizeof(floating))
-        for t in prange(nfb * ncb, schedule="dynamic"):
+    with nogil:
+        for t in prange(nfb * ncb, num_threads=n_threads, schedule="dynamic"):
+            cols = &scratch[threadid(), 0]
             f0 = (t // ncb) * fb
             f1 = min(f0 + fb, F)
             c0 = (t % ncb) * cb
@@ -234,7 +235,7 @@ def substitute_gemm_maps(const floating[:, :, ::1] dt, const floating[:, ::1] w,
             while q0 < qrows:
                 q1 = min(q0 + rb, qrows)
                 m = (q1 - q0) * W
-                _gemm(tn, tt, <int>m, <int>n, <int>J, &dt[0, f0, 0] + q0 * W, <int>(F * HW),
+                _gemm(tt, tt, <int>m, <int>n, <int>J, &dl[f0, 0, 0] + q0 * W * J, <int>J,
                       &w[0, 0] + c0 * KK, <int>CKK, cols, <int>m)
                 for r in range(n):
                     c = c0 + r // KK
@@ -252,23 +253,24 @@ def substitute_gemm_maps(const floating[:, :, ::1] dt, const floating[:, ::1] w,
                             for x in range(W):
                                 dst[sx * x] += src[x]
                 q0 = q1
-        free(cols)
 
 
-def substitute_gemm_weights(const floating[:, :, ::1] dt, const floating[:, ::1] wt,
+def substitute_gemm_weights(const floating[:, :, ::1] dl, const floating[:, ::1] wt,
                             floating[:, :, :, ::1] out, intp h, intp wd, intp KH, intp KW,
-                            intp sy, intp sx, intp fb, intp cb, intp rb, int n_threads):
+                            intp sy, intp sx, intp fb, intp cb, intp rb,
+                            floating[:, ::1] scratch, int n_threads):
     """Substitution as GEMM + col2im, the GEMM's rows running over the weights' entries.
 
-    dt (J, F, h*wd): the maps df (F, J, h, wd) with the first two axes swapped; wt (C*KH*KW, J):
-    the weights (J, C, KH, KW) transposed, so that a block of GEMM rows is contiguous;
-    out (F, C, (h-1)*sy + KH, (wd-1)*sx + KW), zero on entry.
+    dl (F, h*wd, J): the maps df (F, J, h, wd) channels last; wt (C*KH*KW, J): the weights
+    (J, C, KH, KW) transposed, so that a block of GEMM rows is contiguous;
+    out (F, C, (h-1)*sy + KH, (wd-1)*sx + KW), zero on entry;
+    scratch (>= n_threads, >= rb*KW*fb*h*wd).
     Tasks: blocks of fb maps x cb channels (disjoint outputs); inside a task, GEMMs over blocks of
-    rb weight rows (c, u): cols[(c, u, v), (f, y, x)] = sum_j w[j, c, u, v] * dt[j, f, y, x], then
+    rb weight rows (c, u): cols[(c, u, v), (f, y, x)] = sum_j w[j, c, u, v] * df[f, j, y, x], then
     out[f, c, sy*y + u, sx*x + v] += cols (rows of KW contiguous values). Suits weights larger
     than the maps, e.g. a layer's weights substituted onto the decoded filters below.
     """
-    cdef intp J = dt.shape[0], F = dt.shape[1], hw = dt.shape[2]
+    cdef intp F = dl.shape[0], hw = dl.shape[1], J = dl.shape[2]
     cdef intp C = out.shape[1]
     cdef intp KK = KH * KW
     cdef intp nfb = (F + fb - 1) // fb, ncb = (C + cb - 1) // cb
@@ -278,9 +280,9 @@ def substitute_gemm_weights(const floating[:, :, ::1] dt, const floating[:, ::1]
     cdef floating *dst
     cdef char *tn = b"N"
     cdef char *tt = b"T"
-    with nogil, parallel(num_threads=n_threads):
-        cols = <floating *>malloc(rb * KW * fb * hw * sizeof(floating))
-        for t in prange(nfb * ncb, schedule="dynamic"):
+    with nogil:
+        for t in prange(nfb * ncb, num_threads=n_threads, schedule="dynamic"):
+            cols = &scratch[threadid(), 0]
             f0 = (t // ncb) * fb
             f1 = min(f0 + fb, F)
             c0 = (t % ncb) * cb
@@ -291,8 +293,8 @@ def substitute_gemm_weights(const floating[:, :, ::1] dt, const floating[:, ::1]
             while q0 < qend:
                 q1 = min(q0 + rb, qend)
                 m = (q1 - q0) * KW
-                _gemm(tt, tt, <int>m, <int>n, <int>J, &wt[0, 0] + q0 * KW * J, <int>J,
-                      &dt[0, f0, 0], <int>(F * hw), cols, <int>m)
+                _gemm(tt, tn, <int>m, <int>n, <int>J, &wt[0, 0] + q0 * KW * J, <int>J,
+                      &dl[f0, 0, 0], <int>J, cols, <int>m)
                 for p in range(n):
                     f = f0 + p // hw
                     y = (p % hw) // wd
@@ -305,56 +307,62 @@ def substitute_gemm_weights(const floating[:, :, ::1] dt, const floating[:, ::1]
                         for v in range(KW):
                             dst[v] += src[v]
                 q0 = q1
-        free(cols)
 
 
 def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                    floating[:, :, :, ::1] out, intp kh, intp kw, intp sy, intp sx,
-                   intp nb, intp kb, int n_threads):
+                   intp nb, intp kb, intp pr, floating[:, ::1] patches_scratch,
+                   floating[:, ::1] prod_scratch, int n_threads):
     """Valid correlation as im2col + GEMM.
 
-    x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo).
-    Tasks: blocks of nb images x kb filters (disjoint outputs): patches[(n, i, j), (c, u, v)]
-    gathered from x, then out[n, k, i, j] = sum_{c,u,v} patches * w[k, c, u, v] by one GEMM.
+    x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo);
+    patches_scratch (>= n_threads, >= pr*C*kh*kw), prod_scratch (>= n_threads, >= pr*kb).
+    Tasks: blocks of nb images x kb filters (disjoint outputs); inside a task, chunks of pr output
+    pixels (n, i, j): patches[(n, i, j), (c, u, v)] gathered from x, then
+    out[n, k, i, j] = sum_{c,u,v} patches * w[k, c, u, v] by one GEMM.
     """
     cdef intp N = x.shape[0], C = x.shape[1]
-    cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
+    cdef intp K = w.shape[0], CKK = w.shape[1]
     cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
     cdef intp nnb = (N + nb - 1) // nb, nkb = (K + kb - 1) // kb
-    cdef intp t, n0, n1, k0, k1, n, i, j, c, u, v, k, p, m, rows
+    cdef intp t, n0, n1, k0, k1, n, i, j, c, u, v, k, p, m, r, r0, r1, total
     cdef floating *patches
     cdef floating *prod
     cdef floating *dst
     cdef const floating *src
     cdef char *tn = b"N"
     cdef char *tt = b"T"
-    with nogil, parallel(num_threads=n_threads):
-        patches = <floating *>malloc(nb * P * CKK * sizeof(floating))
-        prod = <floating *>malloc(nb * P * kb * sizeof(floating))
-        for t in prange(nnb * nkb, schedule="dynamic"):
+    with nogil:
+        for t in prange(nnb * nkb, num_threads=n_threads, schedule="dynamic"):
+            patches = &patches_scratch[threadid(), 0]
+            prod = &prod_scratch[threadid(), 0]
             n0 = (t // nkb) * nb
             n1 = min(n0 + nb, N)
             k0 = (t % nkb) * kb
             k1 = min(k0 + kb, K)
-            rows = (n1 - n0) * P
-            # im2col: one row of CKK values per output pixel (column-major CKK x rows)
-            for n in range(n0, n1):
-                for i in range(Ho):
-                    for j in range(Wo):
-                        dst = patches + ((n - n0) * P + i * Wo + j) * CKK
-                        for c in range(C):
-                            for u in range(kh):
-                                src = &x[n, c, sy * i + u, sx * j]
-                                for v in range(kw):
-                                    dst[(c * kh + u) * kw + v] = src[v]
             m = k1 - k0
-            # prod (m x rows, column-major) = w[k0:k1] (m x CKK) @ patches (CKK x rows)
-            _gemm(tt, tn, <int>m, <int>rows, <int>CKK, &w[k0, 0], <int>CKK, patches, <int>CKK,
-                  prod, <int>m)
-            for n in range(n0, n1):
-                for p in range(P):
-                    src = prod + ((n - n0) * P + p) * m
+            total = (n1 - n0) * P
+            r0 = 0
+            while r0 < total:
+                r1 = min(r0 + pr, total)
+                # im2col: one column of CKK values per output pixel (column-major CKK x rows)
+                for r in range(r0, r1):
+                    n = n0 + r // P
+                    i = (r % P) // Wo
+                    j = r % Wo
+                    dst = patches + (r - r0) * CKK
+                    for c in range(C):
+                        for u in range(kh):
+                            src = &x[n, c, sy * i + u, sx * j]
+                            for v in range(kw):
+                                dst[(c * kh + u) * kw + v] = src[v]
+                # prod (m x rows, column-major) = w[k0:k1] (m x CKK) @ patches (CKK x rows)
+                _gemm(tt, tn, <int>m, <int>(r1 - r0), <int>CKK, &w[k0, 0], <int>CKK, patches,
+                      <int>CKK, prod, <int>m)
+                for r in range(r0, r1):
+                    n = n0 + r // P
+                    p = r % P
+                    src = prod + (r - r0) * m
                     for k in range(m):
                         out[n, k0 + k, p // Wo, p % Wo] = src[k]
-        free(patches)
-        free(prod)
+                r0 = r1

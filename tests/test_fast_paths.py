@@ -104,5 +104,8 @@ def test_block_sizes_depend_on_shapes_only():
     # The partition into tasks must not change with the thread count: it takes no such argument.
     assert _api.substitute_blocks(1, 512, 3, 3, 3, 164, 164)[0] == "weights"
     assert _api.substitute_blocks(1, 512, 40, 40, 512, 3, 3)[0] == "maps"
-    nb, kb = _api.correlate_blocks(10000, 500, 1, 784)
-    assert 1 <= nb <= 10000 and 1 <= kb <= 500
+    nb, kb, pr = _api.correlate_blocks(10000, 500, 1, 784)
+    assert 1 <= nb <= 10000 and 1 <= kb <= 500 and 1 <= pr <= nb
+    # one large image: the im2col scratch is bounded by pixel chunks, not by the image
+    nb, kb, pr = _api.correlate_blocks(1, 512, 224 * 224, 512 * 9)
+    assert nb == 1 and pr * 512 * 9 <= 2 * _api.GEMM_BLOCK_ELEMENTS

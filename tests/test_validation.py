@@ -270,10 +270,6 @@ SCRATCH_PROBE = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
-@pytest.mark.xfail(strict=True, reason="correlate's im2col scratch (nb * Ho*Wo * C*h*w elements "
-                   "per thread, at least one whole image's patches) is neither bounded nor "
-                   "counted against memory_limit, and a failed malloc is not checked: the "
-                   "process dies with SIGSEGV")
 def test_correlate_survives_a_failed_scratch_allocation():
     """With 2 GiB of address space, a correlation whose output is 15 MB either runs in
     bounded scratch memory or raises MemoryError; it never kills the process."""
