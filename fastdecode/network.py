@@ -533,6 +533,8 @@ class Network:
         if C != self.input_channels:
             raise ValueError("images have %d channels but the network expects %d (x %s)"
                              % (C, self.input_channels, x.shape))
+        if min(x.shape) == 0:
+            raise ValueError("x is empty, shape %s" % (x.shape,))
         size = (H, W)
         for i, layer in enumerate(self.layers[:last + 1]):
             new = layer.output_size(size)

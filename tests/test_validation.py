@@ -121,6 +121,9 @@ CASES = {
         ValueError, r"cannot decode through layer 'layer2' of type softmax"),
     "decode not a network": (lambda: fd.decode([fd.Conv(FILT)], 0), TypeError,
                              r"net must be a fastdecode.Network"),
+    "forward empty images": (
+        lambda: fd.Network([fd.Pool("max", size=3, pad=2)], input_channels=1).forward(
+            np.ones((1, 1, 0, 3))), ValueError, r"x is empty, shape \(1, 1, 0, 3\)"),
     # filter selection
     "filter index too large": (lambda: fd.decode(NET, "top", filters=[0, 5]), IndexError,
                                r"filter index 5 out of range: layer 'top' has 5 filters"),
@@ -214,6 +217,15 @@ def test_integral_float_stride_is_accepted():
 def test_relu_refuses_non_finite_input():
     with pytest.raises(ValueError, match="x contains 1 non-finite"):
         fd.relu(np.array([-np.inf, 1.0]))
+
+
+@pytest.mark.xfail(strict=True, reason="pool accepts images with no rows or columns when the "
+                   "padding covers the window: every window is empty, max pooling reads outside "
+                   "the array (x[p, y0, x0] with H = 0) and average pooling divides by zero")
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_pool_refuses_empty_images(method):
+    with pytest.raises(ValueError, match="x"):
+        fd.pool(np.ones((1, 1, 0, 3)), method, size=3, pad=2)
 
 
 # --- absurd sizes: refused before allocation --------------------------------------------------
