@@ -343,10 +343,12 @@ def test_kernels_never_crash_on_arbitrary_shapes(xshape, fshape, stride, pad, dt
     """Any shapes, strides and pads: a result of the documented shape or a clean error."""
     x = np.ones(xshape, dtype=dtype)
     f = np.ones(fshape, dtype=dtype)
-    for call in (lambda: fd.correlate(x, f, stride=stride, pad=pad),
-                 lambda: fd.substitute(x, f, stride=stride),
-                 lambda: fd.unpool(x, stride, "bicubic"),
-                 lambda: fd.pool(x, "avg", size=fshape[-1], stride=stride, pad=pad)):
+    calls = [lambda: fd.correlate(x, f, stride=stride, pad=pad),
+             lambda: fd.substitute(x, f, stride=stride),
+             lambda: fd.unpool(x, stride, "bicubic")]
+    if min(xshape) > 0:  # empty images: test_pool_refuses_empty_images
+        calls.append(lambda: fd.pool(x, "avg", size=fshape[-1], stride=stride, pad=pad))
+    for call in calls:
         try:
             out = call()
         except (ValueError, TypeError, MemoryError):
