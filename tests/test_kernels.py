@@ -1,4 +1,4 @@
-"""The kernels (correlate, substitute, unpool, pool, relu) against the references in reference.py."""
+"""The kernels (correlate, substitute, unpool, pool, relu) against tests/reference.py."""
 
 import sys
 from pathlib import Path
@@ -196,11 +196,13 @@ def test_unpool_nearest_is_repeat(dtype, factor):
 
 
 def test_unpool_bilinear_spot_value():
-    """MATLAB: imresize([0 1 2], 2, 'bilinear') = [0 .25 .75 1.25 1.75 2] (on each row)."""
-    a = np.array([[0.0, 1.0, 2.0]])
-    got = fd.unpool(np.repeat(a, 1, axis=0), 2, "bilinear")
-    np.testing.assert_allclose(got, [[0, 0.25, 0.75, 1.25, 1.75, 2], [0, 0.25, 0.75, 1.25, 1.75, 2]],
-                               rtol=0, atol=1e-15)
+    """MATLAB: imresize([0 1 2], 2, 'bilinear') = [0 .25 .75 1.25 1.75 2]; a constant column
+    stays constant, so each of the two output rows is that vector."""
+    got = fd.unpool(np.array([[0.0, 1.0, 2.0]]), 2, "bilinear")
+    row = [0, 0.25, 0.75, 1.25, 1.75, 2]
+    np.testing.assert_allclose(got, [row, row], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(fd.unpool(np.array([[0.0], [1.0], [2.0]]), 2, "bilinear"),
+                               np.transpose([row, row]), rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("method, matlab", [

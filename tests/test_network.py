@@ -123,8 +123,8 @@ def test_groups_like_alexnet_conv2():
     assert net.layers[0].groups == 2
     x = rng.standard_normal((2, 6, 7, 8))
     got = net.forward(x)
-    want = np.concatenate([ref.correlate(x[:, :3], w[:2], 1, 1), ref.correlate(x[:, 3:], w[2:], 1, 1)],
-                          axis=1) + b[None, :, None, None]
+    want = np.concatenate([ref.correlate(x[:, :3], w[:2], 1, 1),
+                           ref.correlate(x[:, 3:], w[2:], 1, 1)], axis=1) + b[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=r"\(4, 3, 3, 3\).*5 channels"):
         fd.Network([fd.Conv(w)], input_channels=5)
@@ -148,10 +148,11 @@ def test_bnorm_forward():
     rng = np.random.default_rng(4)
     gain, bias, mean = rng.standard_normal((3, 3))
     sigma = rng.uniform(0.5, 2, 3)
-    net = fd.Network([fd.Conv(np.eye(3).reshape(3, 3, 1, 1)), fd.BatchNorm(gain, bias, mean, sigma)])
+    net = fd.Network([fd.Conv(np.eye(3).reshape(3, 3, 1, 1)),
+                      fd.BatchNorm(gain, bias, mean, sigma)])
     x = rng.standard_normal((2, 3, 4, 5))
-    want = gain[None, :, None, None] * (x - mean[None, :, None, None]) / sigma[None, :, None, None] \
-        + bias[None, :, None, None]
+    g, b, m, s = (a[None, :, None, None] for a in (gain, bias, mean, sigma))
+    want = g * (x - m) / s + b
     np.testing.assert_allclose(net.forward(x), want, rtol=1e-13, atol=1e-13)
 
 
@@ -278,5 +279,6 @@ def test_geometry_of_the_paper_lenet():
     assert [net.stride(i) for i in (0, 1, 2, 3, 4, 6)] == [(1, 1), (2, 2), (2, 2), (4, 4),
                                                            (4, 4), (4, 4)]
     assert net.output_shape((3, 1, 28, 28)) == (3, 10, 1, 1)
-    with pytest.raises(ValueError, match="layer2.*pool.*conv layers: layer1, layer3, layer5, layer7"):
+    with pytest.raises(ValueError,
+                       match="layer2.*pool.*conv layers: layer1, layer3, layer5, layer7"):
         net.decoded_shape("layer2")
