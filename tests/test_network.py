@@ -177,6 +177,15 @@ def test_lrn_window_is_asymmetric_for_even_depth():
     np.testing.assert_allclose(y.ravel(), [1 / 3, 1 / 3, 1 / 2], rtol=1e-15)
 
 
+def test_pool_stride_defaults_to_its_size():
+    assert fd.Pool("max", size=3).stride == (3, 3)
+    assert fd.Pool("avg", size=(2, 3)).stride == (2, 3)
+    assert fd.Pool("avg", size=(2, 3), stride=1).stride == (1, 1)
+    x = np.random.default_rng(9).standard_normal((1, 2, 7, 8))
+    net = fd.Network([fd.Pool("avg", size=(2, 3))], input_channels=2)
+    np.testing.assert_allclose(net.forward(x), ref.pool(x, "avg", (2, 3), (2, 3)), rtol=1e-14)
+
+
 def test_softmax_and_dropout_forward():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 4, 3, 3)) * 5
