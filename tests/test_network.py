@@ -182,7 +182,7 @@ def test_pool_stride_defaults_to_its_size():
     assert fd.Pool("avg", size=(2, 3)).stride == (2, 3)
     assert fd.Pool("avg", size=(2, 3), stride=1).stride == (1, 1)
     x = np.random.default_rng(9).standard_normal((1, 2, 7, 8))
-    net = fd.Network([fd.Pool("avg", size=(2, 3))], input_channels=2)
+    net = fd.Network([fd.Pool("avg", size=(2, 3))], input_channels=2).astype(np.float64)
     np.testing.assert_allclose(net.forward(x), ref.pool(x, "avg", (2, 3), (2, 3)), rtol=1e-14)
 
 
