@@ -84,6 +84,15 @@ def _peak_bytes_per_filter(net, idx, steps):
     return peak * itemsize
 
 
+def _weighted_channel_sums(D, weights):
+    """sum_j weights[j] * sum_{y,x} D[f, j, y, x] for each f, in float64.
+
+    Row by row (no matrix product), so a filter's value has the same bits whichever filters are
+    decoded with it.
+    """
+    return (D.sum(axis=(2, 3), dtype=np.float64) * np.asarray(weights, np.float64)).sum(axis=1)
+
+
 def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias):
     conv = net.layers[idx]
     D = conv.dense_weights()[sel]
@@ -93,7 +102,7 @@ def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias):
     for layer in steps:
         if isinstance(layer, Conv):
             if want_bias and layer.bias is not None:
-                bias += D.sum(axis=(2, 3), dtype=np.float64) @ layer.bias.astype(np.float64)
+                bias += _weighted_channel_sums(D, layer.bias)
             D = _api.substitute(D, layer.dense_weights(), stride=layer.stride_,
                                 n_threads=threads, memory_limit=np.inf)
         elif isinstance(layer, Pool):
@@ -102,7 +111,7 @@ def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias):
         elif isinstance(layer, BatchNorm):
             a, c = layer.scale_shift(np.float64)
             if want_bias:
-                bias += D.sum(axis=(2, 3), dtype=np.float64) @ c
+                bias += _weighted_channel_sums(D, c)
             D = D * a.astype(D.dtype)[None, :, None, None]
     return np.ascontiguousarray(D, dtype=net.dtype), bias.astype(net.dtype)
 

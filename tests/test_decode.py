@@ -83,6 +83,12 @@ def test_filter_selection(dtype):
     mask[[2, 3, 40]] = True
     np.testing.assert_array_equal(fd.decode(net, "layer3", unpool="bilinear", filters=mask),
                                   full[mask])
+    both = fd.decode_with_bias(net, "layer3", unpool="adjoint")
+    part = fd.decode_with_bias(net, "layer3", unpool="adjoint", filters=[3, -1, 3])
+    np.testing.assert_array_equal(part.filters, both.filters[[3, 49, 3]])
+    np.testing.assert_array_equal(part.bias, both.bias[[3, 49, 3]])
+    assert part.bias.dtype == dtype
+    np.testing.assert_array_equal(fd.decoded_bias(net, "layer3", filters=[3]), both.bias[[3]])
     # By index, negative index and name alike.
     np.testing.assert_array_equal(fd.decode(net, 2, unpool="bilinear"), full)
     np.testing.assert_array_equal(fd.decode(net, -5, unpool="bilinear"), full)
@@ -113,6 +119,13 @@ def test_decode_in_chunks_equals_decode_at_once(monkeypatch):
     small = fd.decode(net, "layer5", unpool="bicubic", filters=range(12), memory_limit=limit)
     assert chunks[1:] == [3, 3, 3, 3]
     np.testing.assert_array_equal(small, full)
+    chunks.clear()
+    full = fd.decode_with_bias(net, "layer5", unpool="adjoint", filters=range(12))
+    small = fd.decode_with_bias(net, "layer5", unpool="adjoint", filters=range(12),
+                                memory_limit=limit)
+    assert chunks == [12, 3, 3, 3, 3]
+    np.testing.assert_array_equal(small.filters, full.filters)
+    np.testing.assert_array_equal(small.bias, full.bias)
 
 
 def test_decode_bitwise_identical_for_1_and_2_threads():
