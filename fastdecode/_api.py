@@ -117,6 +117,20 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
+#: Below this many FLOPs a GEMM kernel runs on one thread: waking a team costs more than it saves.
+PARALLEL_MIN_FLOPS = 2e7
+
+
+def _team(threads, tasks, flops):
+    """Threads worth starting for ``tasks`` independent tasks of ``flops`` in total.
+
+    Results do not depend on it (the tasks are fixed by the shapes), only the speed does.
+    """
+    if flops < PARALLEL_MIN_FLOPS:
+        return 1
+    return max(1, min(threads, tasks))
+
+
 _workspace = threading.local()
 
 
@@ -173,6 +187,8 @@ def substitute_into(df, weights, out, sy, sx, threads):
     # Channels last, so that every block of GEMM rows or columns is one contiguous piece.
     dl = np.ascontiguousarray(df.reshape(F, J, H * W).transpose(0, 2, 1))
     w2 = weights.reshape(J, C * kh * kw)
+    flops = 2.0 * F * J * H * W * C * kh * kw
+    threads = _team(threads, _ceil_div(F, fb) * _ceil_div(C, cb), flops)
     if layout == "maps":
         work = scratch("cols", out.dtype, threads, rb * W * min(cb, C) * kh * kw)
         with blas_single_threaded():
@@ -212,6 +228,7 @@ def correlate_into(x, filters, out, sy, sx, threads):
     K, C, h, w = filters.shape
     P = out.shape[2] * out.shape[3]
     nb, kb, pr = correlate_blocks(N, K, P, C * h * w)
+    threads = _team(threads, _ceil_div(N, nb) * _ceil_div(K, kb), 2.0 * N * K * P * C * h * w)
     patches = scratch("patches", out.dtype, threads, pr * C * h * w)
     prod = scratch("prod", out.dtype, threads, pr * min(kb, K))
     with blas_single_threaded():

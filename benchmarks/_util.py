@@ -1,0 +1,241 @@
+"""Timing, GEMM reference rates, peak memory and the alternative implementations compared.
+
+Everything here measures; nothing asserts. Times are the best of several repeats (the machines
+these run on are shared), and every rate is put beside a BLAS GEMM of equal FLOPs measured in the
+same process, with the same dtype and thread count.
+"""
+
+import os
+import platform
+import time
+import tracemalloc
+
+import numpy as np
+from scipy import signal
+from scipy.linalg import blas
+
+import fastdecode as fd
+from fastdecode import _recursive
+
+
+def best_of(fn, repeat=3, min_time=0.0):
+    """(best seconds, last result) of calling fn() ``repeat`` times (more while under min_time)."""
+    best, result, total, n = np.inf, None, 0.0, 0
+    while n < repeat or total < min_time:
+        t0 = time.perf_counter()
+        result = fn()
+        dt = time.perf_counter() - t0
+        best, total, n = min(best, dt), total + dt, n + 1
+        if n >= 50:
+            break
+    return best, result
+
+
+def blas_info():
+    """The BLAS libraries loaded (threadpoolctl), e.g. 'openblas 0.3.30 SkylakeX'."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    seen = []
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            seen.append("%s %s %s" % (lib.get("internal_api"), lib.get("version"),
+                                      lib.get("architecture")))
+    return "; ".join(sorted(set(seen))) or "unknown"
+
+
+def machine():
+    """One line: CPU model, cores, BLAS kernel and the OpenBLAS variables set."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
+    return "%s, %d cores; BLAS: %s; OPENBLAS env: %s" % (cpu, os.cpu_count(), blas_info(),
+                                                          env or "none")
+
+
+_gemm_cache = {}
+
+
+def gemm_rate(dtype, threads, flops=None, repeat=3):
+    """FLOP/s of scipy's BLAS GEMM (square, n^3 * 2 = flops, n in [512, 4096]) on ``threads``."""
+    dtype = np.dtype(dtype)
+    n = 2048 if flops is None else int(np.clip(round((flops / 2) ** (1 / 3)), 512, 4096))
+    key = (dtype.str, threads, n)
+    if key not in _gemm_cache:
+        rng = np.random.default_rng(0)
+        a = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
+        b = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
+        gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+        with _blas_threads(threads):
+            gemm(1.0, a, b)
+            t, _ = best_of(lambda: gemm(1.0, a, b), repeat)
+        _gemm_cache[key] = 2.0 * n ** 3 / t
+    return _gemm_cache[key]
+
+
+class _blas_threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            self.ctx = None
+            return self
+        self.ctx = threadpool_limits(self.n, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.ctx.unregister()
+
+
+def peak_memory(fn):
+    """(peak bytes traced during fn(), result): numpy arrays and fastdecode's scratch included."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, result
+
+
+# --- FLOP counts ------------------------------------------------------------------------------
+
+def decode_flops(net, layer, n_filters=None):
+    """FLOPs of decoding ``n_filters`` (default all) filters of a conv layer by the chain."""
+    i = net.conv_index(layer)
+    n = net.layers[i].num_filters if n_filters is None else n_filters
+    return _recursive.chain_cost(net, i, n)
+
+
+def recursive_flops(net, layer, n_filters=None):
+    """FLOPs of decoding ``n_filters`` (default all) filters of a conv layer recursively."""
+    i = net.conv_index(layer)
+    n = net.layers[i].num_filters if n_filters is None else n_filters
+    return _recursive.recursive_cost(net, i, n)[0]
+
+
+def decode_all_flops(net):
+    """FLOPs of decoding every filter of every conv layer recursively."""
+    top = max(i for i, l in enumerate(net.layers) if isinstance(l, fd.Conv))
+    return _recursive.recursive_cost(net, top, net.layers[top].num_filters)[0]
+
+
+def substitute_flops(df_shape, w_shape):
+    F, J, H, W = df_shape
+    _, C, h, w = w_shape
+    return 2.0 * F * J * H * W * C * h * w
+
+
+def correlate_flops(x_shape, f_shape, out_hw):
+    N = x_shape[0]
+    K, C, h, w = f_shape
+    return 2.0 * N * K * out_hw[0] * out_hw[1] * C * h * w
+
+
+# --- the alternatives -------------------------------------------------------------------------
+
+def _steps(net, idx):
+    return [l for l in reversed(net.layers[:idx]) if isinstance(l, (fd.Conv, fd.Pool))]
+
+
+def literal_decode(net, layer, filters):
+    """The paper's algorithm, literally: substitute the filter at every pixel, in Python.
+
+    nearest unpooling; stride-1 convs and pools with size == stride only (LeNet, VGG).
+    """
+    idx = net.conv_index(layer)
+    D = net.layers[idx].dense_weights()[filters].astype(np.float64)
+    for l in _steps(net, idx):
+        if isinstance(l, fd.Conv):
+            W = l.dense_weights().astype(np.float64)
+            F, J, H, Wd = D.shape
+            _, C, h, w = W.shape
+            out = np.zeros((F, C, H + h - 1, Wd + w - 1))
+            for f in range(F):
+                for j in range(J):
+                    for y in range(H):
+                        for x in range(Wd):
+                            out[f, :, y:y + h, x:x + w] += D[f, j, y, x] * W[j]
+            D = out
+        else:
+            D = D.repeat(l.stride_[0], axis=2).repeat(l.stride_[1], axis=3)
+    return D
+
+
+def scipy_decode(net, layer, filters):
+    """The chain with scipy.signal: full convolutions (fftconvolve) summed over channels."""
+    idx = net.conv_index(layer)
+    D = net.layers[idx].dense_weights()[filters]
+    for l in _steps(net, idx):
+        if isinstance(l, fd.Conv):
+            W = l.dense_weights()  # (J, C, h, w): full convolution of D[f, j] with W[j, c]
+            D = np.stack([signal.fftconvolve(D[f][:, None], W, axes=(-2, -1)).sum(axis=0)
+                          for f in range(D.shape[0])]).astype(D.dtype)
+        else:
+            D = D.repeat(l.stride_[0], axis=2).repeat(l.stride_[1], axis=3)
+    return D
+
+
+def scipy_correlate(x, filters):
+    """Valid correlation with scipy.signal.correlate, one (image, filter) pair at a time."""
+    N, K = x.shape[0], filters.shape[0]
+    out = None
+    for n in range(N):
+        for k in range(K):
+            r = signal.correlate(x[n], filters[k], mode="valid", method="direct")[0]
+            if out is None:
+                out = np.empty((N, K) + r.shape, dtype=x.dtype)
+            out[n, k] = r
+    return out
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def torch_decode(net, layer, filters, threads):
+    """The chain in PyTorch: conv_transpose2d and interpolate(nearest), CPU, ``threads``."""
+    import torch
+    torch.set_num_threads(threads)
+    idx = net.conv_index(layer)
+    D = torch.from_numpy(np.ascontiguousarray(net.layers[idx].dense_weights()[filters]))
+    with torch.no_grad():
+        for l in _steps(net, idx):
+            if isinstance(l, fd.Conv):
+                D = torch.nn.functional.conv_transpose2d(
+                    D, torch.from_numpy(l.dense_weights()), stride=l.stride_)
+            else:
+                D = torch.nn.functional.interpolate(D, scale_factor=l.stride_, mode="nearest")
+    return D.numpy()
+
+
+def torch_correlate(x, filters, threads):
+    import torch
+    torch.set_num_threads(threads)
+    with torch.no_grad():
+        return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(filters)).numpy()
+
+
+def torch_substitute(df, w, stride, threads):
+    import torch
+    torch.set_num_threads(threads)
+    with torch.no_grad():
+        return torch.nn.functional.conv_transpose2d(torch.from_numpy(df), torch.from_numpy(w),
+                                                    stride=stride).numpy()

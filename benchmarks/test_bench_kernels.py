@@ -1,0 +1,63 @@
+"""Kernel benchmarks: substitution (both GEMM layouts), forward correlation, unpooling."""
+
+import numpy as np
+import pytest
+
+import fastdecode as fd
+
+import _util
+from conftest import DTYPES, THREADS
+
+rng = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_substitute_vgg_layer(measure, dtype, threads):
+    """A chain step at VGG-16 size: 8 maps 512x28x28 through 512x512x3x3 weights."""
+    df = rng.standard_normal((8, 512, 28, 28)).astype(dtype)
+    w = rng.standard_normal((512, 512, 3, 3)).astype(dtype)
+    measure(lambda: fd.substitute(df, w, n_threads=threads),
+            _util.substitute_flops(df.shape, w.shape), dtype, threads)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_substitute_recursive_step(measure, dtype, threads):
+    """A recursive step at VGG-16 conv5 size: 32 filters' weights onto decoded maps 3x100x100."""
+    w = rng.standard_normal((32, 512, 3, 3)).astype(dtype)
+    E = rng.standard_normal((512, 3, 100, 100)).astype(dtype)
+    measure(lambda: fd.substitute(w, E, stride=16, n_threads=threads),
+            _util.substitute_flops(w.shape, E.shape), dtype, threads)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate_dataset(measure, dtype, threads):
+    """Forward correlation of 10,000 28x28 images with 500 decoded filters: a GEMM."""
+    x = rng.standard_normal((10000, 1, 28, 28)).astype(dtype)
+    f = rng.standard_normal((500, 1, 28, 28)).astype(dtype)
+    measure(lambda: fd.correlate(x, f, n_threads=threads),
+            _util.correlate_flops(x.shape, f.shape, (1, 1)), dtype, threads)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate_conv_layer(measure, dtype, threads):
+    """A 3x3 conv layer: 8 images 64x56x56 with 128 filters, pad 1."""
+    x = rng.standard_normal((8, 64, 56, 56)).astype(dtype)
+    f = rng.standard_normal((128, 64, 3, 3)).astype(dtype)
+    measure(lambda: fd.correlate(x, f, pad=1, n_threads=threads),
+            _util.correlate_flops(x.shape, f.shape, (56, 56)), dtype, threads)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["nearest", "bilinear", "bicubic", "adjoint"])
+def test_unpool(measure, dtype, threads, method):
+    """Unpooling 64 maps 64x56x56 by 2 (2 FLOPs per tap; a GEMM is not its yardstick)."""
+    a = rng.standard_normal((64, 64, 56, 56)).astype(dtype)
+    taps = {"nearest": 1, "adjoint": 1, "bilinear": 2, "bicubic": 4}[method]
+    # rows pass (H*2 x W outputs) + columns pass (H*2 x W*2 outputs)
+    flops = 2.0 * taps * 64 * 64 * (112 * 56 + 112 * 112)
+    measure(lambda: fd.unpool(a, 2, method, n_threads=threads), flops, dtype, threads)
