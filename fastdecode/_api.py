@@ -219,6 +219,18 @@ def correlate_blocks(N, K, P, CKK):
     return nb, kb, pr
 
 
+#: Output pixels per image from which correlate_into writes GEMM results straight into planes.
+PLANES_MIN_PIXELS = 64
+
+
+def correlate_plane_blocks(K, Ho, Wo, CKK):
+    """(kb, rb): filters and output rows per task of the plane-wise correlation (shapes only)."""
+    kb = K if K <= GEMM_WIDTH else GEMM_WIDTH // 2
+    rb = max(1, min(Ho, 2 * GEMM_BLOCK_ELEMENTS // (Wo * CKK)))
+    rb = max(rb, min(Ho, _ceil_div(GEMM_WIDTH // 2, Wo)))  # at least ~256 GEMM rows
+    return kb, rb
+
+
 def correlate_into(x, filters, out, sy, sx, threads):
     """out = valid correlation of padded, cropped x (N, C, H, W) with filters (K, C, h, w).
 
@@ -226,7 +238,17 @@ def correlate_into(x, filters, out, sy, sx, threads):
     """
     N = x.shape[0]
     K, C, h, w = filters.shape
-    P = out.shape[2] * out.shape[3]
+    Ho, Wo = out.shape[2:]
+    P = Ho * Wo
+    CKK = C * h * w
+    if P >= PLANES_MIN_PIXELS:
+        kb, rb = correlate_plane_blocks(K, Ho, Wo, CKK)
+        threads = _team(threads, N * _ceil_div(K, kb) * _ceil_div(Ho, rb), 2.0 * N * K * P * CKK)
+        patches = scratch("patches", out.dtype, threads, rb * Wo * CKK)
+        with blas_single_threaded():
+            _kernels.correlate_gemm_planes(x, filters.reshape(K, CKK), out, h, w, sy, sx, kb, rb,
+                                           patches, threads)
+        return out
     nb, kb, pr = correlate_blocks(N, K, P, C * h * w)
     threads = _team(threads, _ceil_div(N, nb) * _ceil_div(K, kb), 2.0 * N * K * P * C * h * w)
     patches = scratch("patches", out.dtype, threads, pr * C * h * w)

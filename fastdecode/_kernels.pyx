@@ -366,3 +366,49 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                     for k in range(m):
                         out[n, k0 + k, p // Wo, p % Wo] = src[k]
                 r0 = r1
+
+
+def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
+                          floating[:, :, :, ::1] out, intp kh, intp kw, intp sy, intp sx,
+                          intp kb, intp rb, floating[:, ::1] patches_scratch, int n_threads):
+    """Valid correlation as im2col + GEMM written straight into the output planes.
+
+    x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo);
+    patches_scratch (>= n_threads, >= rb*Wo*C*kh*kw).
+    Tasks: (image, block of kb filters, block of rb output rows), disjoint outputs. The patches
+    are gathered column by column (one (c, u, v) at a time, runs of Wo pixels), and one GEMM
+    writes out[n, k0:k1, i0:i1, :] (column-major, leading dimension Ho*Wo). Suits large images.
+    """
+    cdef intp N = x.shape[0], C = x.shape[1]
+    cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
+    cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
+    cdef intp nkb = (K + kb - 1) // kb, nrb = (Ho + rb - 1) // rb
+    cdef intp t, n, k0, k1, i0, i1, i, j, col, c, u, v, rows
+    cdef floating *patches
+    cdef floating *dst
+    cdef const floating *src
+    cdef char *tn = b"N"
+    with nogil:
+        for t in prange(N * nkb * nrb, num_threads=n_threads, schedule="dynamic"):
+            patches = &patches_scratch[threadid(), 0]
+            n = t // (nkb * nrb)
+            k0 = ((t // nrb) % nkb) * kb
+            k1 = min(k0 + kb, K)
+            i0 = (t % nrb) * rb
+            i1 = min(i0 + rb, Ho)
+            rows = (i1 - i0) * Wo
+            for col in range(CKK):
+                c = col // KK
+                u = (col % KK) // kw
+                v = col % kw
+                for i in range(i0, i1):
+                    dst = patches + col * rows + (i - i0) * Wo
+                    src = &x[n, c, sy * i + u, v]
+                    if sx == 1:
+                        for j in range(Wo):
+                            dst[j] = src[j]
+                    else:
+                        for j in range(Wo):
+                            dst[j] = src[sx * j]
+            _gemm(tn, tn, <int>rows, <int>(k1 - k0), <int>CKK, patches, <int>rows, &w[k0, 0],
+                  <int>CKK, &out[n, k0, i0, 0], <int>P)

@@ -70,6 +70,9 @@ CORRELATE_CASES = [
     ((2, 3, 11, 13), (5, 3, 4, 4), (2, 3), (1, 0, 2, 1)),
     ((30, 4, 7, 7), (600, 4, 3, 3), 2, 1),         # filters split over tasks
     ((1, 2, 5, 5), (3, 2, 5, 5), 1, 2),
+    ((2, 3, 20, 19), (5, 3, 3, 3), 1, 1),            # large planes: GEMM straight into them
+    ((1, 2, 30, 31), (600, 2, 5, 4), (2, 3), (1, 2, 0, 1)),
+    ((3, 70, 12, 12), (4, 70, 3, 3), 1, 0),          # deep patches: several row blocks
 ]
 
 
@@ -100,6 +103,15 @@ def test_gemm_kernels_bitwise_identical_for_any_thread_count(dtype):
         assert np.array_equal(one, two) and np.array_equal(one, three)
 
 
+def test_correlate_takes_both_paths():
+    rng = np.random.default_rng(12)
+    for hw in (8, 9, 30):  # 1, 4 and 784 output pixels per image around PLANES_MIN_PIXELS
+        x = rng.standard_normal((3, 2, hw, hw))
+        f = rng.standard_normal((7, 2, 8, 8))
+        _close(fd.correlate(x, f), ref.correlate(x, f), np.float64)
+    assert (30 - 8 + 1) ** 2 >= _api.PLANES_MIN_PIXELS > (9 - 8 + 1) ** 2
+
+
 def test_block_sizes_depend_on_shapes_only():
     # The partition into tasks must not change with the thread count: it takes no such argument.
     assert _api.substitute_blocks(1, 512, 3, 3, 3, 164, 164)[0] == "weights"
@@ -109,3 +121,5 @@ def test_block_sizes_depend_on_shapes_only():
     # one large image: the im2col scratch is bounded by pixel chunks, not by the image
     nb, kb, pr = _api.correlate_blocks(1, 512, 224 * 224, 512 * 9)
     assert nb == 1 and pr * 512 * 9 <= 2 * _api.GEMM_BLOCK_ELEMENTS
+    kb, rb = _api.correlate_plane_blocks(512, 224, 224, 512 * 9)
+    assert rb * 224 * 512 * 9 <= 4 * _api.GEMM_BLOCK_ELEMENTS
