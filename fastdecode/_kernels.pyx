@@ -412,3 +412,26 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
                             dst[j] = src[sx * j]
             _gemm(tn, tn, <int>rows, <int>(k1 - k0), <int>CKK, patches, <int>rows, &w[k0, 0],
                   <int>CKK, &out[n, k0, i0, 0], <int>P)
+
+
+def upsample_box(const floating[:, :, ::1] a, floating[:, :, ::1] out, intp fy, intp fx,
+                 double wy, double wx, int n_threads):
+    """out[p, fy*y + s, fx*x + t] = (wx * (wy * a[p, y, x])), each product rounded to floating.
+
+    a (P, H, W); out (P, H*fy, W*fx). Nearest (wy = wx = 1) or adjoint (1/fy, 1/fx) unpooling
+    with window == stride, rounded exactly as the separable resampling rounds it.
+    """
+    cdef intp P = a.shape[0], H = a.shape[1], W = a.shape[2]
+    cdef intp p, y, x, s, t, r
+    cdef floating val
+    with nogil:
+        for p in prange(P, num_threads=n_threads, schedule="static"):
+            for y in range(H):
+                r = fy * y
+                for x in range(W):
+                    val = <floating>(wx * <double>(<floating>(wy * a[p, y, x])))
+                    for t in range(fx):
+                        out[p, r, fx * x + t] = val
+                for s in range(1, fy):
+                    for x in range(W * fx):
+                        out[p, r + s, x] = out[p, r, x]

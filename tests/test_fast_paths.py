@@ -123,3 +123,22 @@ def test_block_sizes_depend_on_shapes_only():
     assert nb == 1 and pr * 512 * 9 <= 2 * _api.GEMM_BLOCK_ELEMENTS
     kb, rb = _api.correlate_plane_blocks(512, 224, 224, 512 * 9)
     assert rb * 224 * 512 * 9 <= 4 * _api.GEMM_BLOCK_ELEMENTS
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["nearest", "adjoint"])
+@pytest.mark.parametrize("factor", [2, 3, (2, 3)])
+def test_box_unpooling_fast_path_is_the_separable_resampling(dtype, method, factor):
+    from fastdecode import _kernels
+    rng = np.random.default_rng(14)
+    a = rng.standard_normal((4, 3, 7, 6)).astype(dtype)
+    fy, fx = _api.as_pair("factor", factor)
+    got = fd.unpool(a, factor, method)
+    ridx, rw = _api._unpool_taps(7, fy, fy, method)
+    cidx, cw = _api._unpool_taps(6, fx, fx, method)
+    tmp = np.empty((12, 7 * fy, 6), dtype=dtype)
+    _kernels.resample_rows(a.reshape(12, 7, 6), ridx, rw, tmp, 1)
+    expected = np.empty((12, 7 * fy, 6 * fx), dtype=dtype)
+    _kernels.resample_cols(tmp, cidx, cw, expected, 1)
+    assert np.array_equal(got, expected.reshape(got.shape))
+    _close(got, ref.unpool(a, (fy, fx), (fy, fx), method), dtype)
