@@ -17,6 +17,10 @@ from scipy.linalg import blas
 import fastdecode as fd
 from fastdecode import _recursive
 
+ALL_THREADS = os.cpu_count() or 1
+THREADS = sorted({1, ALL_THREADS})
+DTYPES = [np.float32, np.float64]
+
 
 def best_of(fn, repeat=3, min_time=0.0):
     """(best seconds, last result) of calling fn() ``repeat`` times (more while under min_time)."""
@@ -64,12 +68,16 @@ def machine():
 _gemm_cache = {}
 
 
-def gemm_rate(dtype, threads, flops=None, repeat=3):
-    """FLOP/s of scipy's BLAS GEMM (square, n^3 * 2 = flops, n in [512, 4096]) on ``threads``."""
+def gemm_rate(dtype, threads, flops=None, repeat=3, fresh=False):
+    """FLOP/s of scipy's BLAS GEMM (square, n^3 * 2 = flops, n in [512, 4096]) on ``threads``.
+
+    Cached per (dtype, threads, n) unless ``fresh``: on a shared machine, measure it next to the
+    case it is compared with.
+    """
     dtype = np.dtype(dtype)
     n = 2048 if flops is None else int(np.clip(round((flops / 2) ** (1 / 3)), 512, 4096))
     key = (dtype.str, threads, n)
-    if key not in _gemm_cache:
+    if fresh or key not in _gemm_cache:
         rng = np.random.default_rng(0)
         a = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
         b = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))

@@ -34,8 +34,16 @@ class Row:
         self.extrapolated = set()
         self.note = ""
 
+        self._gemm = None
+
+    def time(self, fn, repeat, min_time=0.0):
+        """Time fastdecode, then a GEMM of equal FLOPs at once (the load of a shared machine
+        changes from minute to minute)."""
+        self.fd = _util.best_of(fn, repeat, min_time)[0]
+        self._gemm = _util.gemm_rate(self.dtype, self.threads, self.flops, fresh=True)
+
     def gemm(self):
-        return _util.gemm_rate(self.dtype, self.threads, self.flops)
+        return self._gemm
 
 
 def _fmt_s(t, approx=False):
@@ -54,7 +62,7 @@ def print_table(rows, out=sys.stdout):
           file=out)
     for r in rows:
         rate = r.flops / r.fd if r.fd else None
-        gemm = r.gemm() if r.fd else None
+        gemm = r.gemm()
         print(fmt % (
             r.case, r.dtype, r.threads, "%.3g" % (r.flops / 1e9), _fmt_s(r.fd),
             "%.0f" % (rate / 1e9) if rate else "-",
@@ -89,7 +97,7 @@ def main(argv=None):
     all500 = np.arange(500)
     r = Row("LeNet layer5, all 500 filters -> 28x28 (decode)", np.float32, T,
             _util.recursive_flops(lenet, "layer5"))
-    r.fd = _util.best_of(lambda: fd.decode(lenet, "layer5", n_threads=T), R, 0.5)[0]
+    r.time(lambda: fd.decode(lenet, "layer5", n_threads=T), R, 0.5)
     if have_torch:
         r.torch = _util.best_of(lambda: _util.torch_decode(lenet, "layer5", all500, T), R)[0]
     r.scipy = _util.best_of(lambda: _util.scipy_decode(lenet, "layer5", all500), 1)[0]
@@ -101,7 +109,7 @@ def main(argv=None):
 
     r = Row("LeNet, every filter of every conv layer (decode_all)", np.float32, T,
             _util.decode_all_flops(lenet))
-    r.fd = _util.best_of(lambda: fd.decode_all(lenet, n_threads=T), R, 0.5)[0]
+    r.time(lambda: fd.decode_all(lenet, n_threads=T), R, 0.5)
     if have_torch:
         r.torch = _util.best_of(lambda: [_util.torch_decode(
             lenet, n, np.arange(lenet[n].num_filters), T) for n in lenet.conv_layers], R)[0]
@@ -116,7 +124,7 @@ def main(argv=None):
         f = rng.standard_normal((500, 1, 28, 28)).astype(dt)
         r = Row("correlate 10,000 images 28x28 with 500 filters", dt, T,
                 _util.correlate_flops(x.shape, f.shape, (1, 1)))
-        r.fd = _util.best_of(lambda: fd.correlate(x, f, n_threads=T), R)[0]
+        r.time(lambda: fd.correlate(x, f, n_threads=T), R)
         if have_torch:
             r.torch = _util.best_of(lambda: _util.torch_correlate(x, f, T), R)[0]
         r.scipy = _util.best_of(lambda: _util.scipy_correlate(x[:20], f), 1)[0] * 500
@@ -131,7 +139,7 @@ def main(argv=None):
         for t in sorted({1, T}):
             r = Row("substitute: 32 maps 512x28x28, weights 512x512x3x3", dt, t,
                     _util.substitute_flops(df.shape, w.shape))
-            r.fd = _util.best_of(lambda: fd.substitute(df, w, n_threads=t), R)[0]
+            r.time(lambda: fd.substitute(df, w, n_threads=t), R)
             if have_torch:
                 r.torch = _util.best_of(lambda: _util.torch_substitute(df, w, 1, t), R)[0]
             rows.append(r)
@@ -144,15 +152,14 @@ def main(argv=None):
             r = Row("VGG-16 conv5_3, 16 filters -> 3x196x196 (decode: chain)", dt, T,
                     _util.decode_flops(net, "conv5_3", 16))
             sel = np.arange(16)
-            r.fd = _util.best_of(lambda: fd.decode(net, "conv5_3", filters=sel, n_threads=T),
-                                 2)[0]
+            r.time(lambda: fd.decode(net, "conv5_3", filters=sel, n_threads=T), 2)
             if have_torch:
                 r.torch = _util.best_of(lambda: _util.torch_decode(net, "conv5_3", sel, T), 2)[0]
             rows.append(r)
         # every filter of every VGG-16 conv layer vs torch's conv5_3 alone
         r = Row("VGG-16, all 4,224 filters of all 13 conv layers", np.float32, T,
                 _util.decode_all_flops(vgg))
-        r.fd = _util.best_of(lambda: fd.decode_all(vgg, n_threads=T), 2)[0]
+        r.time(lambda: fd.decode_all(vgg, n_threads=T), 2)
         if have_torch:
             r.torch = _util.best_of(lambda: _util.torch_decode(vgg, "conv5_3", np.arange(16), T),
                                     1)[0] * 32

@@ -18,10 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _util  # noqa: E402
 
-ALL_THREADS = os.cpu_count() or 1
-THREADS = sorted({1, ALL_THREADS})
-DTYPES = [np.float32, np.float64]
-
 
 def pytest_addoption(parser):
     parser.addoption("--full-vgg", action="store_true", default=False,

@@ -7,7 +7,7 @@ import fastdecode as fd
 
 import _util
 import models
-from conftest import ALL_THREADS, DTYPES, THREADS
+from _util import ALL_THREADS, DTYPES, THREADS
 
 _nets = {}
 

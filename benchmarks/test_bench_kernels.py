@@ -6,7 +6,7 @@ import pytest
 import fastdecode as fd
 
 import _util
-from conftest import DTYPES, THREADS
+from _util import DTYPES, THREADS
 
 rng = np.random.default_rng(0)
 

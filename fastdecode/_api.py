@@ -175,6 +175,44 @@ def substitute_blocks(F, J, H, W, C, kh, kw):
     return "weights", fb, cb, rb
 
 
+@contextlib.contextmanager
+def reuse_buffers():
+    """Within this context the large transient copies of the GEMM kernels are kept and reused
+    (a decoding chain makes one per step); they are released when the outermost context exits.
+    """
+    _workspace.depth = getattr(_workspace, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _workspace.depth -= 1
+        if _workspace.depth == 0:
+            getattr(_workspace, "transient", {}).clear()
+
+
+def transient(name, shape, dtype):
+    """An uninitialised array for a kernel's temporary copy: reused inside :func:`reuse_buffers`."""
+    n = int(np.prod(shape))
+    if getattr(_workspace, "depth", 0) == 0:
+        return np.empty(shape, dtype=dtype)
+    cache = getattr(_workspace, "transient", None)
+    if cache is None:
+        cache = _workspace.transient = {}
+    key = (name, np.dtype(dtype).str)
+    buf = cache.get(key)
+    if buf is None or buf.size < n:
+        cache.pop(key, None)
+        buf = cache[key] = np.empty(n, dtype=dtype)
+    return buf[:n].reshape(shape)
+
+
+def transpose_last2(a, threads, name="transpose"):
+    """a (F, J, P) C-contiguous as an (F, P, J) C-contiguous array (a tiled, parallel copy)."""
+    out = transient(name, (a.shape[0], a.shape[2], a.shape[1]), a.dtype)
+    if a.size:
+        _kernels.transpose_last2(a, out, threads if a.size >= 1 << 16 else 1)
+    return out
+
+
 def substitute_into(df, weights, out, sy, sx, threads):
     """out += substitution of weights (J, C, kh, kw) at every pixel of df (F, J, H, W).
 
@@ -185,7 +223,7 @@ def substitute_into(df, weights, out, sy, sx, threads):
     _, C, kh, kw = weights.shape
     layout, fb, cb, rb = substitute_blocks(F, J, H, W, C, kh, kw)
     # Channels last, so that every block of GEMM rows or columns is one contiguous piece.
-    dl = np.ascontiguousarray(df.reshape(F, J, H * W).transpose(0, 2, 1))
+    dl = transpose_last2(df.reshape(F, J, H * W), threads, "maps")
     w2 = weights.reshape(J, C * kh * kw)
     flops = 2.0 * F * J * H * W * C * kh * kw
     threads = _team(threads, _ceil_div(F, fb) * _ceil_div(C, cb), flops)
@@ -195,7 +233,7 @@ def substitute_into(df, weights, out, sy, sx, threads):
             _kernels.substitute_gemm_maps(dl, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
                                           threads)
     else:
-        wt = np.ascontiguousarray(w2.T)
+        wt = transpose_last2(w2[None], threads, "weights")[0]
         work = scratch("cols", out.dtype, threads, rb * kw * min(fb, F) * H * W)
         with blas_single_threaded():
             _kernels.substitute_gemm_weights(dl, wt, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,

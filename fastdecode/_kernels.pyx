@@ -435,3 +435,22 @@ def upsample_box(const floating[:, :, ::1] a, floating[:, :, ::1] out, intp fy, 
                 for s in range(1, fy):
                     for x in range(W * fx):
                         out[p, r + s, x] = out[p, r, x]
+
+
+def transpose_last2(const floating[:, :, ::1] a, floating[:, :, ::1] out, int n_threads):
+    """out[f, p, j] = a[f, j, p]: a (F, J, P) to out (F, P, J), in 32 x 32 tiles."""
+    cdef intp F = a.shape[0], J = a.shape[1], P = a.shape[2]
+    cdef intp T = 32, npb = (P + T - 1) // T
+    cdef intp t, f, p0, p1, j0, j1, p, j
+    with nogil:
+        for t in prange(F * npb, num_threads=n_threads, schedule="static"):
+            f = t // npb
+            p0 = (t % npb) * T
+            p1 = min(p0 + T, P)
+            j0 = 0
+            while j0 < J:
+                j1 = min(j0 + T, J)
+                for p in range(p0, p1):
+                    for j in range(j0, j1):
+                        out[f, p, j] = a[f, j, p]
+                j0 = j1

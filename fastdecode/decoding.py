@@ -171,9 +171,14 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
     filters: indices (or a boolean mask) of the filters to decode, default all.
     memory_limit: bytes the output and the intermediate maps may take (default 4 GiB); the
     filters are decoded in chunks that fit, and a MemoryError names the bytes needed otherwise.
+    With "nearest" or "adjoint" unpooling, the layer recursion of :func:`decode_all` is used
+    instead of the chain when its FLOP estimate is lower and it fits the memory limit (many
+    filters of a layer); both agree to rounding.
     Returns (F, C0, h, w) in the network's dtype, (h, w) = ``net.receptive_field(layer)``.
     """
-    return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=False).filters
+    with _api.reuse_buffers():
+        return _decode(net, layer, filters, unpool, n_threads, memory_limit,
+                       want_bias=False).filters
 
 
 def decoded_bias(net, layer, *, filters=None, unpool="adjoint", n_threads=None,
@@ -240,5 +245,6 @@ def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
             "decoding every conv layer needs %s for the results and up to %s of working maps, "
             "above the memory limit of %s; pass a larger memory_limit or decode layers one at a "
             "time with decode()" % (format_bytes(results), format_bytes(peak), format_bytes(limit)))
-    decoded = _recursive.walk(net, top, unpool, threads, keep=set(conv_idx))
+    with _api.reuse_buffers():
+        decoded = _recursive.walk(net, top, unpool, threads, keep=set(conv_idx))
     return {net.layers[i].name: decoded[i] for i in conv_idx}
