@@ -43,9 +43,9 @@ ARCHITECTURE = [("conv", (20, 1, 5, 5)), ("pool", 2), ("conv", (50, 20, 5, 5)), 
                 ("conv", (500, 50, 4, 4)), ("relu", None), ("conv", (10, 500, 1, 1))]
 
 MODELS = {
-    # name: (data set, default epochs, seed)
-    "lenet-mnist": ("mnist", 30, 0),
-    "lenet-fashion": ("fashion", 12, 0),
+    # name: (data set, epochs (cnn_mnist's numEpochs), seed)
+    "lenet-mnist": ("mnist", 20, 0),
+    "lenet-fashion": ("fashion", 20, 0),
 }
 
 
