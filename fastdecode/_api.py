@@ -152,6 +152,12 @@ def scratch(name, dtype, threads, size):
     return buf
 
 
+def _balanced(n, block):
+    """A block size near ``block`` (at most) that cuts n into equal blocks: 64 by 57 -> 32."""
+    block = max(1, min(n, block))
+    return _ceil_div(n, _ceil_div(n, block))
+
+
 def substitute_blocks(F, J, H, W, C, kh, kw):
     """(layout, fb, cb, rb) for :func:`substitute_into`, from the shapes alone.
 
@@ -160,7 +166,7 @@ def substitute_blocks(F, J, H, W, C, kh, kw):
     rb rows (of W or kw values) make one GEMM. Never depends on the thread count.
     """
     if H * W >= kh * kw:
-        cb = min(C, _ceil_div(GEMM_WIDTH, kh * kw))
+        cb = _balanced(C, _ceil_div(GEMM_WIDTH, kh * kw))
         rb = max(1, GEMM_BLOCK_ELEMENTS // (W * cb * kh * kw))
         fb = max(1, min(F, _ceil_div(rb, H)))
         ncb = _ceil_div(C, cb)
@@ -168,7 +174,7 @@ def substitute_blocks(F, J, H, W, C, kh, kw):
         rb = min(rb, fb * H)
         return "maps", fb, cb, rb
     # Every task streams the whole of the (large) weights through the GEMM: wide tasks.
-    fb = max(1, min(F, _ceil_div(GEMM_WIDTH, H * W)))
+    fb = _balanced(F, _ceil_div(GEMM_WIDTH, H * W))
     rb = max(1, min(C * kh, 2 * GEMM_BLOCK_ELEMENTS // (kw * fb * H * W)))
     cb = max(1, min(C, _ceil_div(rb, kh)))
     rb = min(rb, cb * kh)

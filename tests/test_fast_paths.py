@@ -142,3 +142,25 @@ def test_box_unpooling_fast_path_is_the_separable_resampling(dtype, method, fact
     _kernels.resample_cols(tmp, cidx, cw, expected, 1)
     assert np.array_equal(got, expected.reshape(got.shape))
     _close(got, ref.unpool(a, (fy, fx), (fy, fx), method), dtype)
+
+
+def test_reused_buffers_give_the_same_results():
+    rng = np.random.default_rng(15)
+    big = (rng.standard_normal((6, 9, 11, 10)), rng.standard_normal((9, 4, 3, 3)))
+    small = (rng.standard_normal((2, 5, 4, 4)), rng.standard_normal((5, 3, 2, 2)))
+    expected = [fd.substitute(*big, stride=2), fd.substitute(*small)]
+    with _api.reuse_buffers():
+        with _api.reuse_buffers():  # nested: released by the outermost only
+            got = [fd.substitute(*big, stride=2), fd.substitute(*small)]
+        assert _api._workspace.transient
+        again = fd.substitute(*big, stride=2)
+    assert not _api._workspace.transient
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert np.array_equal(again, expected[0])
+
+
+def test_balanced_blocks():
+    assert _api._balanced(64, 57) == 32
+    assert _api._balanced(512, 57) == 57
+    assert _api._balanced(3, 57) == 3
+    assert _api._balanced(128, 57) == 43
