@@ -149,6 +149,8 @@ def test_missing_files(tmp_path, images_labels):
     ip = write(tmp_path / "img", idx_bytes(images_labels[0]))
     with pytest.raises(FileNotFoundError, match="no-labels"):
         load_idx(ip, tmp_path / "no-labels")
+    with pytest.raises(IsADirectoryError, match="is a directory.*load_directory"):
+        load_idx(tmp_path)
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -71,6 +71,9 @@ def _read_exactly(stream, n, path, what):
 def _read_idx(path, ndim, what, max_bytes):
     """The array of an IDX file of uint8 elements with ``ndim`` dimensions."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError("%s is a directory, not an IDX file of %s (load_directory reads "
+                                "a directory)" % (path, what))
     if not os.path.isfile(path):
         raise FileNotFoundError("%s file not found: %s" % (what, path))
     expected = (_UINT8 << 8) | ndim
