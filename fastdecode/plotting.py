@@ -242,7 +242,7 @@ def _matrix_block(fig, ax, matrix, images, decoded, thresholded, names, heading)
     ax.text(-1.6, -0.7, "thr.", ha="center", va="bottom", fontsize=7)
     ax.set_xlabel("image maximising filter j (above); rows: filter i", fontsize=8)
     ax.set_title(heading, fontsize=10)
-    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.08)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.04 + 0.012 * max(map(len, names)))
     cbar.ax.tick_params(labelsize=6)
 
 
