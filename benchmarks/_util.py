@@ -35,6 +35,25 @@ def best_of(fn, repeat=3, min_time=0.0):
     return best, result
 
 
+def best_of_interleaved(fns, repeat=3, min_time=0.0):
+    """Best seconds of each of ``fns``, called in turn ``repeat`` times (more while the first
+    has run under min_time), so that all of them meet the same moments of a shared machine."""
+    best = [np.inf] * len(fns)
+    total, n = 0.0, 0
+    while n < repeat or total < min_time:
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            best[i] = min(best[i], dt)
+            if i == 0:
+                total += dt
+        n += 1
+        if n >= 50:
+            break
+    return best
+
+
 def blas_info():
     """The BLAS libraries loaded (threadpoolctl), e.g. 'openblas 0.3.30 SkylakeX'."""
     try:

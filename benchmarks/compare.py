@@ -36,10 +36,14 @@ class Row:
 
         self._gemm = None
 
-    def time(self, fn, repeat, min_time=0.0):
-        """Time fastdecode, then a GEMM of equal FLOPs at once (the load of a shared machine
-        changes from minute to minute)."""
-        self.fd = _util.best_of(fn, repeat, min_time)[0]
+    def time(self, fn, repeat, min_time=0.0, torch=None):
+        """Time fastdecode (and PyTorch's ``torch`` in turn with it), then a GEMM of equal FLOPs
+        at once: the load of a shared machine changes from minute to minute."""
+        fns = [fn] if torch is None else [fn, torch]
+        times = _util.best_of_interleaved(fns, repeat, min_time)
+        self.fd = times[0]
+        if torch is not None:
+            self.torch = times[1]
         self._gemm = _util.gemm_rate(self.dtype, self.threads, self.flops, fresh=True)
 
     def gemm(self):
@@ -97,9 +101,8 @@ def main(argv=None):
     all500 = np.arange(500)
     r = Row("LeNet layer5, all 500 filters -> 28x28 (decode)", np.float32, T,
             _util.recursive_flops(lenet, "layer5"))
-    r.time(lambda: fd.decode(lenet, "layer5", n_threads=T), R, 0.5)
-    if have_torch:
-        r.torch = _util.best_of(lambda: _util.torch_decode(lenet, "layer5", all500, T), R)[0]
+    r.time(lambda: fd.decode(lenet, "layer5", n_threads=T), R, 0.5,
+           (lambda: _util.torch_decode(lenet, "layer5", all500, T)) if have_torch else None)
     r.scipy = _util.best_of(lambda: _util.scipy_decode(lenet, "layer5", all500), 1)[0]
     r.literal = _util.best_of(lambda: _util.literal_decode(lenet, "layer5", [0, 1]), 1)[0] * 250
     r.extrapolated.add("literal")
@@ -109,10 +112,9 @@ def main(argv=None):
 
     r = Row("LeNet, every filter of every conv layer (decode_all)", np.float32, T,
             _util.decode_all_flops(lenet))
-    r.time(lambda: fd.decode_all(lenet, n_threads=T), R, 0.5)
-    if have_torch:
-        r.torch = _util.best_of(lambda: [_util.torch_decode(
-            lenet, n, np.arange(lenet[n].num_filters), T) for n in lenet.conv_layers], R)[0]
+    r.time(lambda: fd.decode_all(lenet, n_threads=T), R, 0.5,
+           (lambda: [_util.torch_decode(lenet, n, np.arange(lenet[n].num_filters), T)
+                     for n in lenet.conv_layers]) if have_torch else None)
     r.note = "torch: the chain for each layer (%.2g GFLOP)" % (
         sum(_util.decode_flops(lenet, n) for n in lenet.conv_layers) / 1e9)
     rows.append(r)
@@ -124,9 +126,8 @@ def main(argv=None):
         f = rng.standard_normal((500, 1, 28, 28)).astype(dt)
         r = Row("correlate 10,000 images 28x28 with 500 filters", dt, T,
                 _util.correlate_flops(x.shape, f.shape, (1, 1)))
-        r.time(lambda: fd.correlate(x, f, n_threads=T), R)
-        if have_torch:
-            r.torch = _util.best_of(lambda: _util.torch_correlate(x, f, T), R)[0]
+        r.time(lambda: fd.correlate(x, f, n_threads=T), R, 0,
+               (lambda: _util.torch_correlate(x, f, T)) if have_torch else None)
         r.scipy = _util.best_of(lambda: _util.scipy_correlate(x[:20], f), 1)[0] * 500
         r.extrapolated.add("scipy")
         r.note = "scipy: 20 images timed, x500" if dt == np.float32 else ""
@@ -139,9 +140,8 @@ def main(argv=None):
         for t in sorted({1, T}):
             r = Row("substitute: 32 maps 512x28x28, weights 512x512x3x3", dt, t,
                     _util.substitute_flops(df.shape, w.shape))
-            r.time(lambda: fd.substitute(df, w, n_threads=t), R)
-            if have_torch:
-                r.torch = _util.best_of(lambda: _util.torch_substitute(df, w, 1, t), R)[0]
+            r.time(lambda: fd.substitute(df, w, n_threads=t), R, 0,
+                   (lambda: _util.torch_substitute(df, w, 1, t)) if have_torch else None)
             rows.append(r)
 
     if not args.quick:
@@ -152,17 +152,17 @@ def main(argv=None):
             r = Row("VGG-16 conv5_3, 16 filters -> 3x196x196 (decode: chain)", dt, T,
                     _util.decode_flops(net, "conv5_3", 16))
             sel = np.arange(16)
-            r.time(lambda: fd.decode(net, "conv5_3", filters=sel, n_threads=T), 2)
-            if have_torch:
-                r.torch = _util.best_of(lambda: _util.torch_decode(net, "conv5_3", sel, T), 2)[0]
+            r.time(lambda: fd.decode(net, "conv5_3", filters=sel, n_threads=T), R, 0,
+                   (lambda: _util.torch_decode(net, "conv5_3", sel, T)) if have_torch else None)
             rows.append(r)
         # every filter of every VGG-16 conv layer vs torch's conv5_3 alone
         r = Row("VGG-16, all 4,224 filters of all 13 conv layers", np.float32, T,
                 _util.decode_all_flops(vgg))
-        r.time(lambda: fd.decode_all(vgg, n_threads=T), 2)
+        r.time(lambda: fd.decode_all(vgg, n_threads=T), 2, 0,
+               (lambda: _util.torch_decode(vgg, "conv5_3", np.arange(16), T))
+               if have_torch else None)
         if have_torch:
-            r.torch = _util.best_of(lambda: _util.torch_decode(vgg, "conv5_3", np.arange(16), T),
-                                    1)[0] * 32
+            r.torch *= 32
             r.extrapolated.add("torch")
         r.note = "torch: conv5_3 ALONE by the chain (7.6 TFLOP), 16 filters timed, x32"
         rows.append(r)
@@ -171,8 +171,8 @@ def main(argv=None):
         out_bytes = 512 * 3 * 196 * 196 * 4
         print("VGG-16 conv5_3, all 512 filters (float32): peak traced memory %s, of which the "
               "result %s" % (format_bytes(peak), format_bytes(out_bytes)))
-        t1 = _util.best_of(lambda: fd.decode(vgg, "conv4_3", n_threads=1), 1)[0]
-        t2 = _util.best_of(lambda: fd.decode(vgg, "conv4_3", n_threads=T), 1)[0]
+        t1, t2 = _util.best_of_interleaved([lambda: fd.decode(vgg, "conv4_3", n_threads=1),
+                                            lambda: fd.decode(vgg, "conv4_3", n_threads=T)], 2)
         print("VGG-16 conv4_3, all 512 filters: 1 thread %.2f s, %d threads %.2f s (%.2fx)"
               % (t1, T, t2, t1 / t2))
 
