@@ -167,6 +167,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastdecode: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that quit (e.g. head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (ValueError, KeyError, IndexError, TypeError, OSError, MemoryError,
             NotImplementedError) as exc:
         if os.environ.get("FASTDECODE_DEBUG"):

@@ -154,7 +154,7 @@ def _check_out(out):
         raise FileNotFoundError("--out's parent directory does not exist: %s" % parent)
 
 
-def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, figures):
+def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
     """Table 1, Figure 1 (matrix and classifier), top images and self-consistency; figures."""
     from . import plotting
     x, has_mean = _preprocess(net, ds.images)
@@ -163,12 +163,13 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, fig
     names = class_names(net, K, name)
     results = {"model": name, "data": ds.source, "images": int(len(x)),
                "first_image": int(ds.first) + 1, "bias": bool(bias)}
-    _say("model %s: %s" % (name, ", ".join("%s (%d filters, %dx%d)" % (
-        (l, net[l].num_filters) + net.receptive_field(l)) for l in net.conv_layers)))
-    _say("data: %d images from %s (images %d-%d)%s"
-         % (len(x), ds.source, ds.first + 1, ds.first + len(x),
-            "" if has_mean else "; the model has no mean image, raw pixels used"))
-    lines = []
+    lines = [
+        "model %s: %s" % (name, ", ".join("%s (%d filters, %dx%d)" % (
+            (l, net[l].num_filters) + net.receptive_field(l)) for l in net.conv_layers)),
+        "data: %d images from %s (images %d-%d)%s" % (
+            len(x), ds.source, ds.first + 1, ds.first + len(x),
+            "" if has_mean else "; the model has no mean image, raw pixels used")]
+    _say("\n".join(lines))
 
     if len(net.conv_layers) > 1:
         t0 = time.time()
@@ -234,10 +235,10 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs, fig
     lines.append(text)
     _say(text)
     results["self_consistency"] = {"fraction": sc.fraction, "winners": sc.winners.tolist()}
-    outputs.text("results.txt", "\n\n".join(lines) + "\n")
+    outputs.text("results.txt", "\n".join(lines[:2]) + "\n\n" + "\n\n".join(lines[2:]) + "\n")
     outputs.text("results.json", json.dumps(results, indent=2) + "\n")
 
-    if figures and outputs.out is not None:
+    if outputs.out is not None:
         title = "%s, %s unpooling" % (name, figure_method)
         shown = ds.images  # raw pixels for display
         path = outputs.path("fig1_max_activations.png")
@@ -306,7 +307,7 @@ def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threa
     ds = load_data(data, start=start, limit=limit)
     outputs = _Outputs(out)
     _evaluate(net, model, ds, methods=METHODS, bias=bias, n_threads=n_threads, progress=progress,
-              outputs=outputs, figures=True)
+              outputs=outputs)
     _figures_per_layer(net, model, ds, method=METHODS[0], n_threads=n_threads, outputs=outputs)
     _finish(outputs, t0)
     return 0
@@ -324,7 +325,7 @@ def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit
     ds = load_data(data, start=start, limit=limit)
     outputs = _Outputs(out)
     _evaluate(net, model, ds, methods=unpool, bias=bias, n_threads=n_threads, progress=progress,
-              outputs=outputs, figures=True)
+              outputs=outputs)
     _finish(outputs, t0)
     return 0
 
