@@ -318,3 +318,15 @@ def test_threshold_filters_reference():
                                                                   [[[0, 0], [0, 0]]]])
     with pytest.raises(ValueError, match="fraction"):
         fd.threshold_filters(f, 1.5)
+
+
+def test_progress_bars_go_to_stderr_and_can_be_disabled(capsys):
+    net = small_lenet()
+    x = images(6)
+    fd.reconstruction_error(net, x, "layer3", batch_size=2, progress=True)
+    fd.table1(net, x, batch_size=2, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "Eq. 3 layer3" in err and "Table 1" in err and "/6 " in err
+    fd.reconstruction_error(net, x, "layer3", batch_size=2, progress=False)
+    fd.filter_scores(net, x, progress=False)
+    assert capsys.readouterr() == ("", "")
