@@ -122,7 +122,8 @@ def save_filter_grid(filters, path, *, title=None, threshold=None, labels=None, 
                        threshold_filters(filters, threshold)))
     mosaics = [filter_mosaic([_to_display(f) for f in p], ncols) for _, p in panels]
     mh, mw = mosaics[0].shape[:2]
-    panel_w = min(6.5, max(3.5, 0.45 * ncols * max(1.0, w / 10.0)))
+    # at least one screen pixel per filter pixel, within 3.5 to 13 inches per panel
+    panel_w = min(13.0, max(3.5, min(6.5, 0.45 * ncols * max(1.0, w / 10.0)), 1.1 * mw / DPI))
     panel_h = panel_w * mh / mw
     if stacked:  # axes placed by hand, in inches: suptitle, then (panel title, panel) rows
         top = 0.1 + (0.22 * (str(title).count("\n") + 1) if title else 0.0)
