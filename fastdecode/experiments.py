@@ -149,9 +149,11 @@ def _check_out(out):
     out = os.fspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError("--out is not a directory: %s" % out)
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError("--out's parent directory does not exist: %s" % parent)
+    ancestor = os.path.dirname(os.path.abspath(out))  # created with --out when missing
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise NotADirectoryError("--out %s lies under a file: %s" % (out, ancestor))
 
 
 def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):

@@ -126,6 +126,14 @@ def test_evaluate_prints_table1_and_writes_results(workspace, tmp_path, capsys):
                                 "fig4cd_top_images_layer7.png", "results.json", "results.txt"]
 
 
+def test_nested_out_directories_are_created(workspace, tmp_path, capsys):
+    out_dir = tmp_path / "results" / "tiny"
+    code, _, err = run(["evaluate", workspace["model"], "--data", workspace["data"], "--limit",
+                        10, "--unpool", "nearest", "--out", out_dir, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "results.json" in os.listdir(out_dir)
+
+
 def test_evaluate_one_method_without_out(workspace, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run(["evaluate", workspace["model"], "--data", workspace["data"],
@@ -197,6 +205,8 @@ ERRORS = {
                               "--start"),
     "out is a file": (["demo", "--model", "{model}", "--data", "{data}", "--out",
                        "{bad}/a-file"], "a-file"),
+    "out under a file": (["evaluate", "{model}", "--data", "{data}", "--out",
+                          "{bad}/a-file/results"], "a-file"),
 }
 
 
