@@ -319,10 +319,12 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
     patches_scratch (>= n_threads, >= pr*C*kh*kw), prod_scratch (>= n_threads, >= pr*kb).
     Tasks: blocks of nb images x kb filters (disjoint outputs); inside a task, chunks of pr output
     pixels (n, i, j): patches[(n, i, j), (c, u, v)] gathered from x, then
-    out[n, k, i, j] = sum_{c,u,v} patches * w[k, c, u, v] by one GEMM.
+    out[n, k, i, j] = sum_{c,u,v} patches * w[k, c, u, v] by one GEMM. When the filters cover
+    the whole image (one output pixel) and one task holds all filters, the GEMM reads x and
+    writes out directly.
     """
     cdef intp N = x.shape[0], C = x.shape[1]
-    cdef intp K = w.shape[0], CKK = w.shape[1]
+    cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
     cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
     cdef intp nnb = (N + nb - 1) // nb, nkb = (K + kb - 1) // kb
     cdef intp t, n0, n1, k0, k1, n, i, j, c, u, v, k, p, m, r, r0, r1, total
@@ -342,6 +344,12 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
             k1 = min(k0 + kb, K)
             m = k1 - k0
             total = (n1 - n0) * P
+            if P == 1 and m == K and x.shape[2] * x.shape[3] == KK:
+                # every image is one patch and out[n0:n1] is one (K x images) column-major
+                # block: a single GEMM, no copies
+                _gemm(tt, tn, <int>K, <int>total, <int>CKK, &w[0, 0], <int>CKK, &x[n0, 0, 0, 0],
+                      <int>CKK, &out[n0, 0, 0, 0], <int>K)
+                continue
             r0 = 0
             while r0 < total:
                 r1 = min(r0 + pr, total)
