@@ -35,13 +35,19 @@ def best_of(fn, repeat=3, min_time=0.0):
     return best, result
 
 
-def best_of_interleaved(fns, repeat=3, min_time=0.0):
+def best_of_interleaved(fns, repeat=3, min_time=0.0, pause=0.3):
     """Best seconds of each of ``fns``, called in turn ``repeat`` times (more while the first
-    has run under min_time), so that all of them meet the same moments of a shared machine."""
+    has run under min_time), so that all of them meet the same moments of a shared machine.
+
+    ``pause`` seconds pass before each call: thread pools (OpenBLAS, OpenMP runtimes) spin for
+    a while after their last job and would otherwise take cores from the next contender.
+    """
     best = [np.inf] * len(fns)
     total, n = 0.0, 0
     while n < repeat or total < min_time:
         for i, fn in enumerate(fns):
+            if len(fns) > 1 and pause:
+                time.sleep(pause)
             t0 = time.perf_counter()
             fn()
             dt = time.perf_counter() - t0
@@ -49,7 +55,7 @@ def best_of_interleaved(fns, repeat=3, min_time=0.0):
             if i == 0:
                 total += dt
         n += 1
-        if n >= 50:
+        if n >= 20:
             break
     return best
 
@@ -105,7 +111,25 @@ def gemm_rate(dtype, threads, flops=None, repeat=3, fresh=False):
             gemm(1.0, a, b)
             t, _ = best_of(lambda: gemm(1.0, a, b), repeat)
         _gemm_cache[key] = 2.0 * n ** 3 / t
+        time.sleep(0.3)  # let BLAS's threads stop spinning before the next measurement
     return _gemm_cache[key]
+
+
+def gemm_callable(dtype, threads, flops):
+    """(fn, gemm_flops): a square BLAS GEMM of about ``flops`` (n in [512, 4096]) on ``threads``,
+    to time in turn with the case it is compared with."""
+    dtype = np.dtype(dtype)
+    n = int(np.clip(round((flops / 2) ** (1 / 3)), 512, 4096))
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
+    b = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
+    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+
+    def fn():
+        with _blas_threads(threads):
+            gemm(1.0, a, b)
+
+    return fn, 2.0 * n ** 3
 
 
 class _blas_threads:

@@ -37,14 +37,16 @@ class Row:
         self._gemm = None
 
     def time(self, fn, repeat, min_time=0.0, torch=None):
-        """Time fastdecode (and PyTorch's ``torch`` in turn with it), then a GEMM of equal FLOPs
-        at once: the load of a shared machine changes from minute to minute."""
-        fns = [fn] if torch is None else [fn, torch]
+        """Time fastdecode, a GEMM of equal FLOPs and PyTorch's ``torch`` in turn: the load of a
+        shared machine changes from minute to minute."""
+        gemm, gemm_flops = _util.gemm_callable(self.dtype, self.threads, self.flops)
+        gemm()
+        fns = [fn, gemm] if torch is None else [fn, gemm, torch]
         times = _util.best_of_interleaved(fns, repeat, min_time)
         self.fd = times[0]
+        self._gemm = gemm_flops / times[1]
         if torch is not None:
-            self.torch = times[1]
-        self._gemm = _util.gemm_rate(self.dtype, self.threads, self.flops, fresh=True)
+            self.torch = times[2]
 
     def gemm(self):
         return self._gemm
