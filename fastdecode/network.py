@@ -40,6 +40,16 @@ class Layer:
         sy, sx = self.stride_
         return ((h + pt + pb - kh) // sy + 1, (w + pl + pr - kw) // sx + 1)
 
+    @property
+    def stride(self):
+        """(rows, cols) stride of the layer itself."""
+        return self.stride_
+
+    @property
+    def pad(self):
+        """(top, bottom, left, right) zero padding of the layer itself."""
+        return self.pad_
+
     def output_channels(self, channels):
         return channels
 
@@ -95,14 +105,6 @@ class Conv(Layer):
         self.groups = 1  # set by Network from the input depth
         kh, kw = w.shape[2:]
         self.kernel = ((kh - 1) * self.dilate[0] + 1, (kw - 1) * self.dilate[1] + 1)
-
-    @property
-    def stride(self):
-        return self.stride_
-
-    @property
-    def pad(self):
-        return self.pad_
 
     @property
     def num_filters(self):
@@ -213,14 +215,6 @@ class Pool(Layer):
     @property
     def size(self):
         return self.kernel
-
-    @property
-    def stride(self):
-        return self.stride_
-
-    @property
-    def pad(self):
-        return self.pad_
 
     def forward(self, x, n_threads):
         return _api.pool(x, self.method, size=self.kernel, stride=self.stride_, pad=self.pad_,
