@@ -95,13 +95,15 @@ def _batches(n_images, batch_size, desc, progress):
         bar.close()
 
 
-def _check_images(net, images):
+def _check_images(net, images, upto):
+    """Images (N, C, H, W) in the network's dtype that ``net.forward(upto=upto)`` can take.
+
+    Sizes are checked for one image: passes run in batches, so N alone never exhausts memory.
+    """
     images = float_array("images", images, ndim=4, dtype=net.dtype)
-    if images.shape[1] != net.input_channels:
-        raise ValueError("images have %d channels but the network expects %d (images %s)"
-                         % (images.shape[1], net.input_channels, images.shape))
     if images.shape[0] == 0:
         raise ValueError("images is empty: shape %s" % (images.shape,))
+    net.check_input((1,) + images.shape[1:], upto=upto, name="images")
     return images
 
 
@@ -116,11 +118,23 @@ def _response_bytes(net, images, layers):
     return sum(int(np.prod(net.output_shape(one, upto=l))) for l in layers) * 8
 
 
-def _decoded(net, layer, unpool, bias, n_threads):
-    """(filters, bias or None) of a conv layer."""
+def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
+    """(filters (K, C0, h, w), decoded bias (K,) or None) of conv layer ``idx``.
+
+    ``decoded``: filters given by the caller, checked to have the layer's decoded shape; the bias
+    is then decoded with ``unpool`` when ``bias`` is true.
+    """
     _check_unpool(unpool)
-    dec = decode_with_bias(net, layer, unpool=unpool, n_threads=n_threads)
-    return dec.filters, (dec.bias if bias else None)
+    if decoded is None:
+        dec = decode_with_bias(net, idx, unpool=unpool, n_threads=n_threads)
+        return dec.filters, (dec.bias if bias else None)
+    filters = float_array("decoded", decoded, ndim=4, dtype=net.dtype)
+    want = (net.layers[idx].num_filters,) + net.decoded_shape(idx)
+    if filters.shape != want:
+        raise ValueError("decoded filters of layer %r must have shape %s, got %s"
+                         % (_printable(net.layers[idx].name), want, filters.shape))
+    b = decode_with_bias(net, idx, unpool=unpool, n_threads=n_threads).bias if bias else None
+    return filters, b
 
 
 def _decoded_response(net, images, layer, filters, bias, n_threads):
@@ -217,17 +231,9 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     """
     _check_network(net)
     idx = net.conv_index(layer)
-    images = _check_images(net, images)
+    images = _check_images(net, images, idx)
     threads = resolve_threads(n_threads)
-    if decoded is None:
-        filters, b = _decoded(net, idx, unpool, bias, threads)
-    else:
-        filters = float_array("decoded", decoded, ndim=4, dtype=net.dtype)
-        want = (net.layers[idx].num_filters,) + net.decoded_shape(idx)
-        if filters.shape != want:
-            raise ValueError("decoded filters of layer %r must have shape %s, got %s"
-                             % (_printable(net.layers[idx].name), want, filters.shape))
-        b = decode_with_bias(net, idx, unpool=unpool, n_threads=threads).bias if bias else None
+    filters, b = _decoded(net, idx, unpool, bias, threads, decoded)
     return _error_pass(net, images, [(idx, filters, b)], batch_size=batch_size, n_threads=threads,
                        progress=progress, desc="Eq. 3 %s" % _printable(net.layers[idx].name))[0]
 
@@ -240,20 +246,26 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     Returns ``{(layer name, method): ReconstructionError}`` in layer-then-method order.
     """
     _check_network(net)
-    images = _check_images(net, images)
     threads = resolve_threads(n_threads)
     if layers is None:
         layers = net.conv_layers[1:]
         if not layers:
             raise ValueError("the network has a single conv layer; Table 1 needs layers above it")
-    names = [net.layers[net.conv_index(l)].name for l in layers]
-    methods = list(methods)
+    elif isinstance(layers, (str, int, np.integer)):
+        layers = [layers]
+    names = list(dict.fromkeys(net.layers[net.conv_index(l)].name for l in layers))
+    if not names:
+        raise ValueError("layers is empty: name at least one conv layer")
+    methods = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
+    if not methods:
+        raise ValueError("methods is empty: name at least one unpooling method")
     for m in methods:
         _check_unpool(m)
+    images = _check_images(net, images, max(net.index(n) for n in names))
     jobs, keys = [], []
     for name in names:
         for m in methods:
-            filters, b = _decoded(net, name, m, bias, threads)
+            filters, b = _decoded(net, net.index(name), m, bias, threads)
             jobs.append((net.index(name), filters, b))
             keys.append((name, m))
     results = _error_pass(net, images, jobs, batch_size=batch_size, n_threads=threads,
@@ -273,6 +285,8 @@ def paper_reference(net, layer):
 
 def format_table1(net, results, *, title=None):
     """Table 1 as text: one row per layer, mean +- std per method, and the paper's value."""
+    if not results:
+        raise ValueError("results is empty: pass what table1 returns")
     layers = list(dict.fromkeys(k[0] for k in results))
     methods = list(dict.fromkeys(k[1] for k in results))
     n = len(next(iter(results.values())).per_image)
@@ -304,17 +318,10 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     if layer is None:
         layer = net.conv_layers[-1]
     idx = net.conv_index(layer)
-    images = _check_images(net, images)
+    images = _check_images(net, images, idx)
     threads = resolve_threads(n_threads)
-    if decoded is None:
-        filters, b = _decoded(net, idx, unpool, bias, threads)
-    else:
-        filters = float_array("decoded", decoded, ndim=4, dtype=net.dtype)
-        b = decode_with_bias(net, idx, unpool=unpool, n_threads=threads).bias if bias else None
+    filters, b = _decoded(net, idx, unpool, bias, threads, decoded)
     K = net.layers[idx].num_filters
-    if filters.shape[0] != K:
-        raise ValueError("decoded has %d filters but layer %r has %d"
-                         % (filters.shape[0], _printable(net.layers[idx].name), K))
     bs = _batch_size(batch_size, len(images), 3 * _response_bytes(net, images, [idx]))
     R = np.empty((len(images), K))
     D = np.empty((len(images), K))
@@ -331,6 +338,10 @@ def _as_scores(scores):
     if not isinstance(scores, FilterScores):
         raise TypeError("scores must be a FilterScores from filter_scores, got %s"
                         % type(scores).__name__)
+    shapes = (np.shape(scores.network), np.shape(scores.decoded))
+    if len(shapes[0]) != 2 or shapes[0] != shapes[1] or min(shapes[0]) == 0:
+        raise ValueError("scores.network and scores.decoded must be non-empty (N, K) arrays of "
+                         "one shape, got %s and %s" % shapes)
     return scores
 
 
@@ -395,17 +406,11 @@ def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threa
         layer = net.conv_layers[-1]
     idx = net.conv_index(layer)
     threads = resolve_threads(n_threads)
-    if decoded is None:
-        _check_unpool(unpool)
-        decoded = decode_with_bias(net, idx, unpool=unpool, n_threads=threads).filters
-    filters = float_array("decoded", decoded, ndim=4, dtype=net.dtype)
+    filters, _ = _decoded(net, idx, unpool, False, threads, decoded)
     responses = net.forward(filters, upto=idx, n_threads=threads).max(axis=(2, 3)).astype(
         np.float64)
     winners = responses.argmax(axis=1)
     K = responses.shape[0]
-    if responses.shape[1] != K:
-        raise ValueError("decoded has %d filters but layer %r has %d units"
-                         % (K, _printable(net.layers[idx].name), responses.shape[1]))
     return SelfConsistency(float(np.mean(winners == np.arange(K))), winners, responses)
 
 

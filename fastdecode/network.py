@@ -513,22 +513,19 @@ class Network:
         return (N, self._channels[last]) + size
 
     # --- forward ------------------------------------------------------------------------------
-    def forward(self, x, *, upto=None, n_threads=None, memory_limit=None):
-        """Response after layer ``upto`` (default: the last) to images x (N, C, H, W).
+    def check_input(self, shape, *, upto=None, memory_limit=None, name="x"):
+        """Refuse images of ``shape`` (N, C, H, W) that ``forward(upto=upto)`` cannot take.
 
-        x is cast to the network's dtype. Returns (N, K, Ho, Wo).
-        memory_limit: bytes any one layer's output may take (default 4 GiB), checked for every
-        layer before any is computed.
+        ValueError for a channel mismatch, an empty shape or images too small for a layer;
+        MemoryError when one layer's output would exceed ``memory_limit`` bytes (default 4 GiB).
         """
-        x = float_array("x", x, ndim=4, dtype=self.dtype)
-        threads = resolve_threads(n_threads)
         last = len(self.layers) - 1 if upto is None else self.index(upto)
-        N, C, H, W = x.shape
+        N, C, H, W = shape
         if C != self.input_channels:
-            raise ValueError("images have %d channels but the network expects %d (x %s)"
-                             % (C, self.input_channels, x.shape))
-        if min(x.shape) == 0:
-            raise ValueError("x is empty, shape %s" % (x.shape,))
+            raise ValueError("images have %d channels but the network expects %d (%s %s)"
+                             % (C, self.input_channels, name, tuple(shape)))
+        if min(shape) == 0:
+            raise ValueError("%s is empty, shape %s" % (name, tuple(shape)))
         size = (H, W)
         for i, layer in enumerate(self.layers[:last + 1]):
             new = layer.output_size(size)
@@ -539,6 +536,18 @@ class Network:
             check_bytes("forward output of layer %r" % _printable(layer.name),
                         (N, self._channels[i]) + new, self.dtype, memory_limit)
             size = new
+
+    def forward(self, x, *, upto=None, n_threads=None, memory_limit=None):
+        """Response after layer ``upto`` (default: the last) to images x (N, C, H, W).
+
+        x is cast to the network's dtype. Returns (N, K, Ho, Wo).
+        memory_limit: bytes any one layer's output may take (default 4 GiB), checked for every
+        layer before any is computed.
+        """
+        x = float_array("x", x, ndim=4, dtype=self.dtype)
+        threads = resolve_threads(n_threads)
+        last = len(self.layers) - 1 if upto is None else self.index(upto)
+        self.check_input(x.shape, upto=last, memory_limit=memory_limit, name="x")
         for layer in self.layers[:last + 1]:
             if isinstance(layer, Conv):
                 x = layer.forward(x, threads, memory_limit=memory_limit)

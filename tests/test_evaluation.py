@@ -330,3 +330,74 @@ def test_progress_bars_go_to_stderr_and_can_be_disabled(capsys):
     fd.reconstruction_error(net, x, "layer3", batch_size=2, progress=False)
     fd.filter_scores(net, x, progress=False)
     assert capsys.readouterr() == ("", "")
+
+
+# --- arguments checked before any work ---------------------------------------------------------
+
+def test_given_decoded_filters_must_have_the_layers_decoded_shape():
+    net = small_lenet()
+    x = images(3)
+    D = fd.decode(net, "layer5")
+    s = fd.filter_scores(net, x, "layer5", decoded=D, progress=False)
+    np.testing.assert_allclose(s.decoded, fd.filter_scores(net, x, "layer5",
+                                                           progress=False).decoded, rtol=1e-10)
+    # filters of another size would be correlated at other positions: refused, not scored
+    for bad in (D[:, :, :-3, :-3], D[:-1], np.zeros((8, 1, 30, 30))):
+        for call in (lambda: fd.filter_scores(net, x, "layer5", decoded=bad, progress=False),
+                     lambda: fd.self_consistency(net, "layer5", decoded=bad),
+                     lambda: fd.reconstruction_error(net, x, "layer5", decoded=bad,
+                                                     progress=False)):
+            with pytest.raises(ValueError, match=r"'layer5' must have shape \(8, 1, 18, 18\)"):
+                call()
+
+
+def test_images_too_small_are_refused_naming_the_layer():
+    net = small_lenet()
+    for call in (lambda x: fd.reconstruction_error(net, x, "layer5", progress=False),
+                 lambda x: fd.table1(net, x, progress=False),
+                 lambda x: fd.filter_scores(net, x, "layer5", progress=False)):
+        with pytest.raises(ValueError, match=r"images of 4x4 are too small for layer 'layer3'"):
+            call(images(2, size=4))
+
+
+def test_memory_is_checked_per_image_not_per_data_set():
+    net = small_lenet(dtype=np.float32)
+    # one image of 20,000 x 20,000 pixels would need 6 GiB at layer 1: refused before any work
+    with pytest.raises(MemoryError, match="layer1"):
+        fd.reconstruction_error(net, np.broadcast_to(np.float32(0), (1, 1, 20000, 20000)),
+                                "layer1", progress=False)
+    # many small images are fine: they are processed in batches
+    got = fd.reconstruction_error(net, images(40), "layer3", batch_size=8, progress=False)
+    assert got.per_image.shape == (40,)
+
+
+def test_table1_arguments():
+    net = small_lenet()
+    x = images(3)
+    one = fd.table1(net, x, layers="layer5", methods="bilinear", progress=False)
+    assert list(one) == [("layer5", "bilinear")]
+    np.testing.assert_allclose(one[("layer5", "bilinear")].per_image,
+                               fd.reconstruction_error(net, x, "layer5", unpool="bilinear",
+                                                       progress=False).per_image, rtol=1e-12)
+    twice = fd.table1(net, x, layers=["layer5", "layer5"], methods=["nearest", "nearest"],
+                      progress=False)
+    assert list(twice) == [("layer5", "nearest")]
+    with pytest.raises(ValueError, match="layers is empty"):
+        fd.table1(net, x, layers=[], progress=False)
+    with pytest.raises(ValueError, match="methods is empty"):
+        fd.table1(net, x, methods=(), progress=False)
+    with pytest.raises(ValueError, match="results is empty"):
+        ev.format_table1(net, {})
+
+
+def test_scores_must_be_non_empty_and_of_one_shape():
+    for network, decoded in ((np.zeros((0, 3)), np.zeros((0, 3))),
+                             (np.zeros((4, 3)), np.zeros((4, 2))),
+                             (np.zeros(4), np.zeros(4))):
+        s = ev.FilterScores(network, decoded, "L")
+        with pytest.raises(ValueError, match=r"non-empty \(N, K\) arrays of one shape"):
+            fd.max_activation_matrix(s)
+        with pytest.raises(ValueError, match=r"non-empty \(N, K\) arrays of one shape"):
+            fd.classifier_accuracy(s, np.zeros(len(network), int))
+        with pytest.raises(ValueError, match=r"non-empty \(N, K\) arrays of one shape"):
+            fd.top_images(s, 1)
