@@ -98,7 +98,8 @@ def blas_single_threaded():
     """Context in which BLAS runs on one thread (OpenMP threads then call it side by side).
 
     Uses threadpoolctl when it is installed; without it BLAS keeps its own threads, which is
-    slower (concurrent calls contend) but gives the same results.
+    slower (concurrent calls contend); the results stay the same with OpenBLAS, whose threads
+    split a GEMM's rows and columns, never its sums.
     """
     global _blas_controller
     if _blas_controller is None:
@@ -132,10 +133,13 @@ def _team(threads, tasks, flops):
 
 
 _workspace = threading.local()
+#: Largest work buffer kept between calls, per name and Python thread.
+SCRATCH_KEEP_BYTES = 32 * 2**20
 
 
 def scratch(name, dtype, threads, size):
-    """A (threads, size) work buffer, kept per Python thread and reused across calls and chunks.
+    """A (threads, size) work buffer, kept per Python thread and reused across calls and chunks
+    (up to SCRATCH_KEEP_BYTES; a larger one is allocated for the call only).
 
     Allocated with numpy, so that a failed allocation raises MemoryError before compiled code.
     """
@@ -148,7 +152,8 @@ def scratch(name, dtype, threads, size):
         cache.pop(key, None)
         rows = max(threads, 0 if buf is None else buf.shape[0])
         buf = np.empty((rows, max(size, 1)), dtype=dtype)
-        cache[key] = buf
+        if buf.nbytes <= SCRATCH_KEEP_BYTES:
+            cache[key] = buf
     return buf
 
 
@@ -173,12 +178,11 @@ def substitute_blocks(F, J, H, W, C, kh, kw):
         fb = max(1, min(fb, F * ncb // 8))  # enough tasks to share out when there are many maps
         rb = min(rb, fb * H)
         return "maps", fb, cb, rb
-    # Every task streams the whole of the (large) weights through the GEMM: wide tasks.
-    fb = _balanced(F, _ceil_div(GEMM_WIDTH, H * W))
-    rb = max(1, min(C * kh, 2 * GEMM_BLOCK_ELEMENTS // (kw * fb * H * W)))
-    cb = max(1, min(C, _ceil_div(rb, kh)))
-    rb = min(rb, cb * kh)
-    return "weights", fb, cb, rb
+    # A task is one channel of the (large) weights for fb maps: wide GEMMs, yet at least 8
+    # tasks when the maps and channels allow it.
+    fb = _balanced(F, min(_ceil_div(GEMM_WIDTH, H * W), _ceil_div(F * C, 8)))
+    rb = max(1, min(kh, 2 * GEMM_BLOCK_ELEMENTS // (kw * fb * H * W)))
+    return "weights", fb, 1, rb
 
 
 @contextlib.contextmanager
