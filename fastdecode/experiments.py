@@ -4,9 +4,13 @@
 commands; they print their results and return an exit status.
 """
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 from collections import namedtuple
 
@@ -14,6 +18,7 @@ import numpy as np
 
 from . import evaluation as ev
 from .decoding import decode
+from .network import _printable
 
 __all__ = ["load_model", "load_data", "Dataset", "run_demo", "run_evaluate", "class_names"]
 
@@ -114,32 +119,71 @@ def _grid_selection(k, most=GRID_MAX_FILTERS):
 
 
 class _Outputs:
-    """The output directory, created on first use; files are written atomically."""
+    """The --out directory, all or nothing: files are written to a hidden staging directory
+    inside it and moved into place together by :meth:`commit`; :meth:`discard` removes them and
+    any directory made for them, so a run that fails leaves nothing behind."""
 
     def __init__(self, out):
-        self.out = out
-        self.written = []
+        self.out = None if out is None else os.fspath(out)
+        self.written = []   # final paths, in the order written
+        self._stage = None
+        self._made = []     # directories created for --out, deepest first
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
 
     def path(self, name):
+        """Where to write the file ``name`` (made a safe file name), or None without --out."""
         if self.out is None:
             return None
-        if os.path.exists(self.out) and not os.path.isdir(self.out):
-            raise NotADirectoryError("--out is not a directory: %s" % self.out)
-        os.makedirs(self.out, exist_ok=True)
-        return os.path.join(self.out, name)
-
-    def wrote(self, path):
-        self.written.append(path)
+        if self._stage is None:
+            if os.path.exists(self.out) and not os.path.isdir(self.out):
+                raise NotADirectoryError("--out is not a directory: %s" % self.out)
+            missing, d = [], os.path.abspath(self.out)
+            while not os.path.exists(d):
+                missing.append(d)
+                d = os.path.dirname(d)
+            os.makedirs(self.out, exist_ok=True)
+            self._made = missing
+            self._stage = tempfile.mkdtemp(prefix=".fastdecode-", dir=self.out)
+        name = _safe_file_name(name)
+        self.written.append(os.path.join(self.out, name))
+        return os.path.join(self._stage, name)
 
     def text(self, name, text):
-        from ._io import atomic_path
         path = self.path(name)
-        if path is None:
-            return
-        with atomic_path(path) as tmp:
-            with open(tmp, "w") as f:
+        if path is not None:
+            with open(path, "w") as f:
                 f.write(text)
-        self.wrote(path)
+
+    def commit(self):
+        if self._stage is None:
+            return
+        for path in self.written:
+            os.replace(os.path.join(self._stage, os.path.basename(path)), path)
+        os.rmdir(self._stage)
+        self._stage = None
+
+    def discard(self):
+        if self._stage is not None:
+            shutil.rmtree(self._stage, ignore_errors=True)
+            self._stage = None
+        for d in self._made:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        self.written = []
+
+
+def _safe_file_name(name):
+    """A file name from a layer's name: characters other than letters, digits, '.', '_' and '-'
+    (slashes, control characters from real files) become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def _check_out(out):
@@ -166,8 +210,9 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
     results = {"model": name, "data": ds.source, "images": int(len(x)),
                "first_image": int(ds.first) + 1, "bias": bool(bias)}
     lines = [
-        "model %s: %s" % (name, ", ".join("%s (%d filters, %dx%d)" % (
-            (l, net[l].num_filters) + net.receptive_field(l)) for l in net.conv_layers)),
+        "model %s: %s" % (name, ", ".join(
+            "%s (%d filters, %dx%d)" % ((_printable(l), net[l].num_filters)
+                                        + net.receptive_field(l)) for l in net.conv_layers)),
         "data: %d images from %s (images %d-%d)%s" % (
             len(x), ds.source, ds.first + 1, ds.first + len(x),
             "" if has_mean else "; the model has no mean image, raw pixels used")]
@@ -196,7 +241,7 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
         acc = ev.classifier_accuracy(scores, np.asarray(ds.labels, dtype=np.int64))
         text = ("Figure 1, classifier: accuracy over %d images of the %d decoded filters of %s "
                 "alone (%s unpooling%s) %.4f; the network's own %.4f"
-                % (len(x), K, top, figure_method, ", plus decoded bias" if bias else "",
+                % (len(x), K, _printable(top), figure_method, ", plus decoded bias" if bias else "",
                    acc.decoded, acc.network))
         results["classifier"] = {"decoded": acc.decoded, "network": acc.network,
                                  "unpool": figure_method}
@@ -216,7 +261,7 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
     tops = ev.top_images(scores, k)
     text = ("Top %d images per filter of %s (Fig. 4c/d): mean overlap of the network's and the "
             "decoded filter's lists %.3f (per filter: %s)"
-            % (k, top, tops.overlap.mean(), " ".join("%.2f" % o for o in tops.overlap)))
+            % (k, _printable(top), tops.overlap.mean(), " ".join("%.2f" % o for o in tops.overlap)))
     lines.append(text)
     _say(text)
     results["top_images"] = {top: {"k": k, "overlap": tops.overlap.tolist()}}
@@ -227,13 +272,14 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
             net, x, mid, unpool=figure_method, bias=bias, decoded=dec[mid], n_threads=n_threads,
             progress=progress), k)
         text = ("Top %d images per filter of %s: mean overlap over its %d filters %.3f"
-                % (k, mid, len(mid_tops.overlap), mid_tops.overlap.mean()))
+                % (k, _printable(mid), len(mid_tops.overlap), mid_tops.overlap.mean()))
         lines.append(text)
         _say(text)
         results["top_images"][mid] = {"k": k, "overlap": mid_tops.overlap.tolist()}
     sc = ev.self_consistency(net, top, decoded=dec[top], n_threads=n_threads)
     text = ("Self-consistency (supp. section 6): %d of %d decoded filters of %s, fed as input, "
-            "excite their own unit most (%.2f)" % (round(sc.fraction * K), K, top, sc.fraction))
+            "excite their own unit most (%.2f)" % (round(sc.fraction * K), K, _printable(top),
+                                              sc.fraction))
     lines.append(text)
     _say(text)
     results["self_consistency"] = {"fraction": sc.fraction, "winners": sc.winners.tolist()}
@@ -249,21 +295,19 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
              "decoded-filter correlations": (matrix.decoded, shown[matrix.decoded_images])},
             dec[top], path, class_names=names,
             title="Figure 1: maximum activations of %s over %d images (%s)%s"
-                  % (top, len(x), title, accuracy))
-        outputs.wrote(path)
+                  % (_printable(top), len(x), title, accuracy))
         path = outputs.path("fig4cd_top_images_%s.png" % top)
         plotting.save_top_images(shown, tops.network, tops.decoded, dec[top], path, labels=names,
-                                 title="Top %d images per filter of %s (%s)" % (k, top, title))
-        outputs.wrote(path)
+                                 title="Top %d images per filter of %s (%s)"
+                                       % (k, _printable(top), title))
         if mid is not None:
             sel = _grid_selection(len(mid_tops.overlap), TOP_FILTERS)
             path = outputs.path("fig4cd_top_images_%s.png" % mid)
             plotting.save_top_images(
                 shown, mid_tops.network, mid_tops.decoded, dec[mid], path, filters=sel,
                 title="Top %d images of %d of the %d filters of %s (%s)"
-                      % (k, len(sel), len(mid_tops.overlap), mid, title))
-            outputs.wrote(path)
-    return results
+                      % (k, len(sel), len(mid_tops.overlap), _printable(mid), title))
+        return results
 
 
 def _figures_per_layer(net, name, ds, *, method, n_threads, outputs):
@@ -280,17 +324,15 @@ def _figures_per_layer(net, name, ds, *, method, n_threads, outputs):
         plotting.save_filter_grid(
             D[sel], path, threshold=plotting.THRESHOLD, labels=sel,
             title="Figure 4: decoded filters of %s (%s, %dx%d)\n%s, %s unpooling"
-                  % (l, what, D.shape[2], D.shape[3], name, method))
-        outputs.wrote(path)
+                  % (_printable(l), what, D.shape[2], D.shape[3], name, method))
         R = net.forward(x, upto=l, n_threads=n_threads)[0]
         Dr = ev._decoded_response(net, x, l, D, None, n_threads)[0]
-        layers.append((l, R, Dr))
+        layers.append((_printable(l), R, Dr))
     path = outputs.path("fig3_responses.png")
     plotting.save_response_figure(
         ds.images[0], layers, path,
         title="Figure 3: network responses R and decoded-filter correlations D, %s, image %d "
               "of %d (%s unpooling)" % (name, ds.first + 1, ds.first + len(ds.images), method))
-    outputs.wrote(path)
 
 
 def _finish(outputs, t0):
@@ -300,36 +342,35 @@ def _finish(outputs, t0):
     _say("done in %.1f s" % (time.time() - t0))
 
 
-def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threads=None,
-             limit=None, start=0, bias=False, progress=True):
-    """``fastdecode demo``: decode every conv layer, write the figures, print Table 1."""
+def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, progress):
+    """Load the model and data, evaluate, write the figures (all or nothing), print a summary."""
     t0 = time.time()
+    methods = (methods,) if isinstance(methods, str) else tuple(dict.fromkeys(methods))
     _check_out(out)
     net = load_model(model)
     ds = load_data(data, start=start, limit=limit)
-    outputs = _Outputs(out)
-    _evaluate(net, model, ds, methods=METHODS, bias=bias, n_threads=n_threads, progress=progress,
-              outputs=outputs)
-    _figures_per_layer(net, model, ds, method=METHODS[0], n_threads=n_threads, outputs=outputs)
+    with _Outputs(out) as outputs:
+        _evaluate(net, model, ds, methods=methods, bias=bias, n_threads=n_threads,
+                  progress=progress, outputs=outputs)
+        if figures:
+            _figures_per_layer(net, model, ds, method=methods[0], n_threads=n_threads,
+                               outputs=outputs)
     _finish(outputs, t0)
     return 0
+
+
+def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threads=None,
+             limit=None, start=0, bias=False, progress=True):
+    """``fastdecode demo``: decode every conv layer, write the figures, print Table 1."""
+    return _run(model=model, data=data, out=out, methods=METHODS, figures=True,
+                n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress)
 
 
 def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit=None, start=0,
                  bias=False, progress=True):
     """``fastdecode evaluate``: Table 1, Figure 1 and self-consistency on a data set."""
-    t0 = time.time()
-    if isinstance(unpool, str):
-        unpool = (unpool,)
-    unpool = tuple(dict.fromkeys(unpool))
-    _check_out(out)
-    net = load_model(model)
-    ds = load_data(data, start=start, limit=limit)
-    outputs = _Outputs(out)
-    _evaluate(net, model, ds, methods=unpool, bias=bias, n_threads=n_threads, progress=progress,
-              outputs=outputs)
-    _finish(outputs, t0)
-    return 0
+    return _run(model=model, data=data, out=out, methods=unpool, figures=False,
+                n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress)
 
 
 if __name__ == "__main__":  # pragma: no cover

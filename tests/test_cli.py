@@ -309,3 +309,51 @@ def test_class_names_from_meta_or_the_data_set():
     net.meta.pop("classes")
     assert class_names(net, 10) == [str(i) for i in range(10)]
     assert class_names(net, 10, "lenet-fashion") == list(datasets.FASHION_CLASSES)
+
+
+# --- all or nothing in --out --------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["demo", "evaluate"])
+def test_a_failure_midway_leaves_no_files_and_no_new_directory(command, workspace, tmp_path,
+                                                               capsys, monkeypatch):
+    from fastdecode import plotting
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plotting, "save_top_images", broken)  # after results.txt is written
+    out_dir = tmp_path / "new" / "out"
+    argv = ([command, "--model", workspace["model"]] if command == "demo"
+            else [command, workspace["model"]])
+    code, out, err = run(argv + ["--data", workspace["data"], "--limit", "12", "--no-progress",
+                                 "--out", out_dir], capsys)
+    assert code == 2 and "disk full" in err and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
+    # into an existing directory: its files stay as they were, no new ones
+    out_dir.mkdir(parents=True)
+    (out_dir / "results.txt").write_text("earlier run")
+    code, out, err = run(argv + ["--data", workspace["data"], "--limit", "12", "--no-progress",
+                                 "--out", out_dir], capsys)
+    assert code == 2
+    assert os.listdir(out_dir) == ["results.txt"]
+    assert (out_dir / "results.txt").read_text() == "earlier run"
+
+
+def test_layer_names_are_made_safe_file_names(workspace, tmp_path, capsys):
+    net = fd.load_matconvnet(workspace["model"])
+    layers = net.layers
+    layers[2].name = "conv/2\x01"      # names in real files carry slashes and control characters
+    layers[4].name = ".."
+    odd = tmp_path / "odd.mat"
+    fd.save_matconvnet(fd.Network(layers, meta=net.meta), str(odd))
+    out_dir = tmp_path / "out"
+    code, out, err = run(["demo", "--model", odd, "--data", workspace["data"], "--limit", "12",
+                          "--no-progress", "--out", out_dir], capsys)
+    assert code == 0, err
+    names = listing(out_dir)
+    assert "fig4_conv_2_.png" in names and "fig4_...png" in names
+    assert all(os.sep not in n and n.isprintable() for n in names)
+    assert sorted(os.listdir(tmp_path)) == ["odd.mat", "out"]
+    assert "\x01" not in out and "conv/2\\x01" in out  # names printed escaped
+    for n in names:
+        assert "wrote" in out and os.path.join(str(out_dir), n) in out
