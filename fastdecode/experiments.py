@@ -43,6 +43,8 @@ def load_model(spec):
     if os.path.isfile(spec):
         from .matconvnet import load_matconvnet
         return load_matconvnet(spec)
+    if os.path.isdir(spec):
+        raise IsADirectoryError("the model %s is a directory, not a MatConvNet .mat file" % spec)
     if spec.endswith(".mat") or os.sep in spec or os.path.exists(spec):
         raise FileNotFoundError("model file not found: %s" % spec)
     if spec not in models.available():

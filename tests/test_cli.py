@@ -198,6 +198,8 @@ ERRORS = {
                         "--filters"),
     "bad unpool": (["decode", "{model}", "--layer", "layer3", "--unpool", "linear"], "linear"),
     "missing data dir": (["evaluate", "{model}", "--data", "{root}/nodata"], "nodata"),
+    "data is a file": (["evaluate", "{model}", "--data", "{model}"], "is a file"),
+    "model is a directory": (["info", "{root}"], "is a directory"),
     "truncated data": (["evaluate", "{model}", "--data", "{bad}/truncated"], "truncated"),
     "images of the wrong size": (["demo", "--model", "{model}", "--data", "{bad}/wrongsize"],
                                  "shape"),

@@ -155,6 +155,9 @@ def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES):
     if split not in _SPLITS:
         raise ValueError("split must be one of %s, got %r" % (", ".join(map(repr, _SPLITS)), split))
     directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise NotADirectoryError("the data directory %s is a file; give the directory that holds "
+                                 "the IDX files (load_idx reads one file)" % directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError("data directory not found: %s" % directory)
     prefix = _SPLITS[split]
