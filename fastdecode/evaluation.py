@@ -103,6 +103,9 @@ def _check_images(net, images, upto):
     images = float_array("images", images, ndim=4, dtype=net.dtype)
     if images.shape[0] == 0:
         raise ValueError("images is empty: shape %s" % (images.shape,))
+    if images.shape[1] != net.input_channels:
+        raise ValueError("images have %d channels but the network expects %d (images %s)"
+                         % (images.shape[1], net.input_channels, images.shape))
     net.check_input((1,) + images.shape[1:], upto=upto, name="images")
     return images
 

@@ -184,6 +184,12 @@ def test_bad_inputs_raise_value_errors(call):
         call(small_lenet())
 
 
+def test_channel_mismatch_names_the_images_shape():
+    with pytest.raises(ValueError, match=r"images have 3 channels but the network expects 1 "
+                                         r"\(images \(5, 3, 16, 16\)\)"):
+        fd.reconstruction_error(small_lenet(), np.zeros((5, 3, 16, 16)), "layer3", progress=False)
+
+
 def test_unknown_layer_raises_key_error():
     with pytest.raises(KeyError, match="no layer named 'conv9'"):
         fd.reconstruction_error(small_lenet(), images(2), "conv9", progress=False)
