@@ -275,7 +275,9 @@ def correlate_plane_blocks(K, Ho, Wo, CKK):
     """(kb, rb): filters and output rows per task of the plane-wise correlation (shapes only)."""
     kb = K if K <= GEMM_WIDTH else GEMM_WIDTH // 2
     rb = max(1, min(Ho, 2 * GEMM_BLOCK_ELEMENTS // (Wo * CKK)))
-    rb = max(rb, min(Ho, _ceil_div(GEMM_WIDTH // 2, Wo)))  # at least ~256 GEMM rows
+    wide = min(Ho, _ceil_div(GEMM_WIDTH // 2, Wo))  # at least ~256 GEMM rows when affordable
+    if wide * Wo * CKK <= 4 * GEMM_BLOCK_ELEMENTS:
+        rb = max(rb, wide)
     return kb, rb
 
 

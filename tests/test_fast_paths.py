@@ -123,6 +123,8 @@ def test_block_sizes_depend_on_shapes_only():
     assert nb == 1 and pr * 512 * 9 <= 2 * _api.GEMM_BLOCK_ELEMENTS
     kb, rb = _api.correlate_plane_blocks(512, 224, 224, 512 * 9)
     assert rb * 224 * 512 * 9 <= 4 * _api.GEMM_BLOCK_ELEMENTS
+    kb, rb = _api.correlate_plane_blocks(10, 100, 100, 512 * 28 * 28)  # huge filters: one row
+    assert rb == 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
