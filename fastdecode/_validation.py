@@ -3,6 +3,7 @@
 import numbers
 import operator
 import os
+import sys
 
 import numpy as np
 
@@ -26,6 +27,8 @@ def as_int(name, value, *, minimum=None):
         raise ValueError("%s must be an integer, got %r" % (name, value))
     if minimum is not None and out < minimum:
         raise ValueError("%s must be >= %d, got %d" % (name, minimum, out))
+    if abs(out) > sys.maxsize:  # compiled code takes C integers
+        raise ValueError("%s must be at most %d, got %d" % (name, sys.maxsize, out))
     return out
 
 

@@ -148,6 +148,8 @@ CASES = {
     "memory_limit bool": (lambda: fd.unpool(IMG, 2, memory_limit=True), ValueError,
                           r"memory_limit"),
     # threads
+    "pad beyond C integers": (lambda: fd.correlate(IMG, FILT, pad=(0, 0, 0, 2**64)), ValueError,
+                              r"pad must be at most"),
     "n_threads zero": (lambda: fd.correlate(IMG, FILT, n_threads=0), ValueError,
                        r"n_threads must be >= 1, got 0"),
     "n_threads bool": (lambda: fd.decode(NET, "top", n_threads=True), TypeError,
@@ -167,6 +169,8 @@ BAD_STRIDES = [
     ("2", ValueError, r"must be an integer, got '2'"),
     ((1, 2, 3), ValueError, r"must be an int or a pair"),
     ((2, 0), ValueError, r"must be >= 1, got 0"),
+    (2**63, ValueError, r"must be at most 9223372036854775807, got 9223372036854775808"),
+    ((1, 10**30), ValueError, r"must be at most"),
 ]
 STRIDE_TAKERS = {
     "correlate stride": ("stride", lambda s: fd.correlate(IMG, FILT, stride=s)),
