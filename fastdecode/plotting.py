@@ -9,7 +9,7 @@ import numpy as np
 
 from ._io import atomic_path
 from ._validation import float_array
-from .evaluation import threshold_filters
+from .evaluation import _normalise, threshold_filters
 
 __all__ = ["save_filter_grid", "save_response_figure", "save_activation_matrix",
            "save_top_images", "filter_mosaic"]
@@ -165,10 +165,9 @@ def save_response_figure(image, layers, path, *, title=None, n_maps=8):
     ax.set_title("input", fontsize=9)
     ax.axis("off")
     for r, (name, R, D) in enumerate(layers):
-        R = np.asarray(R, dtype=np.float64)
-        D = np.asarray(D, dtype=np.float64)
-        Rn, Dn = _minmax(R), _minmax(D)
-        err = float(np.mean((Rn - Dn) ** 2))
+        Rn = _normalise(np.asarray(R)[None])[0][0]  # Eq. 3's rescaling, one image
+        Dn = _normalise(np.asarray(D)[None])[0][0]
+        err = float(np.mean((Rn - Dn) ** 2))  # Eq. 3 for this image
         K = R.shape[0]
         if R.shape[1] * R.shape[2] > 1:
             k = min(n_maps, K)

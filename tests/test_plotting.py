@@ -136,3 +136,25 @@ def test_threshold_used_by_figures_matches_evaluation():
     kept = ev.threshold_filters(D, plotting.THRESHOLD)
     peak = np.abs(D).max(axis=(1, 2, 3), keepdims=True)
     np.testing.assert_array_equal(kept != 0, np.abs(D) >= plotting.THRESHOLD * peak)
+
+
+def test_response_figure_error_is_eq3(tmp_path, monkeypatch):
+    """The error printed beside each layer of Figure 3 is Eq. 3 for that image."""
+    net = lenet()
+    x = np.random.default_rng(5).uniform(0, 255, (1, 1, 28, 28))
+    titles = []
+    from matplotlib.axes import Axes
+    original = Axes.set_title
+    monkeypatch.setattr(Axes, "set_title",
+                        lambda self, label, *a, **k: (titles.append(label),
+                                                      original(self, label, *a, **k))[1])
+    layers = []
+    for l in net.conv_layers:
+        D = fd.decode(net, l)
+        layers.append((l, net.forward(x, upto=l)[0],
+                       fd.correlate(x, D, stride=net.stride(l), pad=net.padding(l))[0]))
+    plotting.save_response_figure(x[0], layers, tmp_path / "fig3.png")
+    shown = [t for t in titles if t.startswith("Eq. 3 error")]
+    want = ["Eq. 3 error %.4f" % fd.reconstruction_error(net, x, l, progress=False).mean
+            for l in net.conv_layers]
+    assert shown == want
