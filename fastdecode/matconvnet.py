@@ -83,8 +83,8 @@ class _Loader:
         if size is None:  # older files: normalization.imageSize
             size = _from_matlab((_find(root, "normalization") or {}).get("imageSize"))
         if isinstance(size, tuple) and len(size) >= 3 and isinstance(size[2], int) \
-                and channels and size[2] > 0 and size[2] % channels == 0:
-            channels = size[2]  # the first conv is grouped (its filters see part of the input)
+                and size[2] > 0 and (channels is None or size[2] % channels == 0):
+            channels = size[2]  # a grouped first conv (its filters see part of the input), or none
         if channels is not None:
             self._check_channels(layers, channels)
         meta = self._meta(root, layers, losses, channels)
@@ -569,10 +569,25 @@ def save_matconvnet(net, path):
     cell = np.empty((1, len(records)), dtype=object)
     for i, r in enumerate(records):
         cell[0, i] = r
-    meta = _meta_to_matlab(net.meta)
+    meta = _meta_to_matlab(_with_input_channels(net))
     with atomic_path(path, suffix=".mat") as tmp:
         scipy.io.savemat(tmp, {"net": {"layers": cell, "meta": meta}}, appendmat=False,
                          format="5", long_field_names=True, do_compression=True, oned_as="row")
+
+
+def _with_input_channels(net):
+    """``net.meta``, with an ``inputSize`` [H W C] added when the filters alone do not tell the
+    input depth (no conv layer, or a grouped first conv): (H, W) is the smallest input the whole
+    network takes, its receptive field."""
+    first = next((l for l in net.layers if isinstance(l, Conv)), None)
+    if first is not None and first.weights.shape[1] == net.input_channels:
+        return net.meta
+    size = (net.meta or {}).get("inputSize")
+    if isinstance(size, tuple) and len(size) >= 3 and size[2] == net.input_channels:
+        return net.meta
+    meta = dict(net.meta or {})
+    meta["inputSize"] = net.receptive_field(len(net) - 1) + (net.input_channels,)
+    return meta
 
 
 def _row(values):

@@ -710,3 +710,32 @@ def test_info_command_on_real_files(shared_data, capsys):
         dag = real(shared_data, "dncnn-dagnn-epoch50-v73.mat")
         assert cli.main(["info", str(dag)]) == 2
         assert "sum49" in capsys.readouterr().err
+
+
+def _nets_whose_filters_do_not_tell_the_input_depth():
+    w = np.random.default_rng(7).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    return {"grouped first conv": fd.Network([fd.Conv(w), fd.ReLU()], input_channels=6),
+            "no conv layer": fd.Network([fd.Pool("avg", size=2), fd.ReLU()], input_channels=5)}
+
+
+@pytest.mark.parametrize("case", ["grouped first conv", "no conv layer"])
+def test_round_trip_keeps_the_input_depth_the_filters_do_not_tell(tmp_path, case):
+    net = _nets_whose_filters_do_not_tell_the_input_depth()[case]
+    fd.save_matconvnet(net, tmp_path / "n.mat")
+    again = fd.load_matconvnet(tmp_path / "n.mat")
+    assert_same_network(net, again)
+    x = np.random.default_rng(8).standard_normal((2, net.input_channels, 9, 9))
+    np.testing.assert_array_equal(net.forward(x), again.forward(x))
+    H, W, C = again.meta["inputSize"]  # the smallest input the network takes
+    assert C == net.input_channels and again.output_shape((1, C, H, W))[2:] == (1, 1)
+
+
+def test_given_input_size_is_kept_on_save(tmp_path):
+    w = np.ones((4, 3, 3, 3), np.float32)
+    net = fd.Network([fd.Conv(w)], input_channels=6, meta={"inputSize": (32, 30, 6)})
+    fd.save_matconvnet(net, tmp_path / "n.mat")
+    again = fd.load_matconvnet(tmp_path / "n.mat")
+    assert again.meta["inputSize"] == (32, 30, 6) and again.layers[0].groups == 2
+    plain = fd.Network([fd.Conv(w)])
+    fd.save_matconvnet(plain, tmp_path / "p.mat")
+    assert "inputSize" not in fd.load_matconvnet(tmp_path / "p.mat").meta
