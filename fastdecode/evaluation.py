@@ -95,6 +95,15 @@ def _batches(n_images, batch_size, desc, progress):
         bar.close()
 
 
+def top_conv_layer(net):
+    """Name of the network's top conv layer (ValueError when it has none)."""
+    _check_network(net)
+    if not net.conv_layers:
+        raise ValueError("the network has no conv layers (layers: %s)"
+                         % ", ".join("%s (%s)" % (_printable(l.name), l.type) for l in net))
+    return net.conv_layers[-1]
+
+
 def _check_images(net, images, upto):
     """Images (N, C, H, W) in the network's dtype that ``net.forward(upto=upto)`` can take.
 
@@ -253,7 +262,8 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     if layers is None:
         layers = net.conv_layers[1:]
         if not layers:
-            raise ValueError("the network has a single conv layer; Table 1 needs layers above it")
+            raise ValueError("the network has %s conv layer; Table 1 needs conv layers above the "
+                             "first" % ("a single" if net.conv_layers else "no"))
     elif isinstance(layers, (str, int, np.integer)):
         layers = [layers]
     names = list(dict.fromkeys(net.layers[net.conv_index(l)].name for l in layers))
@@ -319,7 +329,7 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     """
     _check_network(net)
     if layer is None:
-        layer = net.conv_layers[-1]
+        layer = top_conv_layer(net)
     idx = net.conv_index(layer)
     images = _check_images(net, images, idx)
     threads = resolve_threads(n_threads)
@@ -406,7 +416,7 @@ def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threa
     """
     _check_network(net)
     if layer is None:
-        layer = net.conv_layers[-1]
+        layer = top_conv_layer(net)
     idx = net.conv_index(layer)
     threads = resolve_threads(n_threads)
     filters, _ = _decoded(net, idx, unpool, False, threads, decoded)

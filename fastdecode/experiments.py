@@ -40,12 +40,14 @@ def load_model(spec):
     """A Network from a MatConvNet ``.mat`` path or a shipped model's name."""
     from . import models
     spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        raise IsADirectoryError("the model %s is a directory, not a MatConvNet .mat file" % spec)
     if os.path.isfile(spec):
         from .matconvnet import load_matconvnet
         return load_matconvnet(spec)
-    if os.path.isdir(spec):
-        raise IsADirectoryError("the model %s is a directory, not a MatConvNet .mat file" % spec)
-    if spec.endswith(".mat") or os.sep in spec or os.path.exists(spec):
+    if os.path.exists(spec):  # a device or a pipe, which could block a reader
+        raise ValueError("the model %s is not a regular file" % spec)
+    if spec.endswith(".mat") or os.sep in spec:
         raise FileNotFoundError("model file not found: %s" % spec)
     if spec not in models.available():
         raise KeyError("no shipped model named %r and no such file; shipped models: %s"
@@ -206,7 +208,7 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
     """Table 1, Figure 1 (matrix and classifier), top images and self-consistency; figures."""
     from . import plotting
     x, has_mean = _preprocess(net, ds.images)
-    top = net.conv_layers[-1]
+    top = ev.top_conv_layer(net)
     K = net[top].num_filters
     names = class_names(net, K, name)
     results = {"model": name, "data": ds.source, "images": int(len(x)),

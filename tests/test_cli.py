@@ -183,6 +183,8 @@ def corrupt_files(root):
         path.write_bytes(gzip.compress(data))
         write_idx(bad / "wrongsize", np.zeros((5, 20, 20), np.uint8), np.zeros(5, np.uint8))
         (bad / "a-file").write_text("not a directory")
+        fd.save_matconvnet(fd.Network([fd.Pool("avg", size=2)], input_channels=1),
+                           str(bad / "noconv.mat"))
     return bad
 
 
@@ -200,6 +202,9 @@ ERRORS = {
     "missing data dir": (["evaluate", "{model}", "--data", "{root}/nodata"], "nodata"),
     "data is a file": (["evaluate", "{model}", "--data", "{model}"], "is a file"),
     "model is a directory": (["info", "{root}"], "is a directory"),
+    "model is a device": (["info", os.devnull], "not a regular file"),
+    "model without conv layers": (["evaluate", "{bad}/noconv.mat", "--data", "{data}"],
+                                  "no conv layers"),
     "truncated data": (["evaluate", "{model}", "--data", "{bad}/truncated"], "truncated"),
     "images of the wrong size": (["demo", "--model", "{model}", "--data", "{bad}/wrongsize"],
                                  "shape"),

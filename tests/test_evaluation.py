@@ -407,3 +407,16 @@ def test_scores_must_be_non_empty_and_of_one_shape():
             fd.classifier_accuracy(s, np.zeros(len(network), int))
         with pytest.raises(ValueError, match=r"non-empty \(N, K\) arrays of one shape"):
             fd.top_images(s, 1)
+
+
+def test_a_network_without_conv_layers_is_refused_clearly():
+    net = fd.Network([fd.Pool("avg", size=2), fd.ReLU()], input_channels=1)
+    x = images(2)
+    for call in (lambda: fd.filter_scores(net, x, progress=False),
+                 lambda: fd.self_consistency(net),
+                 lambda: fd.table1(net, x, progress=False)):
+        with pytest.raises(ValueError, match="no conv layer"):
+            call()
+    one = fd.Network([fd.Conv(np.ones((2, 1, 3, 3)))])
+    with pytest.raises(ValueError, match="a single conv layer"):
+        fd.table1(one, x, progress=False)
