@@ -141,10 +141,17 @@ def test_preprocess_per_channel_mean():
         models.preprocess(net, images[:, 0])
 
 
-def test_preprocess_needs_a_mean_image():
+def test_preprocess_needs_a_mean_image(tmp_path):
     net = fd.Network([fd.Conv(np.ones((2, 1, 3, 3), np.float32))])
     with pytest.raises(KeyError, match="averageImage"):
         models.preprocess(net, np.zeros((1, 28, 28)))
+    # an empty averageImage ([] in MATLAB, None once loaded) is no mean image either
+    net.meta["normalization"] = {"averageImage": np.zeros((0, 0))}
+    fd.save_matconvnet(net, tmp_path / "n.mat")
+    loaded = fd.load_matconvnet(tmp_path / "n.mat")
+    assert loaded.meta["normalization"]["averageImage"] is None
+    with pytest.raises(KeyError, match="averageImage"):
+        models.preprocess(loaded, np.zeros((1, 28, 28)))
 
 
 def test_mean_image_is_the_training_mean(shared_data):

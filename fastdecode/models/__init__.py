@@ -38,8 +38,9 @@ def _mean_image(net):
     try:
         mean = net.meta["normalization"]["averageImage"]
     except (KeyError, TypeError):
-        raise KeyError("the network has no meta['normalization']['averageImage'] to subtract") \
-            from None
+        mean = None
+    if mean is None:  # absent, or stored empty ([]) as MatConvNet files without a mean do
+        raise KeyError("the network has no meta['normalization']['averageImage'] to subtract")
     mean = np.asarray(mean, dtype=np.float64)
     if mean.ndim != 3:
         raise ValueError("meta['normalization']['averageImage'] must be (C, H, W) or (C, 1, 1), "
