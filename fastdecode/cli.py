@@ -7,6 +7,7 @@ import numpy as np
 
 from . import __version__
 from .experiments import load_model
+from .network import _printable
 
 DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
                "trained CNN into image space and measure how well they predict its responses.")
@@ -54,7 +55,7 @@ def _cmd_decode(args):
     net = load_model(args.model)
     filters = None if args.filters is None else _parse_filters(args.filters)
     D = decode(net, args.layer, filters=filters, unpool=args.unpool, n_threads=args.threads)
-    name = net[args.layer].name
+    name = _printable(net[args.layer].name)  # control characters from real files escaped
     print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
     with contextlib.ExitStack() as stack:  # both files appear together, or neither
         if args.save:

@@ -364,3 +364,12 @@ def test_layer_names_are_made_safe_file_names(workspace, tmp_path, capsys):
     assert "\x01" not in out and "conv/2\\x01" in out  # names printed escaped
     for n in names:
         assert "wrote" in out and os.path.join(str(out_dir), n) in out
+
+
+def test_decode_prints_control_characters_in_layer_names_escaped(tmp_path, capsys):
+    net = fd.Network([fd.Conv(np.ones((2, 1, 3, 3), np.float32), name="conv\x01-a")])
+    fd.save_matconvnet(net, str(tmp_path / "odd.mat"))
+    code, out, err = run(["decode", tmp_path / "odd.mat", "--layer", "0", "--out",
+                          tmp_path / "g.png"], capsys)
+    assert code == 0, err
+    assert "layer conv\\x01-a:" in out and "\x01" not in out
