@@ -123,15 +123,20 @@ class Conv(Layer):
         raise ValueError("conv layer %r: filters %s (depth %d) do not fit an input of %d channels"
                          % (_printable(self.name), self.weights.shape, C, channels))
 
-    def dense_weights(self, dtype=None):
-        """Weights (K, D, kh_eff, kw_eff) over all D input channels, dilation and groups expanded."""
+    def dilated_weights(self, dtype=None):
+        """Weights (K, C, kh_eff, kw_eff) with dilation expanded (zeros between the taps)."""
         w = self.weights if dtype is None else self.weights.astype(dtype, copy=False)
-        K, C, kh, kw = w.shape
         dy, dx = self.dilate
         if dy > 1 or dx > 1:
-            d = np.zeros((K, C) + self.kernel, dtype=w.dtype)
+            d = np.zeros(w.shape[:2] + self.kernel, dtype=w.dtype)
             d[:, :, ::dy, ::dx] = w
             w = d
+        return w
+
+    def dense_weights(self, dtype=None):
+        """Weights (K, D, kh_eff, kw_eff) over all D input channels, dilation and groups expanded."""
+        w = self.dilated_weights(dtype)
+        K, C = w.shape[:2]
         g = self.groups
         if g > 1:
             dense = np.zeros((K, C * g) + w.shape[2:], dtype=w.dtype)
@@ -142,12 +147,7 @@ class Conv(Layer):
         return np.ascontiguousarray(w)
 
     def forward(self, x, n_threads, memory_limit=None):
-        w = self.weights.astype(x.dtype, copy=False)
-        dy, dx = self.dilate
-        if dy > 1 or dx > 1:
-            d = np.zeros(w.shape[:2] + self.kernel, dtype=w.dtype)
-            d[:, :, ::dy, ::dx] = w
-            w = d
+        w = self.dilated_weights(x.dtype)
         g = self.groups
         if g == 1:
             y = _api.correlate(x, w, stride=self.stride_, pad=self.pad_, n_threads=n_threads,
