@@ -138,7 +138,11 @@ class _Outputs:
 
     def __exit__(self, kind, value, tb):
         if kind is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.discard()
+                raise
         else:
             self.discard()
 
@@ -157,6 +161,11 @@ class _Outputs:
             self._made = missing
             self._stage = tempfile.mkdtemp(prefix=".fastdecode-", dir=self.out)
         name = _safe_file_name(name)
+        stem, ext = os.path.splitext(name)
+        n = 1
+        while os.path.join(self.out, name) in self.written:  # names that became the same
+            n += 1
+            name = "%s-%d%s" % (stem, n, ext)
         self.written.append(os.path.join(self.out, name))
         return os.path.join(self._stage, name)
 
