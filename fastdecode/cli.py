@@ -43,6 +43,9 @@ def _cmd_decode(args):
     import os
     from ._io import atomic_path
     from .decoding import decode
+    for flag, path in (("--save", args.save), ("--out", args.out)):
+        if path == "":
+            raise ValueError("%s must name a file, got an empty string" % flag)
     outputs = [p for p in (args.save, args.out) if p]
     for path in outputs:  # refuse before any work, so that nothing is left half done
         if os.path.isdir(path):

@@ -204,6 +204,8 @@ def _check_out(out):
     if out is None:
         return
     out = os.fspath(out)
+    if not out:
+        raise ValueError("--out must name a directory, got an empty string")
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError("--out is not a directory: %s" % out)
     ancestor = os.path.dirname(os.path.abspath(out))  # created with --out when missing

@@ -202,6 +202,10 @@ ERRORS = {
     "missing data dir": (["evaluate", "{model}", "--data", "{root}/nodata"], "nodata"),
     "data is a file": (["evaluate", "{model}", "--data", "{model}"], "is a file"),
     "model is a directory": (["info", "{root}"], "is a directory"),
+    "empty --out": (["demo", "--model", "{model}", "--data", "{data}", "--out", ""],
+                    "--out must name a directory"),
+    "empty --save": (["decode", "{model}", "--layer", "layer1", "--save", ""],
+                     "--save must name a file"),
     "model is a device": (["info", os.devnull], "not a regular file"),
     "model without conv layers": (["evaluate", "{bad}/noconv.mat", "--data", "{data}"],
                                   "no conv layers"),
@@ -224,7 +228,7 @@ def test_errors_are_one_line_with_no_output_files(case, workspace, tmp_path, cap
     argv, needle = ERRORS[case]
     argv = [a.format(root=workspace["root"], model=workspace["model"], data=workspace["data"],
                      bad=bad) for a in argv]
-    if argv[0] == "decode":
+    if argv[0] == "decode" and "--save" not in argv:
         argv += ["--out", str(tmp_path / "grid.png"), "--save", str(tmp_path / "d.npy")]
     elif argv[0] != "info" and "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
