@@ -472,6 +472,8 @@ def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
         raise ValueError("pooling pad %s must be smaller than the window %s"
                          % ((pt, pb, pl, pr), (ph, pw)))
     N, C, H, W = x.shape
+    if x.size == 0:
+        raise ValueError("x must be non-empty, got shape %s" % (x.shape,))
     if H + pt + pb < ph or W + pl + pr < pw:
         raise ValueError("input %dx%d (padded %s) is smaller than the pooling window %s"
                          % (H, W, (pt, pb, pl, pr), (ph, pw)))
@@ -483,7 +485,7 @@ def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
 
 def relu(x, *, leak=0.0, n_threads=None):
     """Rectified linear unit: x where x > 0, leak * x elsewhere."""
-    x = float_array("x", x, finite=False)
+    x = float_array("x", x)
     leak = float(leak)
     if not np.isfinite(leak):
         raise ValueError("leak must be finite, got %r" % leak)

@@ -215,21 +215,17 @@ def test_integral_float_stride_is_accepted():
                                   fd.correlate(IMG, FILT, stride=(2, 2)))
 
 
-@pytest.mark.xfail(strict=True, reason="relu lets non-finite input through (inputs are checked "
-                   "with finite=False): relu(-inf) with leak 0 returns NaN (0 * -inf) instead of "
-                   "refusing non-finite input")
 def test_relu_refuses_non_finite_input():
     with pytest.raises(ValueError, match="x contains 1 non-finite"):
         fd.relu(np.array([-np.inf, 1.0]))
 
 
-@pytest.mark.xfail(strict=True, reason="pool accepts images with no rows or columns when the "
-                   "padding covers the window: every window is empty, max pooling reads outside "
-                   "the array (x[p, y0, x0] with H = 0) and average pooling divides by zero")
 @pytest.mark.parametrize("method", ["max", "avg"])
 def test_pool_refuses_empty_images(method):
     with pytest.raises(ValueError, match="x"):
         fd.pool(np.ones((1, 1, 0, 3)), method, size=3, pad=2)
+    with pytest.raises(ValueError, match="non-empty"):
+        fd.pool(np.ones((0, 1, 4, 4)), method, size=2)
 
 
 # --- absurd sizes: refused before allocation --------------------------------------------------
