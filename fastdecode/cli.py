@@ -19,8 +19,9 @@ def _cmd_info(args):
     return 0
 
 
-def _parse_filters(text):
-    """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]."""
+def _parse_filters(text, count, layer):
+    """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]; IndexError for an index beyond the ``count`` filters
+    of ``layer`` (checked before a range is expanded)."""
     import re
     out = []
     for part in text.split(","):
@@ -32,7 +33,11 @@ def _parse_filters(text):
             raise ValueError("--filters takes indices and ranges such as 0,3,10-19; got %r"
                              % text)
         lo = int(m.group(1))
-        out.extend(range(lo, int(m.group(2) or lo) + 1))
+        hi = int(m.group(2) or lo)
+        if hi >= count:
+            raise IndexError("filter index %d out of range: layer %r has %d filters"
+                             % (hi, _printable(layer), count))
+        out.extend(range(lo, hi + 1))
     if not out:
         raise ValueError("--filters names no filter: %r" % text)
     return out
@@ -56,7 +61,9 @@ def _cmd_decode(args):
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ValueError("--threshold must be a fraction in [0, 1], got %g" % args.threshold)
     net = load_model(args.model)
-    filters = None if args.filters is None else _parse_filters(args.filters)
+    conv = net.layers[net.conv_index(args.layer)]
+    filters = (None if args.filters is None
+               else _parse_filters(args.filters, conv.num_filters, conv.name))
     D = decode(net, args.layer, filters=filters, unpool=args.unpool, n_threads=args.threads)
     name = _printable(net[args.layer].name)  # control characters from real files escaped
     print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))

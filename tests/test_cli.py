@@ -196,6 +196,8 @@ ERRORS = {
     "not a conv layer": (["decode", "{model}", "--layer", "layer2"], "layer2"),
     "filter out of range": (["decode", "{model}", "--layer", "layer1", "--filters", "2-9"],
                             "out of range"),
+    "huge filter range": (["decode", "{model}", "--layer", "layer1", "--filters",
+                           "0-100000000000000"], "filter index 100000000000000 out of range"),
     "bad filter list": (["decode", "{model}", "--layer", "layer1", "--filters", "a-b"],
                         "--filters"),
     "bad unpool": (["decode", "{model}", "--layer", "layer3", "--unpool", "linear"], "linear"),
