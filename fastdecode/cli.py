@@ -163,7 +163,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _one_line(exc):
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    return " ".join(str(msg).split())
+    text = " ".join(str(msg).split())
+    if isinstance(exc, MemoryError) and not text:  # numpy's own MemoryError may say nothing
+        return "out of memory"
+    return text or type(exc).__name__
 
 
 def main(argv=None):

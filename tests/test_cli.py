@@ -380,3 +380,17 @@ def test_decode_prints_control_characters_in_layer_names_escaped(tmp_path, capsy
                           tmp_path / "g.png"], capsys)
     assert code == 0, err
     assert "layer conv\\x01-a:" in out and "\x01" not in out
+
+
+@pytest.mark.parametrize("exc, said", [(MemoryError(), "out of memory"),
+                                       (ValueError(), "ValueError")])
+def test_an_error_without_a_message_still_says_something(exc, said, workspace, capsys,
+                                                         monkeypatch):
+    import fastdecode.decoding
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(fastdecode.decoding, "decode", fail)
+    code, out, err = run(["decode", workspace["model"], "--layer", "layer1"], capsys)
+    assert code == 2 and err == "fastdecode: error: %s\n" % said
