@@ -282,11 +282,12 @@ SCRATCH_PROBE = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
-def test_correlate_survives_a_failed_scratch_allocation():
+def test_correlate_survives_a_failed_scratch_allocation(tmp_path):
     """With 2 GiB of address space, a correlation whose output is 15 MB either runs in
     bounded scratch memory or raises MemoryError; it never kills the process."""
+    # Run outside the project root, whose unbuilt fastdecode/ would shadow the installed one.
     proc = subprocess.run([sys.executable, "-c", SCRATCH_PROBE], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, "exit code %d: %s" % (proc.returncode, proc.stderr[-500:])
     assert proc.stdout.strip() in ("computed", "refused")
 
