@@ -553,6 +553,11 @@ class Network:
                 x = layer.forward(x, threads, memory_limit=memory_limit)
             else:
                 x = layer.forward(x, threads)
+            # Inputs and weights are finite, so only sums and scalings can overflow.
+            if isinstance(layer, (Conv, BatchNorm)) and not np.isfinite(x).all():
+                raise ValueError("the output of layer %r (%s) overflows %s: scale the images "
+                                 "down or use float64 (net.astype(np.float64))"
+                                 % (_printable(layer.name), layer.describe(), self.dtype.name))
         return x
 
     def astype(self, dtype):

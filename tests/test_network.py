@@ -291,3 +291,15 @@ def test_geometry_of_the_paper_lenet():
     with pytest.raises(ValueError,
                        match="layer2.*pool.*conv layers: layer1, layer3, layer5, layer7"):
         net.decoded_shape("layer2")
+
+
+def test_overflow_inside_the_network_names_the_layer():
+    rng = np.random.default_rng(11)
+    net = fd.Network([fd.Conv(rng.standard_normal((3, 1, 3, 3)).astype(np.float32)),
+                      fd.ReLU(), fd.Conv(np.full((2, 3, 1, 1), 1e30, np.float32))])
+    x = np.full((1, 1, 5, 5), 1e10, np.float32)
+    with pytest.raises(ValueError, match=r"output of layer 'layer3' \(conv 1x1x3x2\) overflows "
+                                         r"float32"):
+        net.forward(x)
+    assert np.isfinite(net.forward(x, upto=1)).all()
+    assert np.isfinite(net.astype(np.float64).forward(x)).all()
