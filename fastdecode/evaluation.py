@@ -214,7 +214,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
         responses = {}
         y = x
         for i in range(layers[-1] + 1):
-            y = net.layers[i].forward(y, threads)
+            y = net.forward_layer(i, y, threads)
             if i in layers:
                 responses[i] = y
         for acc, (layer, filters, bias) in zip(accs, jobs):

@@ -548,16 +548,22 @@ class Network:
         threads = resolve_threads(n_threads)
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         self.check_input(x.shape, upto=last, memory_limit=memory_limit, name="x")
-        for layer in self.layers[:last + 1]:
-            if isinstance(layer, Conv):
-                x = layer.forward(x, threads, memory_limit=memory_limit)
-            else:
-                x = layer.forward(x, threads)
-            # Inputs and weights are finite, so only sums and scalings can overflow.
-            if isinstance(layer, (Conv, BatchNorm)) and not np.isfinite(x).all():
-                raise ValueError("the output of layer %r (%s) overflows %s: scale the images "
-                                 "down or use float64 (net.astype(np.float64))"
-                                 % (_printable(layer.name), layer.describe(), self.dtype.name))
+        for i in range(last + 1):
+            x = self.forward_layer(i, x, threads, memory_limit=memory_limit)
+        return x
+
+    def forward_layer(self, i, x, n_threads, memory_limit=None):
+        """Layer ``i`` alone applied to x, already checked (:meth:`check_input`)."""
+        layer = self.layers[i]
+        if isinstance(layer, Conv):
+            x = layer.forward(x, n_threads, memory_limit=memory_limit)
+        else:
+            x = layer.forward(x, n_threads)
+        # Inputs and weights are finite, so only sums and scalings can overflow.
+        if isinstance(layer, (Conv, BatchNorm)) and not np.isfinite(x).all():
+            raise ValueError("the output of layer %r (%s) overflows %s: scale the images "
+                             "down or use float64 (net.astype(np.float64))"
+                             % (_printable(layer.name), layer.describe(), self.dtype.name))
         return x
 
     def astype(self, dtype):

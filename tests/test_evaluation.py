@@ -420,3 +420,10 @@ def test_a_network_without_conv_layers_is_refused_clearly():
     one = fd.Network([fd.Conv(np.ones((2, 1, 3, 3)))])
     with pytest.raises(ValueError, match="a single conv layer"):
         fd.table1(one, x, progress=False)
+
+
+def test_overflow_is_refused_not_averaged_into_nan():
+    net = small_lenet(dtype=np.float32)
+    x = images(3).astype(np.float32) * np.float32(3e37)
+    with pytest.raises(ValueError, match="overflows float32"):
+        fd.reconstruction_error(net, x, "layer3", progress=False)
