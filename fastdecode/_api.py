@@ -232,22 +232,27 @@ def substitute_into(df, weights, out, sy, sx, threads):
     F, J, H, W = df.shape
     _, C, kh, kw = weights.shape
     layout, fb, cb, rb = substitute_blocks(F, J, H, W, C, kh, kw)
-    # Channels last, so that every block of GEMM rows or columns is one contiguous piece.
-    dl = transpose_last2(df.reshape(F, J, H * W), threads, "maps")
     w2 = weights.reshape(J, C * kh * kw)
     flops = 2.0 * F * J * H * W * C * kh * kw
     threads = _team(threads, _ceil_div(F, fb) * _ceil_div(C, cb), flops)
     if layout == "maps":
+        # One map per task: the GEMM reads the maps in place. Several: channels last, so that
+        # a block of GEMM rows spanning maps is one contiguous piece.
+        planar = fb == 1
+        dl = df.reshape(F, J, H * W) if planar else transpose_last2(df.reshape(F, J, H * W),
+                                                                     threads, "maps")
         work = scratch("cols", out.dtype, threads, rb * W * min(cb, C) * kh * kw)
         with blas_single_threaded():
             _kernels.substitute_gemm_maps(dl, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
-                                          threads)
-    else:
-        wt = transpose_last2(w2[None], threads, "weights")[0]
-        work = scratch("cols", out.dtype, threads, rb * kw * min(fb, F) * H * W)
-        with blas_single_threaded():
-            _kernels.substitute_gemm_weights(dl, wt, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
-                                             threads)
+                                          threads, planar)
+        return out
+    # Channels last, so that every block of GEMM columns is one contiguous piece.
+    dl = transpose_last2(df.reshape(F, J, H * W), threads, "maps")
+    wt = transpose_last2(w2[None], threads, "weights")[0]
+    work = scratch("cols", out.dtype, threads, rb * kw * min(fb, F) * H * W)
+    with blas_single_threaded():
+        _kernels.substitute_gemm_weights(dl, wt, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
+                                         threads)
     return out
 
 

@@ -203,17 +203,18 @@ cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *
 def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
                          floating[:, :, :, ::1] out, intp H, intp W, intp kh, intp kw,
                          intp sy, intp sx, intp fb, intp cb, intp rb, floating[:, ::1] scratch,
-                         int n_threads):
+                         int n_threads, bint planar=False):
     """Substitution as GEMM + col2im, the GEMM's rows running over the maps' pixels.
 
     dl (F, H*W, J): the maps df (F, J, H, W) channels last, so that a block of GEMM rows is
-    contiguous; w (J, C*kh*kw); out (F, C, (H-1)*sy + kh, (W-1)*sx + kw), zero on entry;
+    contiguous; or, with ``planar`` (only when fb == 1, so that no block of rows spans two
+    maps), df itself as (F, J, H*W), read by the GEMM without a transposed copy; w (J, C*kh*kw); out (F, C, (H-1)*sy + kh, (W-1)*sx + kw), zero on entry;
     scratch (>= n_threads, >= rb*W*cb*kh*kw).
     Tasks: blocks of fb maps x cb channels (disjoint outputs); inside a task, GEMMs over blocks of
     rb map rows (f, y): cols[(f, y, x), (c, u, v)] = sum_j df[f, j, y, x] * w[j, c, u, v], then
     out[f, c, sy*y + u, sx*x + v] += cols. Suits maps larger than the weights.
     """
-    cdef intp F = dl.shape[0], HW = dl.shape[1], J = dl.shape[2]
+    cdef intp F = dl.shape[0], HW = H * W, J = w.shape[0]
     cdef intp C = out.shape[1]
     cdef intp KK = kh * kw, CKK = C * KK
     cdef intp nfb = (F + fb - 1) // fb, ncb = (C + cb - 1) // cb
@@ -222,6 +223,7 @@ def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
     cdef floating *src
     cdef floating *dst
     cdef char *tt = b"T"
+    cdef char *tn = b"N"
     with nogil:
         for t in prange(nfb * ncb, num_threads=n_threads, schedule="dynamic"):
             cols = &scratch[threadid(), 0]
@@ -235,8 +237,12 @@ def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
             while q0 < qrows:
                 q1 = min(q0 + rb, qrows)
                 m = (q1 - q0) * W
-                _gemm(tt, tt, <int>m, <int>n, <int>J, &dl[f0, 0, 0] + q0 * W * J, <int>J,
-                      &w[0, 0] + c0 * KK, <int>CKK, cols, <int>m)
+                if planar:
+                    _gemm(tn, tt, <int>m, <int>n, <int>J, &dl[f0, 0, 0] + q0 * W, <int>HW,
+                          &w[0, 0] + c0 * KK, <int>CKK, cols, <int>m)
+                else:
+                    _gemm(tt, tt, <int>m, <int>n, <int>J, &dl[f0, 0, 0] + q0 * W * J, <int>J,
+                          &w[0, 0] + c0 * KK, <int>CKK, cols, <int>m)
                 for r in range(n):
                     c = c0 + r // KK
                     u = (r % KK) // kw
