@@ -78,9 +78,9 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
     dtype = result_dtype(df, weights)
     shape = (K, C, (H - 1) * sy + h, (W - 1) * sx + w)
     check_bytes("substitute output", shape, dtype, memory_limit)
-    out = np.zeros(shape, dtype=dtype)
+    out = np.empty(shape, dtype=dtype)
     substitute_into(df.astype(dtype, copy=False), weights.astype(dtype, copy=False), out, sy, sx,
-                    threads)
+                    threads, zero=True)
     return out[0] if single else out
 
 
@@ -223,11 +223,12 @@ def transpose_last2(a, threads, name="transpose"):
     return out
 
 
-def substitute_into(df, weights, out, sy, sx, threads):
+def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     """out += substitution of weights (J, C, kh, kw) at every pixel of df (F, J, H, W).
 
-    GEMM + col2im; out (F, C, (H-1)*sy + kh, (W-1)*sx + kw) in df's dtype, zero on entry for a
-    plain substitution. Inputs must already be validated, C-contiguous and of out's dtype.
+    GEMM + col2im; out (F, C, (H-1)*sy + kh, (W-1)*sx + kw) in df's dtype. With ``zero`` out is
+    cleared first (by the kernel's tasks, in parallel), so out = the substitution.
+    Inputs must already be validated, C-contiguous and of out's dtype.
     """
     F, J, H, W = df.shape
     _, C, kh, kw = weights.shape
@@ -244,8 +245,10 @@ def substitute_into(df, weights, out, sy, sx, threads):
         work = scratch("cols", out.dtype, threads, rb * W * min(cb, C) * kh * kw)
         with blas_single_threaded():
             _kernels.substitute_gemm_maps(dl, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
-                                          threads, planar)
+                                          threads, planar, zero)
         return out
+    if zero:
+        out.fill(0)
     # Channels last, so that every block of GEMM columns is one contiguous piece.
     dl = transpose_last2(df.reshape(F, J, H * W), threads, "maps")
     wt = transpose_last2(w2[None], threads, "weights")[0]
@@ -439,10 +442,17 @@ def unpool(a, factor, method="nearest", *, size=None, n_threads=None, memory_lim
     fy, fx = as_pair("factor", factor, minimum=1)
     sz_y, sz_x = (fy, fx) if size is None else as_pair("size", size, minimum=1)
     threads = resolve_threads(n_threads)
+    H, W = a.shape[-2:]
+    Ho, Wo = (H - 1) * fy + sz_y, (W - 1) * fx + sz_x
+    check_bytes("unpool output", a.shape[:-2] + (Ho, Wo), a.dtype, memory_limit)
+    return unpool_checked(a, fy, fx, sz_y, sz_x, method, threads)
+
+
+def unpool_checked(a, fy, fx, sz_y, sz_x, method, threads):
+    """:func:`unpool` of validated, C-contiguous maps a (..., H, W), without the checks."""
     lead = a.shape[:-2]
     H, W = a.shape[-2:]
     Ho, Wo = (H - 1) * fy + sz_y, (W - 1) * fx + sz_x
-    check_bytes("unpool output", lead + (Ho, Wo), a.dtype, memory_limit)
     planes = a.reshape((-1, H, W))
     if method in ("nearest", "adjoint") and (sz_y, sz_x) == (fy, fx):
         out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)

@@ -184,6 +184,7 @@ def relu(const floating[::1] x, floating[::1] out, double leak, int n_threads):
 # one row per thread (threadid() < n_threads <= rows), so that no allocation happens here.
 
 from cython.parallel cimport threadid
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 
@@ -203,7 +204,7 @@ cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *
 def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
                          floating[:, :, :, ::1] out, intp H, intp W, intp kh, intp kw,
                          intp sy, intp sx, intp fb, intp cb, intp rb, floating[:, ::1] scratch,
-                         int n_threads, bint planar=False):
+                         int n_threads, bint planar=False, bint zero=False):
     """Substitution as GEMM + col2im, the GEMM's rows running over the maps' pixels.
 
     dl (F, H*W, J): the maps df (F, J, H, W) channels last, so that a block of GEMM rows is
@@ -213,9 +214,11 @@ def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
     Tasks: blocks of fb maps x cb channels (disjoint outputs); inside a task, GEMMs over blocks of
     rb map rows (f, y): cols[(f, y, x), (c, u, v)] = sum_j df[f, j, y, x] * w[j, c, u, v], then
     out[f, c, sy*y + u, sx*x + v] += cols. Suits maps larger than the weights.
+    With ``zero``, out need not be zero on entry: each task clears its own planes first (in
+    parallel, and just before it adds to them).
     """
     cdef intp F = dl.shape[0], HW = H * W, J = w.shape[0]
-    cdef intp C = out.shape[1]
+    cdef intp C = out.shape[1], plane = out.shape[2] * out.shape[3]
     cdef intp KK = kh * kw, CKK = C * KK
     cdef intp nfb = (F + fb - 1) // fb, ncb = (C + cb - 1) // cb
     cdef intp t, f0, f1, c0, c1, q0, q1, q, r, f, y, x, c, u, v, m, n, qrows
@@ -233,6 +236,9 @@ def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
             c1 = min(c0 + cb, C)
             n = (c1 - c0) * KK
             qrows = (f1 - f0) * H
+            if zero:
+                for f in range(f0, f1):
+                    memset(&out[f, c0, 0, 0], 0, (c1 - c0) * plane * sizeof(floating))
             q0 = 0
             while q0 < qrows:
                 q1 = min(q0 + rb, qrows)

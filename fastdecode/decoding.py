@@ -103,11 +103,15 @@ def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias):
         if isinstance(layer, Conv):
             if want_bias and layer.bias is not None:
                 bias += _weighted_channel_sums(D, layer.bias)
-            D = _api.substitute(D, layer.dense_weights(), stride=layer.stride_,
-                                n_threads=threads, memory_limit=np.inf)
+            # the network's arrays are checked once; the maps between steps need no checks
+            w = np.ascontiguousarray(layer.dense_weights(), dtype=D.dtype)
+            (sy, sx), (kh, kw) = layer.stride_, w.shape[2:]
+            F, _, H, W = D.shape
+            out = np.empty((F, w.shape[1], (H - 1) * sy + kh, (W - 1) * sx + kw), dtype=D.dtype)
+            D = _api.substitute_into(np.ascontiguousarray(D), w, out, sy, sx, threads, zero=True)
         elif isinstance(layer, Pool):
-            D = _api.unpool(D, layer.stride_, unpool, size=layer.kernel, n_threads=threads,
-                            memory_limit=np.inf)
+            D = _api.unpool_checked(np.ascontiguousarray(D), *layer.stride_, *layer.kernel,
+                                    unpool, threads)
         elif isinstance(layer, BatchNorm):
             a, c = layer.scale_shift(np.float64)
             if want_bias:
