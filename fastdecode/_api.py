@@ -448,14 +448,20 @@ def unpool(a, factor, method="nearest", *, size=None, n_threads=None, memory_lim
     return unpool_checked(a, fy, fx, sz_y, sz_x, method, threads)
 
 
-def unpool_checked(a, fy, fx, sz_y, sz_x, method, threads):
-    """:func:`unpool` of validated, C-contiguous maps a (..., H, W), without the checks."""
+def unpool_checked(a, fy, fx, sz_y, sz_x, method, threads, out=None):
+    """:func:`unpool` of validated, C-contiguous maps a (..., H, W), without the checks.
+
+    out: optional C-contiguous array of the result's size and dtype to write into.
+    """
     lead = a.shape[:-2]
     H, W = a.shape[-2:]
     Ho, Wo = (H - 1) * fy + sz_y, (W - 1) * fx + sz_x
     planes = a.reshape((-1, H, W))
+    if out is not None:
+        out = out.reshape((planes.shape[0], Ho, Wo))
     if method in ("nearest", "adjoint") and (sz_y, sz_x) == (fy, fx):
-        out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)
+        if out is None:
+            out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)
         wy, wx = (1.0, 1.0) if method == "nearest" else (1.0 / fy, 1.0 / fx)
         _kernels.upsample_box(planes, out, fy, fx, wy, wx, threads)
         return out.reshape(lead + (Ho, Wo))
@@ -463,7 +469,8 @@ def unpool_checked(a, fy, fx, sz_y, sz_x, method, threads):
     cidx, cw = _unpool_taps(W, fx, sz_x, method)
     tmp = np.empty((planes.shape[0], Ho, W), dtype=a.dtype)
     _kernels.resample_rows(planes, ridx, rw, tmp, threads)
-    out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)
+    if out is None:
+        out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)
     _kernels.resample_cols(tmp, cidx, cw, out, threads)
     return out.reshape(lead + (Ho, Wo))
 

@@ -93,7 +93,43 @@ def _weighted_channel_sums(D, weights):
     return (D.sum(axis=(2, 3), dtype=np.float64) * np.asarray(weights, np.float64)).sum(axis=1)
 
 
-def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias):
+def _chain_map_elements(net, idx, steps):
+    """Elements of the largest map one filter's chain produces (the output of a step)."""
+    conv = net.layers[idx]
+    c = conv.weights.shape[1] * conv.groups
+    h, w = conv.kernel
+    largest = 0
+    for layer in steps:
+        if isinstance(layer, (Conv, Pool)):
+            h = (h - 1) * layer.stride_[0] + layer.kernel[0]
+            w = (w - 1) * layer.stride_[1] + layer.kernel[1]
+            if isinstance(layer, Conv):
+                c = layer.weights.shape[1] * layer.groups
+            largest = max(largest, c * h * w)
+    return largest
+
+
+class _PingPong:
+    """Two work arrays that the steps of a chain write into in turn (an output never overlaps
+    the input it is computed from), reused across steps and chunks: the large maps are
+    allocated, and their pages first touched, once per decoding instead of once per step.
+    """
+
+    def __init__(self, size, dtype):
+        self.size, self.dtype, self.buffers, self.next = size, dtype, [None, None], 0
+
+    def take(self, shape):
+        n = int(np.prod(shape))
+        i, self.next = self.next, 1 - self.next
+        if self.buffers[i] is None or self.buffers[i].size < n:
+            self.buffers[i] = np.empty(max(n, self.size), dtype=self.dtype)
+        return self.buffers[i][:n].reshape(shape)
+
+
+def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias, work=None):
+    """Decoded filters ``sel`` by the chain (maybe a view of ``work``: copy before reusing it)."""
+    if work is None:
+        work = _PingPong(0, net.dtype)
     conv = net.layers[idx]
     D = conv.dense_weights()[sel]
     bias = np.zeros(len(sel), dtype=np.float64)
@@ -107,11 +143,14 @@ def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias):
             w = np.ascontiguousarray(layer.dense_weights(), dtype=D.dtype)
             (sy, sx), (kh, kw) = layer.stride_, w.shape[2:]
             F, _, H, W = D.shape
-            out = np.empty((F, w.shape[1], (H - 1) * sy + kh, (W - 1) * sx + kw), dtype=D.dtype)
+            out = work.take((F, w.shape[1], (H - 1) * sy + kh, (W - 1) * sx + kw))
             D = _api.substitute_into(np.ascontiguousarray(D), w, out, sy, sx, threads, zero=True)
         elif isinstance(layer, Pool):
-            D = _api.unpool_checked(np.ascontiguousarray(D), *layer.stride_, *layer.kernel,
-                                    unpool, threads)
+            (fy, fx), (ph, pw) = layer.stride_, layer.kernel
+            F, C, H, W = D.shape
+            out = work.take((F, C, (H - 1) * fy + ph, (W - 1) * fx + pw))
+            D = _api.unpool_checked(np.ascontiguousarray(D), fy, fx, ph, pw, unpool, threads,
+                                    out=out)
         elif isinstance(layer, BatchNorm):
             a, c = layer.scale_shift(np.float64)
             if want_bias:
@@ -144,7 +183,9 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
     shape = (len(sel),) + net.decoded_shape(idx)
     out_bytes = check_bytes("decoded filters of layer %r" % _printable(net.layers[idx].name),
                             shape, net.dtype, limit)
-    per_filter = _peak_bytes_per_filter(net, idx, steps)
+    # the chain's two work arrays each hold the largest map
+    per_filter = max(_peak_bytes_per_filter(net, idx, steps),
+                     2 * _chain_map_elements(net, idx, steps) * net.dtype.itemsize)
     room = limit - out_bytes
     if per_filter > room:
         raise MemoryError(
@@ -159,10 +200,11 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
     chunk = max(1, len(sel) if room >= len(sel) * per_filter else int(room // per_filter))
     out = np.empty(shape, dtype=net.dtype)
     bias = np.empty(len(sel), dtype=net.dtype)
+    work = _PingPong(min(chunk, len(sel)) * _chain_map_elements(net, idx, steps), net.dtype)
     for start in range(0, len(sel), chunk):
         part = sel[start:start + chunk]
         out[start:start + len(part)], bias[start:start + len(part)] = _decode_chunk(
-            net, idx, steps, part, unpool, threads, want_bias)
+            net, idx, steps, part, unpool, threads, want_bias, work)
     return DecodedFilters(out, bias)
 
 
