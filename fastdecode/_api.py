@@ -6,8 +6,8 @@ import threading
 import numpy as np
 
 from . import _kernels
-from ._validation import (as_int, as_pad, as_pair, check_bytes, float_array, resolve_threads,
-                          result_dtype)
+from ._validation import (as_int, as_pad, as_pair, check_bytes, check_finite_result, float_array,
+                          resolve_threads, result_dtype)
 
 UNPOOL_METHODS = ("nearest", "bilinear", "bicubic", "adjoint")
 
@@ -19,8 +19,16 @@ def correlate(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None)
     stride: int or (sy, sx); pad: int, (rows, cols) or (top, bottom, left, right), zeros.
     Returns (N, K, Ho, Wo) (or (K, Ho, Wo) for one image) with
     Ho = floor((H + top + bottom - h) / sy) + 1, in float64 if either input is float64,
-    else float32.
+    else float32. A result that overflows its dtype raises ValueError instead of holding inf.
     """
+    out = correlate_unchecked(x, filters, stride=stride, pad=pad, n_threads=n_threads,
+                              memory_limit=memory_limit)
+    return check_finite_result("the correlation of x %s with filters %s"
+                               % (np.shape(x), np.shape(filters)), out)
+
+
+def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None):
+    """:func:`correlate` without the overflow check (callers check the result themselves)."""
     x = float_array("x", x, ndim=(3, 4))
     single = x.ndim == 3
     if single:
@@ -81,6 +89,8 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
     out = np.empty(shape, dtype=dtype)
     substitute_into(df.astype(dtype, copy=False), weights.astype(dtype, copy=False), out, sy, sx,
                     threads, zero=True)
+    check_finite_result("the substitution of weights %s into df %s" % (weights.shape, df.shape),
+                        out)
     return out[0] if single else out
 
 

@@ -144,3 +144,11 @@ def format_bytes(n):
         if abs(n) < 1024 or unit == "TiB":
             return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
         n /= 1024.0
+
+
+def check_finite_result(what, arr):
+    """Refuse a result that overflowed its dtype (finite inputs, inf or NaN out)."""
+    if not np.isfinite(arr).all():
+        raise ValueError("%s overflows %s (finite inputs, non-finite result); use float64 inputs "
+                         "or smaller values" % (what, arr.dtype))
+    return arr

@@ -5,7 +5,8 @@ from collections import namedtuple
 import numpy as np
 
 from . import _api, _recursive
-from ._validation import (as_int, as_memory_limit, check_bytes, format_bytes, resolve_threads)
+from ._validation import (as_int, as_memory_limit, check_bytes, check_finite_result, format_bytes,
+                          resolve_threads)
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, _printable
 
 __all__ = ["decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters"]
@@ -167,7 +168,8 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
     sum over its channels j of ``b_l[j]`` times the sum of k's partially decoded map at l's output,
     channel j. For a linear network decoded with ``unpool="adjoint"``,
     ``correlate(x, filters, stride=net.stride(L), pad=net.padding(L)) + bias`` equals
-    ``net.forward(x, upto=L)`` to rounding error.
+    ``net.forward(x, upto=L)`` to rounding error when no layer above the first conv pads
+    (zero padding higher up makes it exact away from the borders only).
     """
     return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=True)
 
@@ -196,7 +198,7 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
     if not want_bias:
         fast = _decode_recursive(net, idx, sel, unpool, threads, limit)
         if fast is not None:
-            return DecodedFilters(fast, None)
+            return DecodedFilters(_finite_decoded(net, idx, fast), None)
     chunk = max(1, len(sel) if room >= len(sel) * per_filter else int(room // per_filter))
     out = np.empty(shape, dtype=net.dtype)
     bias = np.empty(len(sel), dtype=net.dtype)
@@ -205,7 +207,12 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
         part = sel[start:start + chunk]
         out[start:start + len(part)], bias[start:start + len(part)] = _decode_chunk(
             net, idx, steps, part, unpool, threads, want_bias, work)
-    return DecodedFilters(out, bias)
+    _finite_decoded(net, idx, bias)
+    return DecodedFilters(_finite_decoded(net, idx, out), bias)
+
+
+def _finite_decoded(net, idx, arr):
+    return check_finite_result("decoding layer %r" % _printable(net.layers[idx].name), arr)
 
 
 def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory_limit=None):
@@ -293,4 +300,4 @@ def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
             "time with decode()" % (format_bytes(results), format_bytes(peak), format_bytes(limit)))
     with _api.reuse_buffers():
         decoded = _recursive.walk(net, top, unpool, threads, keep=set(conv_idx))
-    return {net.layers[i].name: decoded[i] for i in conv_idx}
+    return {net.layers[i].name: _finite_decoded(net, i, decoded[i]) for i in conv_idx}

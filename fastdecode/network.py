@@ -150,13 +150,13 @@ class Conv(Layer):
         w = self.dilated_weights(x.dtype)
         g = self.groups
         if g == 1:
-            y = _api.correlate(x, w, stride=self.stride_, pad=self.pad_, n_threads=n_threads,
+            y = _api.correlate_unchecked(x, w, stride=self.stride_, pad=self.pad_, n_threads=n_threads,
                                memory_limit=memory_limit)
         else:
             C = w.shape[1]
             per = w.shape[0] // g
             y = np.concatenate(
-                [_api.correlate(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
+                [_api.correlate_unchecked(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
                                 stride=self.stride_, pad=self.pad_, n_threads=n_threads,
                                 memory_limit=memory_limit)
                  for i in range(g)], axis=1)

@@ -355,3 +355,21 @@ def test_kernels_never_crash_on_arbitrary_shapes(xshape, fshape, stride, pad, dt
         except (ValueError, TypeError, MemoryError):
             continue
         assert np.all(np.isfinite(out))
+
+
+def test_overflowing_results_are_refused_not_returned_as_inf():
+    x = np.full((1, 1, 3, 3), 1e38, np.float32)
+    f = np.full((1, 1, 3, 3), 10, np.float32)
+    with pytest.raises(ValueError, match="correlation .* overflows float32"):
+        fd.correlate(x, f)
+    with pytest.raises(ValueError, match="substitution .* overflows float32"):
+        fd.substitute(x, f)
+    assert np.isfinite(fd.correlate(x.astype(np.float64), f)).all()
+    big = fd.Network([fd.Conv(np.full((2, 1, 3, 3), 1e30, np.float32)),
+                      fd.Conv(np.full((2, 2, 3, 3), 1e30, np.float32))])
+    for unpool in ("nearest", "bilinear"):
+        with pytest.raises(ValueError, match="decoding layer 'layer2' overflows float32"):
+            fd.decode(big, "layer2", unpool=unpool)
+    with pytest.raises(ValueError, match="overflows float32"):
+        fd.decode_all(big)
+    assert np.isfinite(fd.decode(big.astype(np.float64), "layer2")).all()
