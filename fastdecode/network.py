@@ -148,18 +148,13 @@ class Conv(Layer):
 
     def forward(self, x, n_threads, memory_limit=None):
         w = self.dilated_weights(x.dtype)
-        g = self.groups
-        if g == 1:
-            y = _api.correlate_unchecked(x, w, stride=self.stride_, pad=self.pad_, n_threads=n_threads,
-                               memory_limit=memory_limit)
-        else:
-            C = w.shape[1]
-            per = w.shape[0] // g
-            y = np.concatenate(
-                [_api.correlate_unchecked(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
-                                stride=self.stride_, pad=self.pad_, n_threads=n_threads,
-                                memory_limit=memory_limit)
-                 for i in range(g)], axis=1)
+        g, C = self.groups, w.shape[1]
+        per = w.shape[0] // g
+        parts = [_api.correlate_unchecked(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
+                                          stride=self.stride_, pad=self.pad_,
+                                          n_threads=n_threads, memory_limit=memory_limit)
+                 for i in range(g)]
+        y = parts[0] if g == 1 else np.concatenate(parts, axis=1)
         if self.bias is not None:
             y += self.bias.astype(y.dtype, copy=False)[None, :, None, None]
         return y
