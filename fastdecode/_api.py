@@ -2,6 +2,7 @@
 
 import contextlib
 import threading
+from collections import namedtuple
 
 import numpy as np
 
@@ -236,12 +237,19 @@ def transpose_last2(a, threads, name="transpose"):
 def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     """out += substitution of weights (J, C, kh, kw) at every pixel of df (F, J, H, W).
 
-    GEMM + col2im; out (F, C, (H-1)*sy + kh, (W-1)*sx + kw) in df's dtype. With ``zero`` out is
-    cleared first (by the kernel's tasks, in parallel), so out = the substitution.
+    out (F, C, (H-1)*sy + kh, (W-1)*sx + kw) in df's dtype. With ``zero`` out is cleared first
+    (by the kernel's tasks, in parallel), so out = the substitution. Phase-wise shifted GEMMs
+    (see :func:`phased_suits`) when ``zero`` and the shapes suit them, else GEMM + col2im.
     Inputs must already be validated, C-contiguous and of out's dtype.
     """
     F, J, H, W = df.shape
     _, C, kh, kw = weights.shape
+    if zero and phased_suits(H, W, C, kh, kw, sy, sx):
+        P, off = phased_layout(W, kw, sx)
+        maps = pad_maps(df, P, off, threads)
+        substitute_phased(maps, phased_weights(weights), (kh, kw), out.reshape(F, C, -1),
+                          out.shape[3], 0, sy, sx, threads)
+        return out
     layout, fb, cb, rb = substitute_blocks(F, J, H, W, C, kh, kw)
     w2 = weights.reshape(J, C * kh * kw)
     flops = 2.0 * F * J * H * W * C * kh * kw
@@ -267,6 +275,99 @@ def substitute_into(df, weights, out, sy, sx, threads, zero=False):
         _kernels.substitute_gemm_weights(dl, wt, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
                                          threads)
     return out
+
+
+# --- phase-wise shifted GEMMs over padded planes --------------------------------------------
+#
+# Maps (F, C, H, W) stored as padded planes buf (F, C, S): pixel (y, x) at buf[f, c, off + y*P + x]
+# and zeros everywhere else. A substitution reads them with whole rows per GEMM (see
+# ``_kernels.substitute_phased``) and can write its result straight into the padded planes that
+# the next substitution reads: a chain of substitutions then makes no copies between steps.
+
+PaddedMaps = namedtuple("PaddedMaps", ["buf", "H", "W", "P", "off"])
+PaddedMaps.__doc__ = """Maps (F, C, H, W) as padded planes buf (F, C, S): pixel (y, x) at
+buf[f, c, off + y*P + x], zero elsewhere; dense when P == W and off == 0."""
+
+
+def phased_layout(W, kw, sx):
+    """(P, off): least row pitch and leading zeros of padded maps of width W that a substitution
+    of kernel width kw at column stride sx reads: the row wrap-around must land on zeros."""
+    taps = _ceil_div(kw, sx)
+    return W + taps - 1, taps - 1
+
+
+def phased_suits(H, W, C, kh, kw, sy, sx):
+    """Whether the phase-wise shifted GEMMs suit these shapes better than GEMM + col2im.
+
+    They compute (P - W) zero columns per row of width W and run GEMMs of C columns over
+    H * P rows: worth it for wide enough maps and outputs; col2im wins on small maps.
+    """
+    P, _ = phased_layout(W, kw, sx)
+    return C >= 32 and 7 * (P - W) <= W and H * P >= 128
+
+
+def phased_weights(weights):
+    """Weights (J, C, kh, kw) as (kh*kw, C, J), the layout of substitute_phased."""
+    J, C, kh, kw = weights.shape
+    return np.ascontiguousarray(weights.reshape(J, C, kh * kw).transpose(2, 1, 0))
+
+
+def pad_maps(df, P, off, threads, out=None):
+    """Maps df (F, J, H, W), C-contiguous, as PaddedMaps of pitch P and offset off.
+
+    out: optional C-contiguous array of at least F*J*(off + H*P) elements of df's dtype to use.
+    """
+    F, J, H, W = df.shape
+    S = off + H * P
+    buf = (transient("padded", (F, J, S), df.dtype) if out is None
+           else out.reshape(-1)[:F * J * S].reshape(F, J, S))
+    _kernels.pad_planes(df.reshape(F * J, H, W), buf.reshape(F * J, S), P, off,
+                        threads if buf.size >= 1 << 16 else 1)
+    return PaddedMaps(buf, H, W, P, off)
+
+
+def phased_blocks(F, Hp, P, C):
+    """(rb, cb): phase rows and channels per task of substitute_phased, from the shapes alone.
+
+    A task's scratch block (cb x rb*P) stays within PHASED_BLOCK_ELEMENTS (it sits in L2 while
+    the taps add up in it); rows are split further when there are too few tasks to share out.
+    """
+    cb = C if C * P <= PHASED_BLOCK_ELEMENTS else _balanced(C, max(16, PHASED_BLOCK_ELEMENTS // P))
+    rb = max(1, min(Hp, PHASED_BLOCK_ELEMENTS // (cb * P)))
+    tasks = F * _ceil_div(Hp, rb) * _ceil_div(C, cb)
+    if tasks < PHASED_MIN_TASKS:
+        rb = _balanced(Hp, _ceil_div(Hp * tasks, PHASED_MIN_TASKS))
+    return rb, cb
+
+
+#: Elements of a phase-wise substitution task's scratch block (512 KiB in float32).
+PHASED_BLOCK_ELEMENTS = 1 << 17
+#: Tasks a phase-wise substitution aims at, at least, when its blocks allow it.
+PHASED_MIN_TASKS = 8
+
+
+def substitute_phased(maps, wr, kernel, out, Po, off_out, sy, sx, threads):
+    """Substitution of weights wr (kh*kw, C, J) (see :func:`phased_weights`), kernel (kh, kw),
+    at stride (sy, sx), at every pixel of the PaddedMaps ``maps`` (pitch and offset at least
+    :func:`phased_layout`).
+
+    Writes all of out (F, C, S_out): output pixel (y, x) of the ((H-1)*sy + kh, (W-1)*sx + kw)
+    planes at out[f, c, off_out + y*Po + x], zeros elsewhere (Po = Wo and off_out = 0 give dense
+    planes). Returns the output as PaddedMaps.
+    """
+    buf, H, W, P, off = maps
+    kh, kw = kernel
+    F, J = buf.shape[:2]
+    C = wr.shape[1]
+    Ho, Wo = (H - 1) * sy + kh, (W - 1) * sx + kw
+    rb, cb = phased_blocks(F, _ceil_div(Ho, sy), P, C)
+    threads = _team(threads, F * _ceil_div(_ceil_div(Ho, sy), rb) * _ceil_div(C, cb),
+                    2.0 * F * J * H * P * C * kh * kw)
+    work = scratch("phased", buf.dtype, threads, cb * rb * P)
+    with blas_single_threaded():
+        _kernels.substitute_phased(buf, wr, out, H, W, P, off, Ho, Wo, Po, off_out, kh, kw, sy, sx,
+                                   rb, cb, work, threads)
+    return PaddedMaps(out, Ho, Wo, Po, off_out)
 
 
 def correlate_blocks(N, K, P, CKK):

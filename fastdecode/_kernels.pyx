@@ -189,16 +189,104 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 
 cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *a, int lda,
-                       const floating *b, int ldb, floating *c, int ldc) noexcept nogil:
-    """c = op(a) @ op(b), column-major, beta = 0."""
-    cdef float one_s = 1.0, zero_s = 0.0
-    cdef double one_d = 1.0, zero_d = 0.0
+                       const floating *b, int ldb, floating *c, int ldc,
+                       bint accumulate=False) noexcept nogil:
+    """c = op(a) @ op(b), column-major; c += op(a) @ op(b) with ``accumulate``."""
+    cdef float one_s = 1.0, beta_s = 1.0 if accumulate else 0.0
+    cdef double one_d = 1.0, beta_d = 1.0 if accumulate else 0.0
     if floating is float:
-        sgemm(ta, tb, &m, &n, &k, &one_s, <float *>a, &lda, <float *>b, &ldb, &zero_s,
+        sgemm(ta, tb, &m, &n, &k, &one_s, <float *>a, &lda, <float *>b, &ldb, &beta_s,
               <float *>c, &ldc)
     else:
-        dgemm(ta, tb, &m, &n, &k, &one_d, <double *>a, &lda, <double *>b, &ldb, &zero_d,
+        dgemm(ta, tb, &m, &n, &k, &one_d, <double *>a, &lda, <double *>b, &ldb, &beta_d,
               <double *>c, &ldc)
+
+
+def substitute_phased(const floating[:, :, ::1] xp, const floating[:, :, ::1] wr,
+                      floating[:, :, ::1] out, intp H, intp W, intp P, intp off_in,
+                      intp Ho, intp Wo, intp Po, intp off_out, intp kh, intp kw, intp sy,
+                      intp sx, intp rb, intp cb, floating[:, ::1] scratch, int n_threads):
+    """Substitution as accumulated GEMMs on shifted views of padded planes, phase by phase.
+
+    out[c, sy*y + u, sx*x + v] += in[j, y, x] * w[j, c, u, v]. Output pixel (sy*Y + py, sx*X + px)
+    collects the taps u = py + sy*a, v = px + sx*b from input pixel (Y - a, X - b): for each
+    phase (py, px) a stride-1 substitution with a sub-kernel, in which each tap (a, b) reads the
+    input at a fixed offset from the output. With rows of a common pitch P, each tap is then one
+    GEMM over whole rows (zero columns catch the rows' wrap-around; rows outside the input are
+    skipped), accumulated in a scratch block, and the block is stored interleaved.
+
+    xp (F, J, S_in): input pixel (y, x) of map (f, j) at xp[f, j, off_in + y*P + x], the other
+    elements of the first off_in + H*P zero; with nb = ceil(kw / sx) taps per column phase,
+    P >= W + nb - 1 and off_in >= nb - 1.
+    wr (kh*kw, C, J): wr[u*kw + v, c, j] = w[j, c, u, v].
+    out (F, C, S_out): written in full, output pixel (y, x) of the (Ho, Wo) planes at
+    out[f, c, off_out + y*Po + x] (Ho = (H-1)*sy + kh, Wo = (W-1)*sx + kw, Po >= Wo), zero
+    elsewhere: the padded input of a next substitution, or dense planes (Po = Wo, off_out = 0).
+    scratch (>= n_threads, >= cb*rb*P).
+    Tasks: (map, block of rb phase rows, block of cb channels), disjoint outputs; each adds its
+    taps in a fixed order, so results do not depend on the thread count.
+    """
+    cdef intp F = xp.shape[0], J = xp.shape[1], S_in = xp.shape[2]
+    cdef intp C = out.shape[1], S_out = out.shape[2]
+    cdef intp Hp = (Ho + sy - 1) // sy
+    cdef intp nrb = (Hp + rb - 1) // rb, ncb = (C + cb - 1) // cb
+    cdef intp t, f, y0, y1, c0, c1, c, py, px, na, nb, a, b, ya, yb, y, x, r, nx, ld, lo, hi
+    cdef floating *sc
+    cdef floating *src
+    cdef floating *dst
+    cdef char *tn = b"N"
+    with nogil:
+        for t in prange(F * nrb * ncb, num_threads=n_threads, schedule="dynamic"):
+            sc = &scratch[threadid(), 0]
+            f = t // (nrb * ncb)
+            y0 = ((t // ncb) % nrb) * rb
+            y1 = min(y0 + rb, Hp)
+            c0 = (t % ncb) * cb
+            c1 = min(c0 + cb, C)
+            ld = (y1 - y0) * P
+            # zeros around the output rows of this task
+            for c in range(c0, c1):
+                if y0 == 0 and off_out > 0:
+                    memset(&out[f, c, 0], 0, off_out * sizeof(floating))
+                if Po > Wo:
+                    for r in range(sy * y0, min(sy * y1, Ho)):
+                        memset(&out[f, c, off_out + r * Po + Wo], 0, (Po - Wo) * sizeof(floating))
+                if y1 == Hp and S_out > off_out + Ho * Po:
+                    memset(&out[f, c, off_out + Ho * Po], 0,
+                           (S_out - off_out - Ho * Po) * sizeof(floating))
+            for py in range(sy):
+                if py >= Ho:
+                    break
+                na = (kh - py + sy - 1) // sy
+                for px in range(sx):
+                    if px >= Wo:
+                        break
+                    nb = (kw - px + sx - 1) // sx
+                    memset(sc, 0, (c1 - c0) * ld * sizeof(floating))
+                    for a in range(na):
+                        ya = max(y0, a)
+                        yb = min(y1, a + H)
+                        if ya >= yb:
+                            continue
+                        for b in range(nb):
+                            _gemm(tn, tn, <int>((yb - ya) * P), <int>(c1 - c0), <int>J,
+                                  &xp[f, 0, 0] + off_in + (ya - a) * P - b, <int>S_in,
+                                  &wr[(py + sy * a) * kw + px + sx * b, c0, 0], <int>J,
+                                  sc + (ya - y0) * P, <int>ld, True)
+                    nx = (Wo - px + sx - 1) // sx
+                    for c in range(c0, c1):
+                        for y in range(y0, y1):
+                            r = sy * y + py
+                            if r >= Ho:
+                                break
+                            src = sc + (c - c0) * ld + (y - y0) * P
+                            dst = &out[f, c, off_out + r * Po + px]
+                            if sx == 1:
+                                for x in range(nx):
+                                    dst[x] = src[x]
+                            else:
+                                for x in range(nx):
+                                    dst[sx * x] = src[x]
 
 
 def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
@@ -474,3 +562,25 @@ def transpose_last2(const floating[:, :, ::1] a, floating[:, :, ::1] out, int n_
                     for j in range(j0, j1):
                         out[f, p, j] = a[f, j, p]
                 j0 = j1
+
+
+
+def pad_planes(const floating[:, :, ::1] a, floating[:, ::1] out, intp P, intp off,
+               int n_threads):
+    """out[p, off + y*P + x] = a[p, y, x], every other element of out zero.
+
+    a (N, H, W); out (N, S) with P >= W and S >= off + H*P: the padded planes that
+    substitute_phased reads. Parallel over planes.
+    """
+    cdef intp N = a.shape[0], H = a.shape[1], W = a.shape[2], S = out.shape[1]
+    cdef intp p, y, x
+    cdef floating *dst
+    with nogil:
+        for p in prange(N, num_threads=n_threads, schedule="static"):
+            memset(&out[p, 0], 0, off * sizeof(floating))
+            for y in range(H):
+                dst = &out[p, off + y * P]
+                for x in range(W):
+                    dst[x] = a[p, y, x]
+                memset(dst + W, 0, (P - W) * sizeof(floating))
+            memset(&out[p, off + H * P], 0, (S - off - H * P) * sizeof(floating))

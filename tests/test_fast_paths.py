@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastdecode as fd
 from fastdecode import _api
@@ -167,3 +169,79 @@ def test_balanced_blocks():
     assert _api._balanced(512, 57) == 57
     assert _api._balanced(3, 57) == 3
     assert _api._balanced(128, 57) == 43
+
+
+# --- phase-wise shifted GEMMs over padded planes -------------------------------------------------
+
+def _unpad(buf, H, W, P, off):
+    F, C, _ = buf.shape
+    return buf[:, :, off:off + H * P].reshape(F, C, H, P)[:, :, :, :W]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 5), st.integers(1, 7),
+       st.integers(1, 7), st.integers(1, 5), st.integers(1, 5), st.integers(1, 3),
+       st.integers(1, 3), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2),
+       st.integers(0, 2), st.integers(1, 4), st.integers(1, 5), st.sampled_from(DTYPES),
+       st.integers(0, 2**31 - 1))
+def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, more_pitch,
+                                               more_off, out_pitch, out_off, rb, cb, dtype,
+                                               seed):
+    # Any pitch and offset at least the least layout, any output layout, any blocks: the valid
+    # pixels are the substitution and everything else in the output planes is exactly zero.
+    from fastdecode import _kernels
+    rng = np.random.default_rng(seed)
+    df = rng.standard_normal((F, J, H, W)).astype(dtype)
+    w = rng.standard_normal((J, C, kh, kw)).astype(dtype)
+    P, off = _api.phased_layout(W, kw, sx)
+    P, off = P + more_pitch, off + more_off
+    maps = _api.pad_maps(df, P, off, 2, out=np.full(F * J * (off + H * P) + 5, np.nan, dtype))
+    assert np.array_equal(_unpad(maps.buf, H, W, P, off), df)
+    assert np.count_nonzero(maps.buf) == np.count_nonzero(df)
+    Ho, Wo = (H - 1) * sy + kh, (W - 1) * sx + kw
+    Po, off_out = Wo + out_pitch, out_off
+    out = np.full((F, C, off_out + Ho * Po + 3), np.nan, dtype)
+    cb = min(cb, C)
+    scratch = np.empty((2, cb * rb * P), dtype)
+    with _api.blas_single_threaded():
+        _kernels.substitute_phased(maps.buf, _api.phased_weights(w), out, H, W, P, off, Ho, Wo,
+                                   Po, off_out, kh, kw, sy, sx, rb, cb, scratch, 2)
+    got = _unpad(out, Ho, Wo, Po, off_out)
+    _close(got, ref.substitute(df, w, (sy, sx)), dtype)
+    assert np.count_nonzero(out) == np.count_nonzero(got)  # no NaN left, zeros around
+
+
+PHASED_CASES = [
+    ((3, 8, 20, 17), (8, 40, 3, 3), 1),
+    ((2, 6, 16, 19), (6, 33, 4, 4), 2),        # a 2x2 pool and a 3x3 conv merged
+    ((1, 5, 30, 12), (5, 64, 5, 3), (1, 2)),
+    ((4, 3, 11, 14), (3, 32, 6, 6), 2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("df_shape, w_shape, stride", PHASED_CASES)
+def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
+    rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
+    df = rng.standard_normal(df_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    sy, sx = _api.as_pair("stride", stride)
+    assert _api.phased_suits(*df.shape[2:], w.shape[1], *w.shape[2:], sy, sx)
+    out = fd.substitute(df, w, stride=stride)
+    _close(out, ref.substitute(df, w, (sy, sx)), dtype)
+    # bitwise the same for any thread count
+    one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
+    assert np.array_equal(one, out) and np.array_equal(two, out) and np.array_equal(three, out)
+
+
+def test_phased_blocks_depend_on_shapes_only():
+    for F, Hp, P, C in [(16, 16, 16, 512), (1, 194, 196, 64), (1, 3, 5, 4096), (300, 2, 3, 3)]:
+        rb, cb = _api.phased_blocks(F, Hp, P, C)
+        assert 1 <= rb <= Hp and 1 <= cb <= C
+        assert cb * rb * P <= max(_api.PHASED_BLOCK_ELEMENTS, P * 16)
+    # a single map is still cut into several tasks
+    rb, cb = _api.phased_blocks(1, 194, 196, 64)
+    assert -(-194 // rb) >= _api.PHASED_MIN_TASKS
+    assert not _api.phased_suits(3, 3, 512, 3, 3, 1, 1)      # tiny maps: col2im
+    assert not _api.phased_suits(194, 194, 3, 3, 3, 1, 1)    # three output channels: col2im
+    assert _api.phased_suits(40, 40, 256, 3, 3, 1, 1)
