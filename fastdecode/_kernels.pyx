@@ -584,3 +584,32 @@ def pad_planes(const floating[:, :, ::1] a, floating[:, ::1] out, intp P, intp o
                     dst[x] = a[p, y, x]
                 memset(dst + W, 0, (P - W) * sizeof(floating))
             memset(&out[p, off + H * P], 0, (S - off - H * P) * sizeof(floating))
+
+
+def box_merged_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out, intp ph,
+                       intp pw, intp dy, intp dx, double scale, int n_threads):
+    """out[j, c, U, V] = scale * sum of w[j, c, U - dy*t, V - dx*t2] over t < ph, t2 < pw.
+
+    w (J, C, kh, kw); out (J, C, dy*(ph-1) + kh, dx*(pw-1) + kw). The weights of a box unpooling
+    (a ph x pw box of ``scale``) followed by a substitution of w at stride (dy, dx), merged into
+    one substitution; sums in double, rounded once. Parallel over j.
+    """
+    cdef intp J = w.shape[0], C = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+    cdef intp KH = out.shape[2], KW = out.shape[3]
+    cdef intp j, c, U, V, t, t2, u, v
+    cdef double acc
+    with nogil:
+        for j in prange(J, num_threads=n_threads, schedule="static"):
+            for c in range(C):
+                for U in range(KH):
+                    for V in range(KW):
+                        acc = 0
+                        for t in range(ph):
+                            u = U - dy * t
+                            if u < 0 or u >= kh:
+                                continue
+                            for t2 in range(pw):
+                                v = V - dx * t2
+                                if 0 <= v < kw:
+                                    acc = acc + w[j, c, u, v]
+                        out[j, c, U, V] = <floating>(scale * acc)

@@ -4,7 +4,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _api, _recursive
+from . import _api, _kernels, _recursive
 from ._validation import (as_int, as_memory_limit, check_bytes, check_finite_result, format_bytes,
                           resolve_threads)
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, _printable
@@ -63,51 +63,167 @@ def _chain_steps(net, idx):
     return steps
 
 
-def _peak_bytes_per_filter(net, idx, steps):
-    """Bytes one filter needs at the widest step of the chain (input and output maps)."""
-    itemsize = net.dtype.itemsize
-    conv = net.layers[idx]
-    c = conv.weights.shape[1] * conv.groups
-    h, w = conv.kernel
-    peak = c * h * w
-    for layer in steps:
-        if isinstance(layer, Conv):
-            c_out = layer.weights.shape[1] * layer.groups
-            h = (h - 1) * layer.stride_[0] + layer.kernel[0]
-            w = (w - 1) * layer.stride_[1] + layer.kernel[1]
-            peak = max(peak, c * h * w + c_out * h * w)
-            c = c_out
-        elif isinstance(layer, Pool):
-            h0, w0 = h, w
-            h = (h - 1) * layer.stride_[0] + layer.kernel[0]
-            w = (w - 1) * layer.stride_[1] + layer.kernel[1]
-            peak = max(peak, c * h0 * w0 + 2 * c * h * w)
-    return peak * itemsize
-
-
 def _weighted_channel_sums(D, weights):
-    """sum_j weights[j] * sum_{y,x} D[f, j, y, x] for each f, in float64.
+    """sum_j weights[j] * sum_{pixels} D[f, j, ...] for each f, in float64 (D (F, C, ...)).
 
     Row by row (no matrix product), so a filter's value has the same bits whichever filters are
     decoded with it.
     """
-    return (D.sum(axis=(2, 3), dtype=np.float64) * np.asarray(weights, np.float64)).sum(axis=1)
+    F, C = D.shape[:2]
+    sums = D.reshape(F, C, -1).sum(axis=2, dtype=np.float64)
+    return (sums * np.asarray(weights, np.float64)).sum(axis=1)
 
 
-def _chain_map_elements(net, idx, steps):
-    """Elements of the largest map one filter's chain produces (the output of a step)."""
-    conv = net.layers[idx]
-    c = conv.weights.shape[1] * conv.groups
-    h, w = conv.kernel
-    largest = 0
-    for layer in steps:
-        if isinstance(layer, (Conv, Pool)):
-            h = (h - 1) * layer.stride_[0] + layer.kernel[0]
-            w = (w - 1) * layer.stride_[1] + layer.kernel[1]
-            if isinstance(layer, Conv):
-                c = layer.weights.shape[1] * layer.groups
-            largest = max(largest, c * h * w)
-    return largest
+#: Unpooling methods that substitute a box (nearest: ones, adjoint: ones / area): a substitution
+#: like any other, which merges with the conv layer below into one.
+BOX_METHODS = ("nearest", "adjoint")
+
+
+class _Step:
+    """One step of a decoding chain with the per-filter shapes (C, H, W) it reads and writes.
+
+    kind "substitute" (weights (J, C, kh, kw) at ``stride``; ``bias_layer`` the conv layer whose
+    bias the decoded bias collects, times ``box_sum`` when a box unpooling is merged in),
+    "unpool" (a Pool layer) or "bnorm". ``needs``: the padded layout (P, off) the step reads, or
+    None for dense maps; ``writes``: the layout it writes (substitutions by phased GEMMs can
+    write the padded maps that the next step reads).
+    """
+
+    def __init__(self, kind, layer, shape_in, shape_out):
+        self.kind, self.layer, self.shape_in, self.shape_out = kind, layer, shape_in, shape_out
+        self.kernel, self.stride, self.bias_layer, self.box = None, (1, 1), None, None
+        self.box_sum = 1.0
+        self.phased, self.needs, self.writes = False, None, None
+        self._weights, self._wr = None, None
+
+    def weights(self, dtype, threads):
+        """The dense weights (J, C, kh, kw), with the merged box unpooling if any (made once)."""
+        if self._weights is None:
+            w = np.ascontiguousarray(self.layer.dense_weights(dtype))
+            if self.box is not None:
+                ph, pw, scale = self.box
+                (sy, sx) = self.layer.stride_
+                merged = np.empty(w.shape[:2] + self.kernel, w.dtype)
+                _kernels.box_merged_weights(w, merged, ph, pw, sy, sx, scale, threads)
+                w = merged
+            self._weights = w
+        return self._weights
+
+    def phased_weights(self, dtype, threads):
+        if self._wr is None:
+            self._wr = _api.phased_weights(self.weights(dtype, threads))
+        return self._wr
+
+
+def _plane_elements(shape, layout):
+    C, H, W = shape
+    return C * (H * W if layout is None else layout[1] + H * layout[0])
+
+
+class _ChainPlan:
+    """The steps decoding conv layer ``idx`` walks through, top to bottom, with merged box
+    unpoolings, the kernel and the memory layout of each step, and the memory it needs.
+
+    The steps convert (and merge) their weights when first used, once for all chunks of filters.
+    """
+
+    def __init__(self, net, idx, unpool):
+        self.net, self.idx, self.unpool, self.dtype = net, idx, unpool, net.dtype
+        layers = _chain_steps(net, idx)
+        top = net.layers[idx]
+        shape = (top.weights.shape[1] * top.groups,) + tuple(top.kernel)
+        self.top_shape = shape
+        self.steps = []
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            below = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Conv) or (isinstance(layer, Pool) and unpool in BOX_METHODS
+                                           and isinstance(below, Conv)):
+                conv = layer if isinstance(layer, Conv) else below
+                C, (kh, kw) = shape[0], conv.kernel
+                C_out = conv.weights.shape[1] * conv.groups
+                stride, box, box_sum = conv.stride_, None, 1.0
+                if isinstance(layer, Pool):  # unpool then substitute: one substitution
+                    (fy, fx), (ph, pw) = layer.stride_, layer.kernel
+                    scale = 1.0 if unpool == "nearest" else 1.0 / (ph * pw)
+                    kh, kw = stride[0] * (ph - 1) + kh, stride[1] * (pw - 1) + kw
+                    stride, box, box_sum = (fy * stride[0], fx * stride[1]), (ph, pw, scale), \
+                        ph * pw * scale
+                    i += 1
+                _, H, W = shape
+                step = _Step("substitute", conv, shape,
+                             (C_out, (H - 1) * stride[0] + kh, (W - 1) * stride[1] + kw))
+                step.kernel, step.stride, step.box, step.box_sum = (kh, kw), stride, box, box_sum
+                step.bias_layer = conv if conv.bias is not None else None
+                step.phased = _api.phased_suits(C, H, W, C_out, kh, kw, *stride)
+                if step.phased:
+                    step.needs = _api.phased_layout(W, kw, stride[1])
+            elif isinstance(layer, Pool):
+                (fy, fx), (ph, pw) = layer.stride_, layer.kernel
+                C, H, W = shape
+                step = _Step("unpool", layer, shape, (C, (H - 1) * fy + ph, (W - 1) * fx + pw))
+            else:
+                step = _Step("bnorm", layer, shape, shape)
+            self.steps.append(step)
+            shape = step.shape_out
+            i += 1
+        # a phased substitution writes the layout the next step reads (bnorm passes it on)
+        needed = None
+        for step in reversed(self.steps):
+            if step.kind == "bnorm":
+                step.needs = needed
+            elif step.phased:
+                step.writes = needed
+            needed = step.needs
+        self.out_shape = shape
+        # per filter: the largest map, and what a step holds besides its input and output
+        layout, largest, extra = None, 0, 0
+        for step in self.steps:
+            if step.needs != layout:
+                largest = max(largest, _plane_elements(step.shape_in, step.needs))
+            n_in = _plane_elements(step.shape_in, step.needs)
+            layout = step.writes if step.kind != "bnorm" else step.needs
+            n_out = _plane_elements(step.shape_out, layout)
+            largest = max(largest, n_in, n_out)
+            if step.kind == "unpool":
+                extra = max(extra, n_out)   # the resampling's intermediate rows
+            elif step.kind == "substitute" and not step.phased:
+                extra = max(extra, n_in)    # col2im reads a transposed copy of its input
+        self.max_elements = largest
+        self.bytes_per_filter = (2 * largest + extra) * net.dtype.itemsize
+
+    def flops(self, n_filters):
+        """FLOPs of decoding ``n_filters`` filters by these steps (multiply-adds count 2, and
+        the unpooling taps 2 each)."""
+        total = 0.0
+        for step in self.steps:
+            C, H, W = step.shape_in
+            if step.kind == "substitute":
+                total += 2.0 * C * H * W * step.shape_out[0] * step.kernel[0] * step.kernel[1]
+            elif step.kind == "unpool":
+                (ph, pw), (Ho, Wo) = step.layer.kernel, step.shape_out[1:]
+                total += 2.0 * C * (Ho * W * ph + Ho * Wo * pw)
+        return total * n_filters
+
+
+def _to_layout(maps, layout, work, threads):
+    """PaddedMaps ``maps`` in ``layout`` ((P, off) or None: dense), copied into ``work`` if needed."""
+    buf, H, W, P, off = maps
+    if layout is None:
+        if P == W and off == 0:
+            return maps
+        F, C = buf.shape[:2]
+        dense = work.take((F, C, H * W))
+        dense.reshape(F, C, H, W)[...] = buf[:, :, off:off + H * P].reshape(F, C, H, P)[..., :W]
+        return _api.PaddedMaps(dense, H, W, W, 0)
+    if (P, off) == layout:
+        return maps
+    maps = _to_layout(maps, None, work, threads)
+    F, C = buf.shape[:2]
+    P, off = layout
+    return _api.pad_maps(maps.buf.reshape(F, C, H, W), P, off, threads,
+                         out=work.take((F, C, off + H * P)))
 
 
 class _PingPong:
@@ -127,37 +243,54 @@ class _PingPong:
         return self.buffers[i][:n].reshape(shape)
 
 
-def _decode_chunk(net, idx, steps, sel, unpool, threads, want_bias, work=None):
+def _decode_chunk(plan, sel, threads, want_bias, work=None):
     """Decoded filters ``sel`` by the chain (maybe a view of ``work``: copy before reusing it)."""
     if work is None:
-        work = _PingPong(0, net.dtype)
-    conv = net.layers[idx]
-    D = conv.dense_weights()[sel]
-    bias = np.zeros(len(sel), dtype=np.float64)
+        work = _PingPong(0, plan.dtype)
+    conv = plan.net.layers[plan.idx]
+    D = np.ascontiguousarray(conv.dense_weights(plan.dtype)[sel])
+    F = len(sel)
+    bias = np.zeros(F, dtype=np.float64)
     if want_bias and conv.bias is not None:
         bias += conv.bias[sel]
-    for layer in steps:
-        if isinstance(layer, Conv):
-            if want_bias and layer.bias is not None:
-                bias += _weighted_channel_sums(D, layer.bias)
-            # the network's arrays are checked once; the maps between steps need no checks
-            w = np.ascontiguousarray(layer.dense_weights(), dtype=D.dtype)
-            (sy, sx), (kh, kw) = layer.stride_, w.shape[2:]
-            F, _, H, W = D.shape
-            out = work.take((F, w.shape[1], (H - 1) * sy + kh, (W - 1) * sx + kw))
-            D = _api.substitute_into(np.ascontiguousarray(D), w, out, sy, sx, threads, zero=True)
-        elif isinstance(layer, Pool):
-            (fy, fx), (ph, pw) = layer.stride_, layer.kernel
-            F, C, H, W = D.shape
-            out = work.take((F, C, (H - 1) * fy + ph, (W - 1) * fx + pw))
-            D = _api.unpool_checked(np.ascontiguousarray(D), fy, fx, ph, pw, unpool, threads,
-                                    out=out)
-        elif isinstance(layer, BatchNorm):
-            a, c = layer.scale_shift(np.float64)
+    C, H, W = plan.top_shape
+    maps = _api.PaddedMaps(D.reshape(F, C, H * W), H, W, W, 0)
+    for step in plan.steps:
+        maps = _to_layout(maps, step.needs, work, threads)
+        C, H, W = step.shape_out
+        if step.kind == "substitute":
+            if want_bias and step.bias_layer is not None:
+                bias += step.box_sum * _weighted_channel_sums(maps.buf, step.bias_layer.bias)
+            (sy, sx), kernel = step.stride, step.kernel
+            if step.phased:
+                P, off = step.writes if step.writes is not None else (W, 0)
+                maps = _api.substitute_phased(maps, step.phased_weights(plan.dtype, threads), kernel,
+                                              work.take((F, C, off + H * P)), P, off, sy, sx,
+                                              threads)
+            else:
+                J, Hi, Wi = step.shape_in
+                out = work.take((F, C, H, W))
+                _api.substitute_col2im(maps.buf.reshape(F, J, Hi, Wi),
+                                       step.weights(plan.dtype, threads), out, sy, sx, threads,
+                                       zero=True)
+                maps = _api.PaddedMaps(out.reshape(F, C, H * W), H, W, W, 0)
+        elif step.kind == "unpool":
+            (fy, fx), (ph, pw) = step.layer.stride_, step.layer.kernel
+            Ci, Hi, Wi = step.shape_in
+            out = work.take((F, C, H, W))
+            _api.unpool_checked(maps.buf.reshape(F, Ci, Hi, Wi), fy, fx, ph, pw, plan.unpool,
+                                threads, out=out)
+            maps = _api.PaddedMaps(out.reshape(F, C, H * W), H, W, W, 0)
+        else:
+            a, c = step.layer.scale_shift(np.float64)
             if want_bias:
-                bias += _weighted_channel_sums(D, c)
-            D = D * a.astype(D.dtype)[None, :, None, None]
-    return np.ascontiguousarray(D, dtype=net.dtype), bias.astype(net.dtype)
+                bias += _weighted_channel_sums(maps.buf, c)
+            out = work.take(maps.buf.shape)
+            np.multiply(maps.buf, a.astype(plan.dtype)[None, :, None], out=out)
+            maps = maps._replace(buf=out)
+    maps = _to_layout(maps, None, work, threads)
+    C, H, W = plan.out_shape
+    return maps.buf.reshape(F, C, H, W), bias.astype(plan.dtype)
 
 
 def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=None,
@@ -181,13 +314,11 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
     sel = _filter_indices(net, idx, filters)
     threads = resolve_threads(n_threads)
     limit = as_memory_limit(memory_limit)
-    steps = _chain_steps(net, idx)
+    plan = _ChainPlan(net, idx, unpool)
     shape = (len(sel),) + net.decoded_shape(idx)
     out_bytes = check_bytes("decoded filters of layer %r" % _printable(net.layers[idx].name),
                             shape, net.dtype, limit)
-    # the chain's two work arrays each hold the largest map
-    per_filter = max(_peak_bytes_per_filter(net, idx, steps),
-                     2 * _chain_map_elements(net, idx, steps) * net.dtype.itemsize)
+    per_filter = plan.bytes_per_filter
     room = limit - out_bytes
     if per_filter > room:
         raise MemoryError(
@@ -196,17 +327,17 @@ def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
             % (_printable(net.layers[idx].name), format_bytes(per_filter), format_bytes(out_bytes),
                format_bytes(limit)))
     if not want_bias:
-        fast = _decode_recursive(net, idx, sel, unpool, threads, limit)
+        fast = _decode_recursive(plan, sel, threads, limit)
         if fast is not None:
             return DecodedFilters(_finite_decoded(net, idx, fast), None)
     chunk = max(1, len(sel) if room >= len(sel) * per_filter else int(room // per_filter))
     out = np.empty(shape, dtype=net.dtype)
     bias = np.empty(len(sel), dtype=net.dtype)
-    work = _PingPong(min(chunk, len(sel)) * _chain_map_elements(net, idx, steps), net.dtype)
+    work = _PingPong(min(chunk, len(sel)) * plan.max_elements, net.dtype)
     for start in range(0, len(sel), chunk):
         part = sel[start:start + chunk]
         out[start:start + len(part)], bias[start:start + len(part)] = _decode_chunk(
-            net, idx, steps, part, unpool, threads, want_bias, work)
+            plan, part, threads, want_bias, work)
     _finite_decoded(net, idx, bias)
     return DecodedFilters(_finite_decoded(net, idx, out), bias)
 
@@ -243,20 +374,21 @@ def decoded_bias(net, layer, *, filters=None, unpool="adjoint", n_threads=None,
 
 # --- layer-recursive decoding ------------------------------------------------------------------
 
-def _decode_recursive(net, idx, sel, unpool, threads, limit):
-    """Decoded filters ``sel`` of conv layer ``idx`` by the layer recursion, or None.
+def _decode_recursive(plan, sel, threads, limit):
+    """Decoded filters ``sel`` of the plan's conv layer by the layer recursion, or None.
 
     None when the recursion does not apply (bilinear, bicubic), would exceed ``limit`` bytes, or
     costs more FLOPs than the chain for these filters (few filters of a deep layer).
     """
-    if unpool not in _recursive.RECURSIVE_METHODS:
+    net, idx = plan.net, plan.idx
+    if plan.unpool not in _recursive.RECURSIVE_METHODS:
         return None
     flops, peak = _recursive.recursive_cost(net, idx, len(sel))
-    if peak > limit or flops >= _recursive.chain_cost(net, idx, len(sel)):
+    if peak > limit or flops >= plan.flops(len(sel)):
         return None
     top = None if len(sel) == net.layers[idx].num_filters and np.array_equal(
         sel, np.arange(len(sel))) else sel
-    return _recursive.walk(net, idx, unpool, threads, top_filters=top)[idx]
+    return _recursive.walk(net, idx, plan.unpool, threads, top_filters=top)[idx]
 
 
 def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):

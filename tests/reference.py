@@ -330,3 +330,15 @@ def to_fastdecode(specs, input_channels):
         elif t == "dropout":
             layers.append(fd.Dropout())
     return fd.Network(layers, input_channels=input_channels)
+
+
+def forced_substitution_path(path):
+    """Context in which fastdecode substitutes by one path only: "phased" (shifted GEMMs over
+    padded planes), "col2im" (GEMM + col2im) or "auto" (its own choice by shape)."""
+    import contextlib
+    from unittest import mock
+
+    from fastdecode import _api
+    if path == "auto":
+        return contextlib.nullcontext()
+    return mock.patch.object(_api, "phased_suits", lambda *shapes: path == "phased")

@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastdecode as fd
+from fastdecode import decoding
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
@@ -32,20 +34,30 @@ def lenet(dtype=np.float32, seed=0):
 
 # --- the decoding chain ----------------------------------------------------------------------
 
+@pytest.mark.parametrize("path", ["auto", "phased", "col2im"])
 @SETTINGS
 @given(st.sampled_from(METHODS), st.data())
-def test_decode_matches_reference_chain(method, data):
+def test_decode_matches_reference_chain(path, method, data):
     """Per-pixel substitution loops and reference unpooling, filter by filter. bilinear and
-    bicubic are MATLAB imresize enlargements, defined for windows equal to the stride."""
+    bicubic are MATLAB imresize enlargements, defined for windows equal to the stride.
+    Every substitution by the phased GEMMs, by col2im, or as chosen by shape; the first and
+    last filters alone are decoded by the chain (with box unpoolings merged into the conv
+    layer below), all of them as decode chooses."""
     exact_windows = method in ("bilinear", "bicubic")
     specs, C0, _ = data.draw(network_specs(max_blocks=3, overlapping_pools=not exact_windows))
     net = ref.to_fastdecode(specs, C0)
     for L in conv_indices(specs):
-        got = fd.decode(net, L, unpool=method)
+        K = specs[L]["w"].shape[0]
+        with ref.forced_substitution_path(path):
+            got = fd.decode(net, L, unpool=method)
+            with mock.patch.object(decoding, "_decode_recursive", lambda *args: None):
+                ends = fd.decode(net, L, unpool=method, filters=[0, K - 1])
         want = ref.decode(specs, L, C0, method)
-        assert got.shape == want.shape == (specs[L]["w"].shape[0],) + net.decoded_shape(L)
+        assert got.shape == want.shape == (K,) + net.decoded_shape(L)
         assert got.dtype == np.float64
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
+        np.testing.assert_allclose(ends, want[[0, K - 1]], rtol=1e-11,
+                                   atol=1e-11 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -108,19 +120,20 @@ def test_decode_in_chunks_equals_decode_at_once(monkeypatch):
     chunks = []
     chunk_fn = decoding._decode_chunk
 
-    def counting(net, idx, steps, sel, *args):
+    def counting(plan, sel, *args):
         chunks.append(len(sel))
-        return chunk_fn(net, idx, steps, sel, *args)
+        return chunk_fn(plan, sel, *args)
     monkeypatch.setattr(decoding, "_decode_chunk", counting)
     net = lenet(np.float64)
     full = fd.decode(net, "layer5", unpool="bicubic", filters=range(12))
     assert chunks == [12]
-    limit = full.nbytes + 3 * decoding._peak_bytes_per_filter(net, 4, decoding._chain_steps(net, 4))
+    limit = full.nbytes + 3 * decoding._ChainPlan(net, 4, "bicubic").bytes_per_filter
     small = fd.decode(net, "layer5", unpool="bicubic", filters=range(12), memory_limit=limit)
     assert chunks[1:] == [3, 3, 3, 3]
     np.testing.assert_array_equal(small, full)
     chunks.clear()
     full = fd.decode_with_bias(net, "layer5", unpool="adjoint", filters=range(12))
+    limit = full.filters.nbytes + 3 * decoding._ChainPlan(net, 4, "adjoint").bytes_per_filter
     small = fd.decode_with_bias(net, "layer5", unpool="adjoint", filters=range(12),
                                 memory_limit=limit)
     assert chunks == [12, 3, 3, 3, 3]
@@ -152,9 +165,10 @@ def test_decoded_bias_without_biases_is_zero():
 
 # --- exactness -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("path", ["auto", "phased", "col2im"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(network_specs(linear=True, max_blocks=3), st.sampled_from([np.float32, np.float64]))
-def test_adjoint_decoding_reproduces_linear_forward(case, dtype):
+def test_adjoint_decoding_reproduces_linear_forward(path, case, dtype):
     """Linear nets (conv with biases, groups, dilation and strides; average pooling with
     overlapping windows; bnorm; dropout), zero padding at the first layer only:
     correlate(x, D, stride=S, pad=P) + decoded bias == forward(x, upto=L) everywhere."""
@@ -162,7 +176,8 @@ def test_adjoint_decoding_reproduces_linear_forward(case, dtype):
     net = ref.to_fastdecode(specs, C0).astype(dtype)
     x = np.random.default_rng(len(specs)).standard_normal((2, C0, H, W)).astype(dtype)
     for L in conv_indices(specs):
-        D, bias = fd.decode_with_bias(net, L, unpool="adjoint")
+        with ref.forced_substitution_path(path):
+            D, bias = fd.decode_with_bias(net, L, unpool="adjoint")
         assert D.dtype == bias.dtype == dtype
         est = fd.correlate(x, D, stride=net.stride(L), pad=net.padding(L)) \
             + bias[None, :, None, None]

@@ -226,7 +226,7 @@ def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
     df = rng.standard_normal(df_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     sy, sx = _api.as_pair("stride", stride)
-    assert _api.phased_suits(*df.shape[2:], w.shape[1], *w.shape[2:], sy, sx)
+    assert _api.phased_suits(*df.shape[1:], w.shape[1], *w.shape[2:], sy, sx)
     out = fd.substitute(df, w, stride=stride)
     _close(out, ref.substitute(df, w, (sy, sx)), dtype)
     # bitwise the same for any thread count
@@ -236,12 +236,14 @@ def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
 
 def test_phased_blocks_depend_on_shapes_only():
     for F, Hp, P, C in [(16, 16, 16, 512), (1, 194, 196, 64), (1, 3, 5, 4096), (300, 2, 3, 3)]:
-        rb, cb = _api.phased_blocks(F, Hp, P, C)
-        assert 1 <= rb <= Hp and 1 <= cb <= C
-        assert cb * rb * P <= max(_api.PHASED_BLOCK_ELEMENTS, P * 16)
+        for itemsize in (4, 8):
+            rb, cb = _api.phased_blocks(F, Hp, P, C, itemsize)
+            assert 1 <= rb <= Hp and 1 <= cb <= min(C, _api.PHASED_MAX_CHANNELS)
+            assert rb * P <= max(_api.PHASED_GEMM_ROWS[itemsize], P)
     # a single map is still cut into several tasks
-    rb, cb = _api.phased_blocks(1, 194, 196, 64)
+    rb, cb = _api.phased_blocks(1, 194, 196, 64, 4)
     assert -(-194 // rb) >= _api.PHASED_MIN_TASKS
-    assert not _api.phased_suits(3, 3, 512, 3, 3, 1, 1)      # tiny maps: col2im
-    assert not _api.phased_suits(194, 194, 3, 3, 3, 1, 1)    # three output channels: col2im
-    assert _api.phased_suits(40, 40, 256, 3, 3, 1, 1)
+    assert not _api.phased_suits(512, 3, 3, 512, 3, 3, 1, 1)     # tiny maps: col2im
+    assert not _api.phased_suits(64, 194, 194, 3, 3, 3, 1, 1)    # three output channels: col2im
+    assert not _api.phased_suits(512, 14, 14, 512, 3, 3, 1, 1)   # deep, small maps: col2im
+    assert _api.phased_suits(256, 40, 40, 256, 3, 3, 1, 1)

@@ -134,11 +134,13 @@ def substitution_case(draw):
     return df, wts, stride
 
 
+@pytest.mark.parametrize("path", ["auto", "phased", "col2im"])
 @SETTINGS
 @given(substitution_case())
-def test_substitute_matches_literal_loop(case):
+def test_substitute_matches_literal_loop(path, case):
     df, w, stride = case
-    got = fd.substitute(df, w, stride=stride)
+    with ref.forced_substitution_path(path):
+        got = fd.substitute(df, w, stride=stride)
     assert got.dtype == df.dtype
     want = ref.substitute(df, w, stride)
     bound = ref.substitute(np.abs(df), np.abs(w), stride)

@@ -214,7 +214,8 @@ def test_box_sum_is_the_substitution_of_identity_boxes():
 
 
 def test_decode_takes_the_recursion_only_where_it_is_cheaper(monkeypatch):
-    net = vgg_small(np.float32, np.random.default_rng(13), width=(8, 8, 16, 16, 32))
+    from fastdecode import decoding
+    net = vgg_small(np.float32, np.random.default_rng(13), width=(16, 16, 32, 32, 32))
     top = net.index("conv5_3")
     calls = []
     walk = _recursive.walk
@@ -224,8 +225,10 @@ def test_decode_takes_the_recursion_only_where_it_is_cheaper(monkeypatch):
         return walk(*args, **kwargs)
 
     monkeypatch.setattr(_recursive, "walk", spy)
-    assert _recursive.recursive_cost(net, top, 32)[0] < _recursive.chain_cost(net, top, 32)
-    assert _recursive.recursive_cost(net, top, 1)[0] > _recursive.chain_cost(net, top, 1)
+    chain = decoding._ChainPlan(net, top, "nearest")   # box unpoolings merged: cheaper
+    assert chain.flops(1) < _recursive.chain_cost(net, top, 1)
+    assert _recursive.recursive_cost(net, top, 32)[0] < chain.flops(32)
+    assert _recursive.recursive_cost(net, top, 1)[0] > chain.flops(1)
     fd.decode(net, "conv5_3")                      # all 32 filters: the recursion
     assert calls == [top]
     fd.decode(net, "conv5_3", filters=[2])         # one filter: the chain
