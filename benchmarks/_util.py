@@ -165,10 +165,20 @@ def peak_memory(fn):
 # --- FLOP counts ------------------------------------------------------------------------------
 
 def decode_flops(net, layer, n_filters=None):
-    """FLOPs of decoding ``n_filters`` (default all) filters of a conv layer by the chain."""
+    """FLOPs of decoding ``n_filters`` (default all) filters of a conv layer by the literal chain
+    (unpool, then substitute; what the PyTorch baseline runs)."""
     i = net.conv_index(layer)
     n = net.layers[i].num_filters if n_filters is None else n_filters
     return _recursive.chain_cost(net, i, n)
+
+
+def chain_flops(net, layer, n_filters=None, unpool="nearest"):
+    """FLOPs fastdecode's chain does for ``n_filters`` filters (box unpoolings merged into the
+    conv layer below, which saves work)."""
+    from fastdecode import decoding
+    i = net.conv_index(layer)
+    n = net.layers[i].num_filters if n_filters is None else n_filters
+    return decoding._ChainPlan(net, i, unpool).flops(n)
 
 
 def recursive_flops(net, layer, n_filters=None):

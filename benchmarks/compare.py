@@ -145,6 +145,15 @@ def main(argv=None):
             r.time(lambda: fd.substitute(df, w, n_threads=t), R, 0,
                    (lambda: _util.torch_substitute(df, w, 1, t)) if have_torch else None)
             rows.append(r)
+    # a wide, shallower one (conv2_2 weights onto 16 maps 92x92): the phased shifted GEMMs
+    for dt in (np.float32, np.float64):
+        df = rng.standard_normal((16, 128, 92, 92)).astype(dt)
+        w = (rng.standard_normal((128, 128, 3, 3)) / 34).astype(dt)
+        r = Row("substitute: 16 maps 128x92x92, weights 128x128x3x3", dt, T,
+                _util.substitute_flops(df.shape, w.shape))
+        r.time(lambda: fd.substitute(df, w, n_threads=T), R, 0,
+               (lambda: _util.torch_substitute(df, w, 1, T)) if have_torch else None)
+        rows.append(r)
 
     if not args.quick:
         vgg = models.vgg16(np.float32)
@@ -152,10 +161,13 @@ def main(argv=None):
         for dt in (np.float32, np.float64):
             net = vgg if dt == np.float32 else vgg.astype(dt)
             r = Row("VGG-16 conv5_3, 16 filters -> 3x196x196 (decode: chain)", dt, T,
-                    _util.decode_flops(net, "conv5_3", 16))
+                    _util.chain_flops(net, "conv5_3", 16))
             sel = np.arange(16)
             r.time(lambda: fd.decode(net, "conv5_3", filters=sel, n_threads=T), R, 0,
                    (lambda: _util.torch_decode(net, "conv5_3", sel, T)) if have_torch else None)
+            r.note = ("unpooling merged into the conv below: %.3g GFLOP; torch runs the literal "
+                      "chain, %.3g GFLOP" % (r.flops / 1e9,
+                                             _util.decode_flops(net, "conv5_3", 16) / 1e9))
             rows.append(r)
         # every filter of every VGG-16 conv layer vs torch's conv5_3 alone
         r = Row("VGG-16, all 4,224 filters of all 13 conv layers", np.float32, T,

@@ -45,7 +45,7 @@ def test_vgg16_layer_by_chain(measure, dtype, threads, layer, n_filters):
     vgg = net("vgg16", dtype)
     sel = np.arange(n_filters)
     out = measure(lambda: fd.decode(vgg, layer, filters=sel, n_threads=threads),
-                  _util.decode_flops(vgg, layer, n_filters), dtype, threads, rounds=2)
+                  _util.chain_flops(vgg, layer, n_filters), dtype, threads, rounds=2)
     assert out.shape == (n_filters,) + vgg.decoded_shape(layer)
 
 

@@ -297,7 +297,8 @@ def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
 
     dl (F, H*W, J): the maps df (F, J, H, W) channels last, so that a block of GEMM rows is
     contiguous; or, with ``planar`` (only when fb == 1, so that no block of rows spans two
-    maps), df itself as (F, J, H*W), read by the GEMM without a transposed copy; w (J, C*kh*kw); out (F, C, (H-1)*sy + kh, (W-1)*sx + kw), zero on entry;
+    maps), df itself as (F, J, H*W), read by the GEMM without a transposed copy;
+    w (J, C*kh*kw); out (F, C, (H-1)*sy + kh, (W-1)*sx + kw), zero on entry;
     scratch (>= n_threads, >= rb*W*cb*kh*kw).
     Tasks: blocks of fb maps x cb channels (disjoint outputs); inside a task, GEMMs over blocks of
     rb map rows (f, y): cols[(f, y, x), (c, u, v)] = sum_j df[f, j, y, x] * w[j, c, u, v], then

@@ -208,7 +208,8 @@ class _ChainPlan:
 
 
 def _to_layout(maps, layout, work, threads):
-    """PaddedMaps ``maps`` in ``layout`` ((P, off) or None: dense), copied into ``work`` if needed."""
+    """PaddedMaps ``maps`` in ``layout`` ((P, off), or None: dense), copied into ``work`` if
+    they are not in it already."""
     buf, H, W, P, off = maps
     if layout is None:
         if P == W and off == 0:
@@ -264,9 +265,9 @@ def _decode_chunk(plan, sel, threads, want_bias, work=None):
             (sy, sx), kernel = step.stride, step.kernel
             if step.phased:
                 P, off = step.writes if step.writes is not None else (W, 0)
-                maps = _api.substitute_phased(maps, step.phased_weights(plan.dtype, threads), kernel,
-                                              work.take((F, C, off + H * P)), P, off, sy, sx,
-                                              threads)
+                wr = step.phased_weights(plan.dtype, threads)
+                maps = _api.substitute_phased(maps, wr, kernel, work.take((F, C, off + H * P)), P,
+                                              off, sy, sx, threads)
             else:
                 J, Hi, Wi = step.shape_in
                 out = work.take((F, C, H, W))
