@@ -587,13 +587,13 @@ def pad_planes(const floating[:, :, ::1] a, floating[:, ::1] out, intp P, intp o
             memset(&out[p, off + H * P], 0, (S - off - H * P) * sizeof(floating))
 
 
-def box_merged_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out, intp ph,
-                       intp pw, intp dy, intp dx, double scale, int n_threads):
+def box_sum(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out, intp ph, intp pw,
+            intp dy, intp dx, double scale, int n_threads):
     """out[j, c, U, V] = scale * sum of w[j, c, U - dy*t, V - dx*t2] over t < ph, t2 < pw.
 
-    w (J, C, kh, kw); out (J, C, dy*(ph-1) + kh, dx*(pw-1) + kw). The weights of a box unpooling
-    (a ph x pw box of ``scale``) followed by a substitution of w at stride (dy, dx), merged into
-    one substitution; sums in double, rounded once. Parallel over j.
+    w (J, C, kh, kw); out (J, C, dy*(ph-1) + kh, dx*(pw-1) + kw): w substituted into a ph x pw
+    box of ``scale`` at stride (dy, dx) (a box unpooling merged with the substitution below it,
+    or decoded maps summed over a pooling window). Sums in double, rounded once. Parallel over j.
     """
     cdef intp J = w.shape[0], C = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef intp KH = out.shape[2], KW = out.shape[3]

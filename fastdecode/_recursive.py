@@ -13,10 +13,11 @@ each conv layer, is summed over each pooling window at the cumulative stride of 
 
 import numpy as np
 
-from . import _api
+from . import _api, _kernels
 from .network import LRN, BatchNorm, Conv, Dropout, Pool, ReLU, _printable
 
-#: Unpooling methods for which the recursion is exact (shift-equivariant unpooling).
+#: Unpooling methods that substitute a box (nearest: ones, adjoint: ones / area): they are
+#: shift-equivariant, so the recursion is exact, and they merge with the conv layer below.
 RECURSIVE_METHODS = ("nearest", "adjoint")
 
 PASS_THROUGH = (ReLU, Dropout, LRN)
@@ -30,20 +31,23 @@ def _check_decodable(net, upto):
                              % (_printable(layer.name), layer.type))
 
 
-def box_sum(E, size, stride, scale=1.0):
+def box_scale(unpool, size):
+    """The value of the box a box unpooling substitutes: 1 for nearest, 1/(ph*pw) for adjoint."""
+    return 1.0 / (size[0] * size[1]) if unpool == "adjoint" else 1.0
+
+
+def box_sum(E, size, stride, scale=1.0, threads=1):
     """E (J, C, H, W) summed over a window of ``size`` (ph, pw) placed at ``stride`` (sy, sx).
 
     out[j, c, sy*u + y, sx*v + x] += scale * E[j, c, y, x] for 0 <= u < ph, 0 <= v < pw:
-    the substitution of the identity as ph x pw boxes. Returns (J, C, (ph-1)*sy + H, (pw-1)*sx + W).
+    the substitution of the identity as ph x pw boxes (summed in double, rounded once).
+    Returns (J, C, (ph-1)*sy + H, (pw-1)*sx + W).
     """
     (ph, pw), (sy, sx) = size, stride
+    E = np.ascontiguousarray(E)
     J, C, H, W = E.shape
-    out = np.zeros((J, C, (ph - 1) * sy + H, (pw - 1) * sx + W), dtype=E.dtype)
-    for u in range(ph):
-        for v in range(pw):
-            out[:, :, sy * u:sy * u + H, sx * v:sx * v + W] += E
-    if scale != 1.0:
-        out *= out.dtype.type(scale)
+    out = np.empty((J, C, (ph - 1) * sy + H, (pw - 1) * sx + W), dtype=E.dtype)
+    _kernels.box_sum(E, out, ph, pw, sy, sx, scale, threads)
     return out
 
 
@@ -77,8 +81,7 @@ def walk(net, upto, unpool, threads, *, keep=None, top_filters=None):
             S = (S[0] * layer.stride_[0], S[1] * layer.stride_[1])
         elif isinstance(layer, Pool):
             identity = False
-            scale = 1.0 / (layer.kernel[0] * layer.kernel[1]) if unpool == "adjoint" else 1.0
-            E = box_sum(E, layer.kernel, S, scale)
+            E = box_sum(E, layer.kernel, S, box_scale(unpool, layer.kernel), threads)
             S = (S[0] * layer.stride_[0], S[1] * layer.stride_[1])
         elif isinstance(layer, BatchNorm):
             a, _ = layer.scale_shift(dtype)

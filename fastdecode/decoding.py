@@ -4,7 +4,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _api, _kernels, _recursive
+from . import _api, _recursive
 from ._validation import (as_int, as_memory_limit, check_bytes, check_finite_result, format_bytes,
                           resolve_threads)
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, _printable
@@ -74,11 +74,6 @@ def _weighted_channel_sums(D, weights):
     return (sums * np.asarray(weights, np.float64)).sum(axis=1)
 
 
-#: Unpooling methods that substitute a box (nearest: ones, adjoint: ones / area): a substitution
-#: like any other, which merges with the conv layer below into one.
-BOX_METHODS = ("nearest", "adjoint")
-
-
 class _Step:
     """One step of a decoding chain with the per-filter shapes (C, H, W) it reads and writes.
 
@@ -99,14 +94,11 @@ class _Step:
     def weights(self, dtype, threads):
         """The dense weights (J, C, kh, kw), with the merged box unpooling if any (made once)."""
         if self._weights is None:
-            w = np.ascontiguousarray(self.layer.dense_weights(dtype))
-            if self.box is not None:
-                ph, pw, scale = self.box
-                (sy, sx) = self.layer.stride_
-                merged = np.empty(w.shape[:2] + self.kernel, w.dtype)
-                _kernels.box_merged_weights(w, merged, ph, pw, sy, sx, scale, threads)
-                w = merged
-            self._weights = w
+            w = self.layer.dense_weights(dtype)
+            if self.box is not None:  # the box substituted, then w at the conv's stride
+                size, scale = self.box
+                w = _recursive.box_sum(w, size, self.layer.stride_, scale, threads)
+            self._weights = np.ascontiguousarray(w)
         return self._weights
 
     def phased_weights(self, dtype, threads):
@@ -138,18 +130,18 @@ class _ChainPlan:
         while i < len(layers):
             layer = layers[i]
             below = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, Conv) or (isinstance(layer, Pool) and unpool in BOX_METHODS
-                                           and isinstance(below, Conv)):
+            if isinstance(layer, Conv) or (isinstance(layer, Pool) and isinstance(below, Conv)
+                                           and unpool in _recursive.RECURSIVE_METHODS):
                 conv = layer if isinstance(layer, Conv) else below
                 C, (kh, kw) = shape[0], conv.kernel
                 C_out = conv.weights.shape[1] * conv.groups
                 stride, box, box_sum = conv.stride_, None, 1.0
                 if isinstance(layer, Pool):  # unpool then substitute: one substitution
                     (fy, fx), (ph, pw) = layer.stride_, layer.kernel
-                    scale = 1.0 if unpool == "nearest" else 1.0 / (ph * pw)
+                    scale = _recursive.box_scale(unpool, layer.kernel)
                     kh, kw = stride[0] * (ph - 1) + kh, stride[1] * (pw - 1) + kw
-                    stride, box, box_sum = (fy * stride[0], fx * stride[1]), (ph, pw, scale), \
-                        ph * pw * scale
+                    stride = (fy * stride[0], fx * stride[1])
+                    box, box_sum = (layer.kernel, scale), ph * pw * scale
                     i += 1
                 _, H, W = shape
                 step = _Step("substitute", conv, shape,
@@ -178,13 +170,11 @@ class _ChainPlan:
             needed = step.needs
         self.out_shape = shape
         # per filter: the largest map, and what a step holds besides its input and output
-        layout, largest, extra = None, 0, 0
+        largest, extra = 0, 0
         for step in self.steps:
-            if step.needs != layout:
-                largest = max(largest, _plane_elements(step.shape_in, step.needs))
             n_in = _plane_elements(step.shape_in, step.needs)
-            layout = step.writes if step.kind != "bnorm" else step.needs
-            n_out = _plane_elements(step.shape_out, layout)
+            n_out = _plane_elements(step.shape_out,
+                                    step.writes if step.kind != "bnorm" else step.needs)
             largest = max(largest, n_in, n_out)
             if step.kind == "unpool":
                 extra = max(extra, n_out)   # the resampling's intermediate rows
@@ -208,22 +198,16 @@ class _ChainPlan:
 
 
 def _to_layout(maps, layout, work, threads):
-    """PaddedMaps ``maps`` in ``layout`` ((P, off), or None: dense), copied into ``work`` if
-    they are not in it already."""
+    """PaddedMaps ``maps`` in ``layout`` ((P, off), or None: dense), padded into ``work`` if
+    they are dense (a phased substitution writes the layout its next step reads itself)."""
     buf, H, W, P, off = maps
-    if layout is None:
-        if P == W and off == 0:
-            return maps
-        F, C = buf.shape[:2]
-        dense = work.take((F, C, H * W))
-        dense.reshape(F, C, H, W)[...] = buf[:, :, off:off + H * P].reshape(F, C, H, P)[..., :W]
-        return _api.PaddedMaps(dense, H, W, W, 0)
-    if (P, off) == layout:
+    if layout is None or (P, off) == layout:
+        assert layout is not None or (P == W and off == 0), "padded maps where dense are read"
         return maps
-    maps = _to_layout(maps, None, work, threads)
+    assert P == W and off == 0, "padded maps in another layout than the next step reads"
     F, C = buf.shape[:2]
     P, off = layout
-    return _api.pad_maps(maps.buf.reshape(F, C, H, W), P, off, threads,
+    return _api.pad_maps(buf.reshape(F, C, H, W), P, off, threads,
                          out=work.take((F, C, off + H * P)))
 
 

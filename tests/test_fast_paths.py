@@ -28,7 +28,14 @@ def _close(a, b, dtype):
     np.testing.assert_allclose(a, b, rtol=0, atol=TOL[dtype] * scale)
 
 
-# (F, J, H, W) maps, (J, C, kh, kw) weights, stride
+# (F, J, H, W) maps, (J, C, kh, kw) weights, stride: shapes for the phased shifted GEMMs
+PHASED_CASES = [
+    ((3, 8, 20, 17), (8, 40, 3, 3), 1),
+    ((2, 6, 16, 19), (6, 33, 4, 4), 2),        # a 2x2 pool and a 3x3 conv merged
+    ((1, 5, 30, 12), (5, 64, 5, 3), (1, 2)),
+    ((4, 3, 11, 14), (3, 32, 6, 6), 2),
+]
+# all of them, with shapes for GEMM + col2im
 SUBSTITUTE_CASES = [
     ((3, 4, 5, 6), (4, 2, 3, 3), 1),           # maps layout
     ((2, 6, 9, 4), (6, 5, 2, 3), (2, 3)),      # maps layout, anisotropic stride
@@ -36,12 +43,12 @@ SUBSTITUTE_CASES = [
     ((7, 3, 1, 1), (3, 2, 4, 4), 3),           # 1x1 maps
     ((40, 8, 3, 3), (8, 3, 30, 31), 4),        # weights layout, many maps, overlapping blocks
     ((1, 3, 3, 3), (3, 2, 5, 5), 7),           # stride larger than the weights: gaps
-]
+] + PHASED_CASES
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("df_shape, w_shape, stride", SUBSTITUTE_CASES)
-def test_substitute_gemm_matches_reference(df_shape, w_shape, stride, dtype):
+def test_substitute_matches_reference(df_shape, w_shape, stride, dtype):
     rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
     df = rng.standard_normal(df_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
@@ -211,14 +218,6 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
     assert np.count_nonzero(out) == np.count_nonzero(got)  # no NaN left, zeros around
 
 
-PHASED_CASES = [
-    ((3, 8, 20, 17), (8, 40, 3, 3), 1),
-    ((2, 6, 16, 19), (6, 33, 4, 4), 2),        # a 2x2 pool and a 3x3 conv merged
-    ((1, 5, 30, 12), (5, 64, 5, 3), (1, 2)),
-    ((4, 3, 11, 14), (3, 32, 6, 6), 2),
-]
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("df_shape, w_shape, stride", PHASED_CASES)
 def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
@@ -227,8 +226,7 @@ def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
     w = rng.standard_normal(w_shape).astype(dtype)
     sy, sx = _api.as_pair("stride", stride)
     assert _api.phased_suits(*df.shape[1:], w.shape[1], *w.shape[2:], sy, sx)
-    out = fd.substitute(df, w, stride=stride)
-    _close(out, ref.substitute(df, w, (sy, sx)), dtype)
+    out = fd.substitute(df, w, stride=stride)   # the values: test_substitute_matches_reference
     # bitwise the same for any thread count
     one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
     assert np.array_equal(one, out) and np.array_equal(two, out) and np.array_equal(three, out)
