@@ -150,7 +150,7 @@ SCRATCH_KEEP_BYTES = 32 * 2**20
 
 def scratch(name, dtype, threads, size):
     """A (threads, size) work buffer, kept per Python thread and reused across calls and chunks
-    (up to SCRATCH_KEEP_BYTES; a larger one is allocated for the call only).
+    (up to SCRATCH_KEEP_BYTES; a larger one only within :func:`reuse_buffers`).
 
     Allocated with numpy, so that a failed allocation raises MemoryError before compiled code.
     """
@@ -163,7 +163,7 @@ def scratch(name, dtype, threads, size):
         cache.pop(key, None)
         rows = max(threads, 0 if buf is None else buf.shape[0])
         buf = np.empty((rows, max(size, 1)), dtype=dtype)
-        if buf.nbytes <= SCRATCH_KEEP_BYTES:
+        if buf.nbytes <= SCRATCH_KEEP_BYTES or getattr(_workspace, "depth", 0) > 0:
             cache[key] = buf
     return buf
 
@@ -198,8 +198,9 @@ def substitute_blocks(F, J, H, W, C, kh, kw):
 
 @contextlib.contextmanager
 def reuse_buffers():
-    """Within this context the large transient copies of the GEMM kernels are kept and reused
-    (a decoding chain makes one per step); they are released when the outermost context exits.
+    """Within this context the large transient copies and work buffers of the GEMM kernels are
+    kept and reused (a decoding chain makes one per step); they are released when the outermost
+    context exits.
     """
     _workspace.depth = getattr(_workspace, "depth", 0) + 1
     try:
@@ -208,6 +209,9 @@ def reuse_buffers():
         _workspace.depth -= 1
         if _workspace.depth == 0:
             getattr(_workspace, "transient", {}).clear()
+            buffers = getattr(_workspace, "buffers", {})
+            for key in [k for k, b in buffers.items() if b.nbytes > SCRATCH_KEEP_BYTES]:
+                del buffers[key]
 
 
 def transient(name, shape, dtype):
@@ -234,23 +238,42 @@ def transpose_last2(a, threads, name="transpose"):
     return out
 
 
+def substitution_path(J, H, W, C, kh, kw, sy, sx, itemsize):
+    """The form a substitution of weights (J, C, kh, kw) at stride (sy, sx) into maps (J, H, W)
+    takes, from the shapes alone: "winograd" (3x3 kernels at stride 1, maps large enough, see
+    :func:`winograd_suits`), "phased" (shifted GEMMs over padded planes, see
+    :func:`phased_suits`) or "col2im" (GEMM + col2im). All agree to rounding."""
+    if winograd_suits(J, H, W, C, kh, kw, sy, sx, itemsize):
+        return "winograd"
+    if phased_suits(J, H, W, C, kh, kw, sy, sx):
+        return "phased"
+    return "col2im"
+
+
 def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     """out += substitution of weights (J, C, kh, kw) at every pixel of df (F, J, H, W).
 
     out (F, C, (H-1)*sy + kh, (W-1)*sx + kw) in df's dtype. With ``zero`` out is cleared first
-    (by the kernel's tasks, in parallel), so out = the substitution. Phase-wise shifted GEMMs
-    (see :func:`phased_suits`) when ``zero`` and the shapes suit them, else GEMM + col2im.
+    (by the kernel's tasks, in parallel), so out = the substitution, in the form
+    :func:`substitution_path` chooses; without it, by GEMM + col2im.
     Inputs must already be validated, C-contiguous and of out's dtype.
     """
     F, J, H, W = df.shape
     _, C, kh, kw = weights.shape
-    if zero and phased_suits(J, H, W, C, kh, kw, sy, sx):
+    path = substitution_path(J, H, W, C, kh, kw, sy, sx, df.dtype.itemsize) if zero else "col2im"
+    if path == "winograd":
+        m = winograd_tile((kh, kw), (sy, sx), df.dtype.itemsize)
+        substitute_winograd(PaddedMaps(df.reshape(F, J, H * W), H, W, W, 0),
+                            winograd_weights(weights, m), m, out.reshape(F, C, -1), out.shape[3],
+                            0, threads)
+    elif path == "phased":
         P, off = phased_layout(W, kw, sx)
         maps = pad_maps(df, P, off, threads)
         substitute_phased(maps, phased_weights(weights), (kh, kw), out.reshape(F, C, -1),
                           out.shape[3], 0, sy, sx, threads)
-        return out
-    return substitute_col2im(df, weights, out, sy, sx, threads, zero)
+    else:
+        substitute_col2im(df, weights, out, sy, sx, threads, zero)
+    return out
 
 
 def substitute_col2im(df, weights, out, sy, sx, threads, zero=False):
@@ -639,3 +662,102 @@ def relu(x, *, leak=0.0, n_threads=None):
     out = np.empty_like(x)
     _kernels.relu(x.reshape(-1), out.reshape(-1), leak, resolve_threads(n_threads))
     return out
+
+
+# --- Winograd substitution ------------------------------------------------------------------
+#
+# A stride-1 substitution of an r x r kernel is the correlation of the maps, padded by r - 1, with
+# the flipped kernel; Winograd's minimal filtering F(m x m, r x r) computes an m x m output tile
+# from an a x a input tile (a = m + r - 1) with a*a products instead of m*m*r*r: for 3x3 kernels
+# 2.25x fewer with m = 2, 4x fewer with m = 4 (less the tiles' overhang at the borders).
+
+#: (BT, G, AT) of F(m, 3) (Lavin & Gray, 2016), exact in binary floating point except G's sixths.
+WINOGRAD_TRANSFORMS = {
+    (2, 3): ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+             [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
+             [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    (4, 3): ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+             [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+             [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
+#: Output tile m by itemsize: F(2x2, 3x3) in float32, whose rounding errors stay within twice
+#: those of the direct sums; F(4x4, 3x3) in float64 (errors about 1e-14 of the output's range;
+#: in float32 they would reach 1e-5).
+WINOGRAD_TILE = {4: 2, 8: 4}
+#: Winograd replaces the other forms when it does at most this fraction of their multiply-adds.
+WINOGRAD_MAX_WORK = 0.6
+#: Tiles per task (the GEMMs' rows) aimed at, channels per GEMM at most, and the per-thread
+#: work buffer (transformed maps and products) that bounds the tiles per task.
+WINOGRAD_TILES = 256
+WINOGRAD_CHANNELS = 512
+WINOGRAD_SCRATCH_BYTES = 40 * 2**20
+
+
+def winograd_tile(kernel, stride, itemsize):
+    """The output tile m of a Winograd substitution for this kernel, stride and itemsize, or None."""
+    m = WINOGRAD_TILE.get(itemsize)
+    if tuple(stride) != (1, 1) or kernel[0] != kernel[1] or (m, kernel[0]) not in WINOGRAD_TRANSFORMS:
+        return None
+    return m
+
+
+def winograd_suits(J, H, W, C, kh, kw, sy, sx, itemsize):
+    """Whether a Winograd substitution suits these shapes (it does when its multiply-adds, with
+    the tiles overhanging the output, are at most WINOGRAD_MAX_WORK of the direct ones)."""
+    m = winograd_tile((kh, kw), (sy, sx), itemsize)
+    if m is None or J < 16 or C < 16:
+        return False
+    a = m + kh - 1
+    tiles = _ceil_div(H + kh - 1, m) * _ceil_div(W + kw - 1, m)
+    return tiles * a * a <= WINOGRAD_MAX_WORK * H * W * kh * kw
+
+
+def winograd_weights(weights, m):
+    """Weights (J, C, r, r) as u (a*a, C, J), u[p, c, j] = (G g G^T)[p] for the flipped kernel g
+    of weights[j, c]: the layout of substitute_winograd (in float64, rounded once)."""
+    J, C, r, _ = weights.shape
+    _, G, _ = WINOGRAD_TRANSFORMS[(m, r)]
+    G = np.asarray(G, dtype=np.float64)
+    g = weights[:, :, ::-1, ::-1].astype(np.float64)
+    u = np.einsum("ia,jcab,kb->ikcj", G, g, G, optimize=True)
+    a = G.shape[0]
+    return np.ascontiguousarray(u.reshape(a * a, C, J), dtype=weights.dtype)
+
+
+def winograd_blocks(n_tiles, J, C, a, itemsize):
+    """(tb, cb): tiles per task and channels per GEMM of substitute_winograd, from the shapes
+    alone: about WINOGRAD_TILES tiles (fewer when the work buffer would pass
+    WINOGRAD_SCRATCH_BYTES, or to make PHASED_MIN_TASKS tasks), at least 16."""
+    cb = _balanced(C, WINOGRAD_CHANNELS)
+    room = WINOGRAD_SCRATCH_BYTES // (a * a * (J + cb) * itemsize)
+    tb = max(16, min(WINOGRAD_TILES, room, _ceil_div(n_tiles, PHASED_MIN_TASKS)))
+    return _balanced(n_tiles, tb), cb
+
+
+def substitute_winograd(maps, u, m, out, Po, off_out, threads):
+    """Stride-1 substitution, by Winograd's F(m x m, r x r), of weights u (a*a, C, J) (see
+    :func:`winograd_weights`) at every pixel of the PaddedMaps ``maps`` (any pitch and offset).
+
+    Writes all of out (F, C, S_out): output pixel (y, x) of the (H + r - 1, W + r - 1) planes at
+    out[f, c, off_out + y*Po + x], zeros elsewhere. Returns the output as PaddedMaps.
+    """
+    buf, H, W, P, off = maps
+    F, J = buf.shape[:2]
+    C = u.shape[1]
+    a = int(round(u.shape[0] ** 0.5))
+    r = a - m + 1
+    BT, _, AT = WINOGRAD_TRANSFORMS[(m, r)]
+    Ho, Wo = H + r - 1, W + r - 1
+    n_tiles = F * _ceil_div(Ho, m) * _ceil_div(Wo, m)
+    tb, cb = winograd_blocks(n_tiles, J, C, a, buf.dtype.itemsize)
+    threads = _team(threads, _ceil_div(n_tiles, tb), 2.0 * n_tiles * a * a * J * C)
+    ntx = _ceil_div(Wo, m)
+    work = scratch("winograd", buf.dtype, threads,
+                   a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a))
+    with blas_single_threaded():
+        _kernels.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, off_out,
+                                     np.asarray(BT, buf.dtype), np.asarray(AT, buf.dtype),
+                                     tb, cb, work, threads)
+    return PaddedMaps(out, Ho, Wo, Po, off_out)

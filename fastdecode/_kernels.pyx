@@ -614,3 +614,163 @@ def box_sum(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out, intp ph,
                                 if 0 <= v < kw:
                                     acc = acc + w[j, c, u, v]
                         out[j, c, U, V] = <floating>(scale * acc)
+
+
+# --- Winograd substitution ------------------------------------------------------------------
+
+cdef void _winograd_in(const floating *x, intp H, intp W, intp P, intp y0, intp x0, intp n,
+                       intp m, intp a, const floating *bt, floating *col, floating *v,
+                       intp ldv) noexcept nogil:
+    """n tiles of one tile row, transformed: tile q's a x a input d from (y0, x0 + m*q) of the
+    plane x (pixel (y, x) at x[y*P + x], zero outside H x W) gives
+    v[(i*a + k)*ldv + q] = (BT d BT^T)[i, k]. Column transform over the row span first, then the
+    row transform tile by tile; both run over contiguous vectors, skipping BT's zeros."""
+    cdef intp span = m * (n - 1) + a
+    cdef intp i, k, b, q, s, s0, s1, y
+    cdef floating coef
+    cdef floating *c
+    cdef floating *dst
+    cdef const floating *row
+    for i in range(a):
+        c = col + i * span
+        memset(c, 0, span * sizeof(floating))
+        s0 = max(0, -x0)
+        s1 = min(span, W - x0)
+        for k in range(a):
+            coef = bt[i * a + k]
+            y = y0 + k
+            if coef == 0 or y < 0 or y >= H or s0 >= s1:
+                continue
+            row = x + y * P + x0
+            for s in range(s0, s1):
+                c[s] = c[s] + coef * row[s]
+    for i in range(a):
+        for k in range(a):
+            dst = v + (i * a + k) * ldv
+            memset(dst, 0, n * sizeof(floating))
+            for b in range(a):
+                coef = bt[k * a + b]
+                if coef == 0:
+                    continue
+                c = col + i * span + b
+                for q in range(n):
+                    dst[q] = dst[q] + coef * c[m * q]
+
+
+cdef void _winograd_out(const floating *mm, intp ldm, intp n, intp m, intp a,
+                        const floating *at, floating *tmp, floating *y, intp Po, intp rows,
+                        intp cols) noexcept nogil:
+    """n output tiles of one tile row, M[i, k] of tile q at mm[(i*a + k)*ldm + q]: AT M AT^T
+    written to y[o*Po + m*q + qq] for q < n, o < rows and m*q + qq < cols (cols: the columns
+    left in the output row from the first tile). tmp: (m*a + 1)*n elements."""
+    cdef intp o, k, i, qq, q, nq
+    cdef floating coef
+    cdef floating *dst
+    cdef floating *acc = tmp + m * a * n
+    cdef const floating *src
+    for o in range(rows):
+        for k in range(a):
+            dst = tmp + (o * a + k) * n
+            memset(dst, 0, n * sizeof(floating))
+            for i in range(a):
+                coef = at[o * a + i]
+                if coef == 0:
+                    continue
+                src = mm + (i * a + k) * ldm
+                for q in range(n):
+                    dst[q] = dst[q] + coef * src[q]
+        for qq in range(m):
+            nq = min(n, (cols - qq + m - 1) // m)
+            if nq <= 0:
+                continue
+            memset(acc, 0, nq * sizeof(floating))
+            for k in range(a):
+                coef = at[qq * a + k]
+                if coef == 0:
+                    continue
+                src = tmp + (o * a + k) * n
+                for q in range(nq):
+                    acc[q] = acc[q] + coef * src[q]
+            dst = y + o * Po + qq
+            for q in range(nq):
+                dst[m * q] = acc[q]
+
+
+def substitute_winograd(const floating[:, :, ::1] xp, const floating[:, :, ::1] u,
+                        floating[:, :, ::1] out, intp H, intp W, intp P, intp off_in,
+                        intp Ho, intp Wo, intp Po, intp off_out,
+                        const floating[:, ::1] bt, const floating[:, ::1] at, intp tb, intp cb,
+                        floating[:, ::1] scratch, int n_threads):
+    """Stride-1 substitution of an r x r kernel by Winograd's minimal filtering F(m x m, r x r).
+
+    The substitution is the correlation of the maps, padded by r - 1, with the flipped kernel:
+    output tile (ty, tx) (m x m pixels from (m*ty, m*tx)) is AT [U (.) V] AT^T summed over the
+    input channels, V = BT d BT^T for the a x a input tile d from (m*ty - r + 1, m*tx - r + 1)
+    (a = m + r - 1). For each of the a*a positions the sum over channels is one GEMM.
+
+    xp (F, J, S_in): pixel (y, x) of map (f, j) at xp[f, j, off_in + y*P + x] (H x W).
+    u (a*a, C, J): u[p, c, j] = (G g G^T)[p] for the flipped kernel g of w[j, c].
+    out (F, C, S_out): written in full, pixel (y, x) of the (Ho, Wo) = (H + r - 1, W + r - 1)
+    planes at out[f, c, off_out + y*Po + x], zeros elsewhere.
+    bt (a, a), at (m, a): the transforms. scratch (>= n_threads,
+    >= a*a*tb*(J + cb) + (m*a + 1)*ntx + a*(m*ntx + a)).
+    Tasks: tb consecutive tiles of the (F, nty, ntx) tile grid, all C channels in blocks of cb;
+    each output pixel is computed by one task in a fixed order, whatever the thread count.
+    """
+    cdef intp F = xp.shape[0], J = xp.shape[1]
+    cdef intp C = out.shape[1], S_out = out.shape[2]
+    cdef intp a = bt.shape[0], m = at.shape[0], r = a - m + 1
+    cdef intp nty = (Ho + m - 1) // m, ntx = (Wo + m - 1) // m
+    cdef intp ntiles = F * nty * ntx, ntasks = (ntiles + tb - 1) // tb, aa = a * a
+    cdef intp t, t0, nt, tl, tile, f, ty, tx, j, c, c0, cn, p, plane, yy, n
+    cdef floating *V
+    cdef floating *M
+    cdef floating *R
+    cdef char *tn = b"N"
+    with nogil:
+        if Po > Wo or off_out > 0 or S_out > off_out + Ho * Po:
+            for plane in prange(F * C, num_threads=n_threads, schedule="static"):
+                f = plane // C
+                c = plane % C
+                memset(&out[f, c, 0], 0, off_out * sizeof(floating))
+                if Po > Wo:
+                    for yy in range(Ho):
+                        memset(&out[f, c, off_out + yy * Po + Wo], 0, (Po - Wo) * sizeof(floating))
+                memset(&out[f, c, off_out + Ho * Po], 0,
+                       (S_out - off_out - Ho * Po) * sizeof(floating))
+        for t in prange(ntasks, num_threads=n_threads, schedule="dynamic"):
+            V = &scratch[threadid(), 0]
+            M = V + aa * tb * J
+            R = M + aa * tb * cb
+            t0 = t * tb
+            nt = min(tb, ntiles - t0)
+            for j in range(J):
+                tl = 0
+                while tl < nt:   # runs of tiles in one tile row
+                    tile = t0 + tl
+                    f = tile // (nty * ntx)
+                    ty = (tile // ntx) % nty
+                    tx = tile % ntx
+                    n = min(ntx - tx, nt - tl)
+                    _winograd_in(&xp[f, j, off_in], H, W, P, m * ty - r + 1, m * tx - r + 1, n,
+                                 m, a, &bt[0, 0], R, V + j * tb + tl, J * tb)
+                    tl = tl + n
+            c0 = 0
+            while c0 < C:
+                cn = min(cb, C - c0)
+                for p in range(aa):
+                    _gemm(tn, tn, <int>nt, <int>cn, <int>J, V + p * J * tb, <int>tb,
+                          &u[p, c0, 0], <int>J, M + p * cb * tb, <int>tb)
+                for c in range(cn):
+                    tl = 0
+                    while tl < nt:
+                        tile = t0 + tl
+                        f = tile // (nty * ntx)
+                        ty = (tile // ntx) % nty
+                        tx = tile % ntx
+                        n = min(ntx - tx, nt - tl)
+                        _winograd_out(M + c * tb + tl, cb * tb, n, m, a, &at[0, 0], R,
+                                      &out[f, c0 + c, off_out + m * ty * Po + m * tx], Po,
+                                      min(m, Ho - m * ty), Wo - m * tx)
+                        tl = tl + n
+                c0 = c0 + cn

@@ -80,16 +80,17 @@ class _Step:
     kind "substitute" (weights (J, C, kh, kw) at ``stride``; ``bias_layer`` the conv layer whose
     bias the decoded bias collects, times ``box_sum`` when a box unpooling is merged in),
     "unpool" (a Pool layer) or "bnorm". ``needs``: the padded layout (P, off) the step reads, or
-    None for dense maps; ``writes``: the layout it writes (substitutions by phased GEMMs can
-    write the padded maps that the next step reads).
+    None for dense maps; ``writes``: the layout it writes (substitutions by phased GEMMs or by
+    Winograd's method can write the padded maps that the next step reads); ``path``: the form of
+    a substitution (see :func:`fastdecode._api.substitution_path`).
     """
 
     def __init__(self, kind, layer, shape_in, shape_out):
         self.kind, self.layer, self.shape_in, self.shape_out = kind, layer, shape_in, shape_out
         self.kernel, self.stride, self.bias_layer, self.box = None, (1, 1), None, None
         self.box_sum = 1.0
-        self.phased, self.needs, self.writes = False, None, None
-        self._weights, self._wr = None, None
+        self.path, self.needs, self.writes = None, None, None
+        self._weights, self._wr, self._u = None, None, None
 
     def weights(self, dtype, threads):
         """The dense weights (J, C, kh, kw), with the merged box unpooling if any (made once)."""
@@ -105,6 +106,14 @@ class _Step:
         if self._wr is None:
             self._wr = _api.phased_weights(self.weights(dtype, threads))
         return self._wr
+
+    def winograd_tile(self, dtype):
+        return _api.winograd_tile(self.kernel, self.stride, np.dtype(dtype).itemsize)
+
+    def winograd_weights(self, dtype, threads):
+        if self._u is None:
+            self._u = _api.winograd_weights(self.weights(dtype, threads), self.winograd_tile(dtype))
+        return self._u
 
 
 def _plane_elements(shape, layout):
@@ -148,8 +157,9 @@ class _ChainPlan:
                              (C_out, (H - 1) * stride[0] + kh, (W - 1) * stride[1] + kw))
                 step.kernel, step.stride, step.box, step.box_sum = (kh, kw), stride, box, box_sum
                 step.bias_layer = conv if conv.bias is not None else None
-                step.phased = _api.phased_suits(C, H, W, C_out, kh, kw, *stride)
-                if step.phased:
+                step.path = _api.substitution_path(C, H, W, C_out, kh, kw, *stride,
+                                                   net.dtype.itemsize)
+                if step.path == "phased":
                     step.needs = _api.phased_layout(W, kw, stride[1])
             elif isinstance(layer, Pool):
                 (fy, fx), (ph, pw) = layer.stride_, layer.kernel
@@ -160,12 +170,13 @@ class _ChainPlan:
             self.steps.append(step)
             shape = step.shape_out
             i += 1
-        # a phased substitution writes the layout the next step reads (bnorm passes it on)
+        # a phased or Winograd substitution writes the layout the next step reads (bnorm passes
+        # it on)
         needed = None
         for step in reversed(self.steps):
             if step.kind == "bnorm":
                 step.needs = needed
-            elif step.phased:
+            elif step.path in ("phased", "winograd"):
                 step.writes = needed
             needed = step.needs
         self.out_shape = shape
@@ -178,18 +189,23 @@ class _ChainPlan:
             largest = max(largest, n_in, n_out)
             if step.kind == "unpool":
                 extra = max(extra, n_out)   # the resampling's intermediate rows
-            elif step.kind == "substitute" and not step.phased:
+            elif step.path == "col2im":
                 extra = max(extra, n_in)    # col2im reads a transposed copy of its input
         self.max_elements = largest
         self.bytes_per_filter = (2 * largest + extra) * net.dtype.itemsize
 
     def flops(self, n_filters):
-        """FLOPs of decoding ``n_filters`` filters by these steps (multiply-adds count 2, and
-        the unpooling taps 2 each)."""
+        """FLOPs of decoding ``n_filters`` filters by these steps, as they compute them
+        (multiply-adds count 2, the unpooling taps 2 each; Winograd substitutions count the
+        products of their transformed tiles)."""
         total = 0.0
         for step in self.steps:
             C, H, W = step.shape_in
-            if step.kind == "substitute":
+            if step.path == "winograd":
+                m, (kh, kw), (_, Ho, Wo) = step.winograd_tile(self.dtype), step.kernel, step.shape_out
+                tiles = -(-Ho // m) * -(-Wo // m)
+                total += 2.0 * C * step.shape_out[0] * tiles * (m + kh - 1) * (m + kw - 1)
+            elif step.kind == "substitute":
                 total += 2.0 * C * H * W * step.shape_out[0] * step.kernel[0] * step.kernel[1]
             elif step.kind == "unpool":
                 (ph, pw), (Ho, Wo) = step.layer.kernel, step.shape_out[1:]
@@ -247,7 +263,12 @@ def _decode_chunk(plan, sel, threads, want_bias, work=None):
             if want_bias and step.bias_layer is not None:
                 bias += step.box_sum * _weighted_channel_sums(maps.buf, step.bias_layer.bias)
             (sy, sx), kernel = step.stride, step.kernel
-            if step.phased:
+            if step.path == "winograd":
+                P, off = step.writes if step.writes is not None else (W, 0)
+                u = step.winograd_weights(plan.dtype, threads)
+                maps = _api.substitute_winograd(maps, u, step.winograd_tile(plan.dtype),
+                                                work.take((F, C, off + H * P)), P, off, threads)
+            elif step.path == "phased":
                 P, off = step.writes if step.writes is not None else (W, 0)
                 wr = step.phased_weights(plan.dtype, threads)
                 maps = _api.substitute_phased(maps, wr, kernel, work.take((F, C, off + H * P)), P,

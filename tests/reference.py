@@ -62,6 +62,31 @@ def substitute(df, w, stride=1):
     return out
 
 
+def winograd_rounding_bound(df, w, m):
+    """Stride 1 substitution by Winograd's F(m x m, r x r) on absolute values: the transforms,
+    maps and weights all taken positive. Its rounding errors are bounded by a small multiple of
+    eps times this (it can exceed the direct sum on absolute values: the transforms add and
+    subtract values of neighbouring pixels)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from fastdecode._api import WINOGRAD_TRANSFORMS
+    df = np.abs(np.asarray(df, dtype=np.float64))
+    w = np.abs(np.asarray(w, dtype=np.float64))
+    F, J, H, W = df.shape
+    _, C, r, _ = w.shape
+    BT, G, AT = (np.abs(np.array(t, dtype=np.float64)) for t in WINOGRAD_TRANSFORMS[(m, r)])
+    a = m + r - 1
+    Ho, Wo = H + r - 1, W + r - 1
+    nty, ntx = -(-Ho // m), -(-Wo // m)
+    padded = np.zeros((F, J, (nty - 1) * m + a, (ntx - 1) * m + a))
+    padded[:, :, r - 1:r - 1 + H, r - 1:r - 1 + W] = df
+    tiles = sliding_window_view(padded, (a, a), axis=(2, 3))[:, :, ::m, ::m]
+    V = np.einsum("ia,fjyxab,kb->fyxikj", BT, tiles, BT)
+    U = np.einsum("ia,jcab,kb->ikjc", G, w[:, :, ::-1, ::-1], G)
+    Y = np.einsum("oi,fyxikc,qk->fcyoxq", AT, np.einsum("fyxikj,ikjc->fyxikc", V, U), AT)
+    return Y.reshape(F, C, nty * m, ntx * m)[:, :, :Ho, :Wo]
+
+
 def substitute_full_convolution(df, w):
     """Stride 1 substitution as the method states it: a full convolution summed over j."""
     df = np.asarray(df, dtype=np.float64)
@@ -333,12 +358,18 @@ def to_fastdecode(specs, input_channels):
 
 
 def forced_substitution_path(path):
-    """Context in which fastdecode substitutes by one path only: "phased" (shifted GEMMs over
-    padded planes), "col2im" (GEMM + col2im) or "auto" (its own choice by shape)."""
+    """Context in which fastdecode substitutes by one path only: "winograd" (Winograd's minimal
+    filtering, for 3x3 kernels at stride 1; GEMM + col2im for the others), "phased" (shifted
+    GEMMs over padded planes), "col2im" (GEMM + col2im) or "auto" (its own choice by shape)."""
     import contextlib
     from unittest import mock
 
     from fastdecode import _api
     if path == "auto":
         return contextlib.nullcontext()
-    return mock.patch.object(_api, "phased_suits", lambda *shapes: path == "phased")
+
+    def forced(J, H, W, C, kh, kw, sy, sx, itemsize):
+        if path == "winograd" and _api.winograd_tile((kh, kw), (sy, sx), itemsize) is None:
+            return "col2im"
+        return path
+    return mock.patch.object(_api, "substitution_path", forced)

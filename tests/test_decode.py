@@ -34,15 +34,15 @@ def lenet(dtype=np.float32, seed=0):
 
 # --- the decoding chain ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["auto", "phased", "col2im"])
+@pytest.mark.parametrize("path", ["auto", "winograd", "phased", "col2im"])
 @SETTINGS
 @given(st.sampled_from(METHODS), st.data())
 def test_decode_matches_reference_chain(path, method, data):
     """Per-pixel substitution loops and reference unpooling, filter by filter. bilinear and
     bicubic are MATLAB imresize enlargements, defined for windows equal to the stride.
-    Every substitution by the phased GEMMs, by col2im, or as chosen by shape; the first and
-    last filters alone are decoded by the chain (with box unpoolings merged into the conv
-    layer below), all of them as decode chooses."""
+    Every substitution by Winograd's method (3x3 at stride 1), the phased GEMMs, col2im, or
+    as chosen by shape; the first and last filters alone are decoded by the chain (with box
+    unpoolings merged into the conv layer below), all of them as decode chooses."""
     exact_windows = method in ("bilinear", "bicubic")
     specs, C0, _ = data.draw(network_specs(max_blocks=3, overlapping_pools=not exact_windows))
     net = ref.to_fastdecode(specs, C0)
@@ -165,7 +165,7 @@ def test_decoded_bias_without_biases_is_zero():
 
 # --- exactness -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["auto", "phased", "col2im"])
+@pytest.mark.parametrize("path", ["auto", "winograd", "phased", "col2im"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(network_specs(linear=True, max_blocks=3), st.sampled_from([np.float32, np.float64]))
 def test_adjoint_decoding_reproduces_linear_forward(path, case, dtype):

@@ -35,6 +35,11 @@ PHASED_CASES = [
     ((1, 5, 30, 12), (5, 64, 5, 3), (1, 2)),
     ((4, 3, 11, 14), (3, 32, 6, 6), 2),
 ]
+# shapes that substitute by Winograd's method: 3x3 kernels at stride 1 on large enough maps
+WINOGRAD_CASES = [
+    ((2, 16, 20, 15), (16, 24, 3, 3), 1),
+    ((5, 20, 10, 30), (20, 17, 3, 3), (1, 1)),  # many maps, tiles running across maps
+]
 # all of them, with shapes for GEMM + col2im
 SUBSTITUTE_CASES = [
     ((3, 4, 5, 6), (4, 2, 3, 3), 1),           # maps layout
@@ -43,7 +48,7 @@ SUBSTITUTE_CASES = [
     ((7, 3, 1, 1), (3, 2, 4, 4), 3),           # 1x1 maps
     ((40, 8, 3, 3), (8, 3, 30, 31), 4),        # weights layout, many maps, overlapping blocks
     ((1, 3, 3, 3), (3, 2, 5, 5), 7),           # stride larger than the weights: gaps
-] + PHASED_CASES
+] + PHASED_CASES + WINOGRAD_CASES
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -225,7 +230,7 @@ def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
     df = rng.standard_normal(df_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     sy, sx = _api.as_pair("stride", stride)
-    assert _api.phased_suits(*df.shape[1:], w.shape[1], *w.shape[2:], sy, sx)
+    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize) == "phased"
     out = fd.substitute(df, w, stride=stride)   # the values: test_substitute_matches_reference
     # bitwise the same for any thread count
     one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
@@ -245,3 +250,71 @@ def test_phased_blocks_depend_on_shapes_only():
     assert not _api.phased_suits(64, 194, 194, 3, 3, 3, 1, 1)    # three output channels: col2im
     assert not _api.phased_suits(512, 14, 14, 512, 3, 3, 1, 1)   # deep, small maps: col2im
     assert _api.phased_suits(256, 40, 40, 256, 3, 3, 1, 1)
+
+
+# --- Winograd's minimal filtering -----------------------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 12),
+       st.integers(1, 12), st.integers(0, 2), st.integers(0, 3), st.integers(0, 2),
+       st.integers(0, 2), st.integers(1, 20), st.integers(1, 6), st.sampled_from(DTYPES),
+       st.sampled_from([2, 4]), st.integers(0, 2**31 - 1))
+def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off, out_pitch,
+                                                 out_off, tb, cb, dtype, m, seed):
+    # Maps in any padded layout with NaN around them (never read), any output layout, any
+    # blocks, both tile sizes in both dtypes: the valid pixels are the substitution within the
+    # rounding bound of the method, everything else in the output planes exactly zero.
+    from fastdecode import _kernels
+    rng = np.random.default_rng(seed)
+    df = rng.standard_normal((F, J, H, W)).astype(dtype)
+    w = rng.standard_normal((J, C, 3, 3)).astype(dtype)
+    P = W + more_pitch
+    buf = np.full((F, J, off + H * P + 2), np.nan, dtype)
+    buf[:, :, off:off + H * P].reshape(F, J, H, P)[..., :W] = df
+    Ho, Wo = H + 2, W + 2
+    Po = Wo + out_pitch
+    out = np.full((F, C, out_off + Ho * Po + 3), np.nan, dtype)
+    cb = min(cb, C)
+    a, ntx = m + 2, -(-Wo // m)
+    BT, _, AT = _api.WINOGRAD_TRANSFORMS[(m, 3)]
+    scratch = np.empty((2, a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a)), dtype)
+    with _api.blas_single_threaded():
+        _kernels.substitute_winograd(buf, _api.winograd_weights(w, m), out, H, W, P, off, Ho, Wo,
+                                     Po, out_off, np.asarray(BT, dtype), np.asarray(AT, dtype),
+                                     tb, cb, scratch, 2)
+    got = _unpad(out, Ho, Wo, Po, out_off)
+    want = ref.substitute(df, w)
+    bound = ref.substitute(np.abs(df), np.abs(w)) + ref.winograd_rounding_bound(df, w, m)
+    err = np.abs(got - want)
+    allowed = 8 * (9 * J + a * a) * np.finfo(dtype).eps * bound + np.finfo(dtype).tiny
+    assert np.all(err <= allowed), "max error %g" % err.max()
+    assert np.count_nonzero(out) == np.count_nonzero(got)  # no NaN left, zeros around
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("df_shape, w_shape, stride", WINOGRAD_CASES)
+def test_substitute_takes_the_winograd_path(df_shape, w_shape, stride, dtype, monkeypatch):
+    monkeypatch.setattr(_api, "PARALLEL_MIN_FLOPS", 0)   # small shapes, yet several threads
+    rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
+    df = rng.standard_normal(df_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], 1, 1, df.itemsize) == "winograd"
+    out = fd.substitute(df, w, stride=stride)   # the values: test_substitute_matches_reference
+    one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
+    assert np.array_equal(one, out) and np.array_equal(two, out) and np.array_equal(three, out)
+
+
+def test_winograd_routing_and_blocks():
+    for itemsize in (4, 8):
+        path = lambda *shapes: _api.substitution_path(*shapes, itemsize)  # noqa: E731
+        assert path(512, 28, 28, 512, 3, 3, 1, 1) == "winograd"
+        assert path(64, 194, 194, 64, 3, 3, 1, 1) == "winograd"
+        assert path(512, 3, 3, 512, 3, 3, 1, 1) == "col2im"    # tiny maps: tiles overhang
+        assert path(128, 46, 46, 128, 4, 4, 2, 2) != "winograd"  # merged unpooling, stride 2
+        assert path(8, 40, 40, 8, 3, 3, 1, 1) != "winograd"     # few channels
+        for n_tiles, J, C in [(16, 512, 512), (20000, 64, 64), (7, 3, 5), (900, 512, 4096)]:
+            a = _api.WINOGRAD_TILE[itemsize] + 2
+            tb, cb = _api.winograd_blocks(n_tiles, J, C, a, itemsize)
+            assert 1 <= tb <= max(16, n_tiles) and 1 <= cb <= min(C, _api.WINOGRAD_CHANNELS)
+            assert (tb <= 16 or a * a * tb * (J + cb) * itemsize <= _api.WINOGRAD_SCRATCH_BYTES)
+            assert tb <= 16 or -(-n_tiles // tb) >= _api.PHASED_MIN_TASKS or tb <= 256

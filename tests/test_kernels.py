@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastdecode as fd
+from fastdecode import _api
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
@@ -134,17 +135,22 @@ def substitution_case(draw):
     return df, wts, stride
 
 
-@pytest.mark.parametrize("path", ["auto", "phased", "col2im"])
+@pytest.mark.parametrize("path", ["auto", "winograd", "phased", "col2im"])
 @SETTINGS
 @given(substitution_case())
 def test_substitute_matches_literal_loop(path, case):
     df, w, stride = case
+    sy, sx = (stride, stride) if np.isscalar(stride) else stride
     with ref.forced_substitution_path(path):
         got = fd.substitute(df, w, stride=stride)
+        taken = _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize)
     assert got.dtype == df.dtype
     want = ref.substitute(df, w, stride)
     bound = ref.substitute(np.abs(df), np.abs(w), stride)
     terms = df.shape[1] * w.shape[2] * w.shape[3]
+    if taken == "winograd":
+        m = _api.winograd_tile(w.shape[2:], (sy, sx), df.itemsize)
+        bound = bound + ref.winograd_rounding_bound(df, w, m)
     assert_within_rounding(got, want, bound, df.dtype, terms)
 
 
