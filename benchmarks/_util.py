@@ -195,9 +195,19 @@ def decode_all_flops(net):
 
 
 def substitute_flops(df_shape, w_shape):
+    """FLOPs of a stride-1 substitution in the direct form (what PyTorch computes)."""
     F, J, H, W = df_shape
     _, C, h, w = w_shape
     return 2.0 * F * J * H * W * C * h * w
+
+
+def substitute_work(df_shape, w_shape, dtype):
+    """FLOPs fastdecode computes for a stride-1 substitution, and the form it takes."""
+    from fastdecode import _api
+    F, J, H, W = df_shape
+    _, C, h, w = w_shape
+    shapes = (J, H, W, C, h, w, 1, 1, np.dtype(dtype).itemsize)
+    return _api.substitution_flops(F, *shapes), _api.substitution_path(*shapes)
 
 
 def correlate_flops(x_shape, f_shape, out_hw):

@@ -81,6 +81,15 @@ def print_table(rows, out=sys.stdout):
             print("|   %s" % r.note, file=out)
 
 
+def _substitute_note(df, w, quiet=False):
+    """The form a substitution row takes, and the direct form's FLOPs when it differs."""
+    work, path = _util.substitute_work(df.shape, w.shape, df.dtype)
+    direct = _util.substitute_flops(df.shape, w.shape)
+    if quiet or work == direct:
+        return ""
+    return "%s: %.3g GFLOP of products, the direct form %.3g" % (path, work / 1e9, direct / 1e9)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="skip the full VGG-16 runs")
@@ -141,18 +150,20 @@ def main(argv=None):
         w = (rng.standard_normal((512, 512, 3, 3)) / 48).astype(dt)
         for t in sorted({1, T}):
             r = Row("substitute: 32 maps 512x28x28, weights 512x512x3x3", dt, t,
-                    _util.substitute_flops(df.shape, w.shape))
+                    _util.substitute_work(df.shape, w.shape, dt)[0])
             r.time(lambda: fd.substitute(df, w, n_threads=t), R, 0,
                    (lambda: _util.torch_substitute(df, w, 1, t)) if have_torch else None)
+            r.note = _substitute_note(df, w, t == 1)
             rows.append(r)
-    # a wide, shallower one (conv2_2 weights onto 16 maps 92x92): the phased shifted GEMMs
+    # a wide, shallower one (conv2_2 weights onto 16 maps 92x92)
     for dt in (np.float32, np.float64):
         df = rng.standard_normal((16, 128, 92, 92)).astype(dt)
         w = (rng.standard_normal((128, 128, 3, 3)) / 34).astype(dt)
         r = Row("substitute: 16 maps 128x92x92, weights 128x128x3x3", dt, T,
-                _util.substitute_flops(df.shape, w.shape))
+                _util.substitute_work(df.shape, w.shape, dt)[0])
         r.time(lambda: fd.substitute(df, w, n_threads=T), R, 0,
                (lambda: _util.torch_substitute(df, w, 1, T)) if have_torch else None)
+        r.note = _substitute_note(df, w)
         rows.append(r)
 
     if not args.quick:
@@ -165,7 +176,8 @@ def main(argv=None):
             sel = np.arange(16)
             r.time(lambda: fd.decode(net, "conv5_3", filters=sel, n_threads=T), R, 0,
                    (lambda: _util.torch_decode(net, "conv5_3", sel, T)) if have_torch else None)
-            r.note = ("unpooling merged into the conv below: %.3g GFLOP; torch runs the literal "
+            r.note = ("unpooling merged into the conv below, 3x3 steps by Winograd: %.3g GFLOP; "
+                      "torch runs the literal "
                       "chain, %.3g GFLOP" % (r.flops / 1e9,
                                              _util.decode_flops(net, "conv5_3", 16) / 1e9))
             rows.append(r)

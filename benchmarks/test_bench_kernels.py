@@ -1,5 +1,5 @@
-"""Kernel benchmarks: substitution (shifted GEMMs, both col2im layouts), forward correlation,
-unpooling."""
+"""Kernel benchmarks: substitution (Winograd, shifted GEMMs, both col2im layouts), forward
+correlation, unpooling. Substitutions count the FLOPs of the form they take."""
 
 import numpy as np
 import pytest
@@ -15,26 +15,28 @@ rng = np.random.default_rng(0)
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_substitute_vgg_layer(measure, dtype, threads):
-    """A chain step at VGG-16 size: 8 maps 512x28x28 through 512x512x3x3 weights."""
+    """A chain step at VGG-16 size (Winograd): 8 maps 512x28x28 through 512x512x3x3 weights."""
     df = rng.standard_normal((8, 512, 28, 28)).astype(dtype)
     w = rng.standard_normal((512, 512, 3, 3)).astype(dtype)
-    measure(lambda: fd.substitute(df, w, n_threads=threads),
-            _util.substitute_flops(df.shape, w.shape), dtype, threads)
+    flops, path = _util.substitute_work(df.shape, w.shape, dtype)
+    assert path == "winograd"
+    measure(lambda: fd.substitute(df, w, n_threads=threads), flops, dtype, threads)
 
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_substitute_wide_layer(measure, dtype, threads):
-    """A chain step on wide maps (shifted GEMMs): 8 maps 128x92x92 through 128x128x3x3 weights,
-    and the merged 2x2 unpooling + conv of 8 maps 128x46x46 (4x4 weights at stride 2)."""
+    """Chain steps on wide maps: 8 maps 128x92x92 through 128x128x3x3 weights (Winograd), and the
+    merged 2x2 unpooling + conv of 8 maps 128x46x46 (4x4 weights at stride 2, shifted GEMMs)."""
     from fastdecode import _api
     df = rng.standard_normal((8, 128, 92, 92)).astype(dtype)
     w = rng.standard_normal((128, 128, 3, 3)).astype(dtype)
     half = rng.standard_normal((8, 128, 46, 46)).astype(dtype)
     w4 = rng.standard_normal((128, 128, 4, 4)).astype(dtype)
-    assert _api.phased_suits(128, 92, 92, 128, 3, 3, 1, 1)
-    assert _api.phased_suits(128, 46, 46, 128, 4, 4, 2, 2)
-    flops = _util.substitute_flops(df.shape, w.shape) + _util.substitute_flops(half.shape, w4.shape)
+    flops, path = _util.substitute_work(df.shape, w.shape, dtype)
+    assert path == "winograd"
+    assert _api.substitution_path(128, 46, 46, 128, 4, 4, 2, 2, np.dtype(dtype).itemsize) == "phased"
+    flops += _util.substitute_flops(half.shape, w4.shape)
     measure(lambda: (fd.substitute(df, w, n_threads=threads),
                      fd.substitute(half, w4, stride=2, n_threads=threads)), flops, dtype, threads)
 

@@ -250,6 +250,19 @@ def substitution_path(J, H, W, C, kh, kw, sy, sx, itemsize):
     return "col2im"
 
 
+def substitution_flops(F, J, H, W, C, kh, kw, sy, sx, itemsize, path=None):
+    """FLOPs (a multiply-add counts 2) of substituting weights (J, C, kh, kw) into F maps
+    (J, H, W) in the form ``path`` (default: :func:`substitution_path`'s choice): Winograd's the
+    products of its transformed tiles, the others 2*F*J*H*W*C*kh*kw."""
+    if path is None:
+        path = substitution_path(J, H, W, C, kh, kw, sy, sx, itemsize)
+    if path == "winograd":
+        m = winograd_tile((kh, kw), (sy, sx), itemsize)
+        tiles = _ceil_div(H + kh - 1, m) * _ceil_div(W + kw - 1, m)
+        return 2.0 * F * J * C * tiles * (m + kh - 1) * (m + kw - 1)
+    return 2.0 * F * J * H * W * C * kh * kw
+
+
 def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     """out += substitution of weights (J, C, kh, kw) at every pixel of df (F, J, H, W).
 
@@ -264,8 +277,8 @@ def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     if path == "winograd":
         m = winograd_tile((kh, kw), (sy, sx), df.dtype.itemsize)
         substitute_winograd(PaddedMaps(df.reshape(F, J, H * W), H, W, W, 0),
-                            winograd_weights(weights, m), m, out.reshape(F, C, -1), out.shape[3],
-                            0, threads)
+                            winograd_weights(weights, m, threads), m, out.reshape(F, C, -1),
+                            out.shape[3], 0, threads)
     elif path == "phased":
         P, off = phased_layout(W, kw, sx)
         maps = pad_maps(df, P, off, threads)
@@ -692,7 +705,7 @@ WINOGRAD_MAX_WORK = 0.6
 #: work buffer (transformed maps and products) that bounds the tiles per task.
 WINOGRAD_TILES = 256
 WINOGRAD_CHANNELS = 512
-WINOGRAD_SCRATCH_BYTES = 40 * 2**20
+WINOGRAD_SCRATCH_BYTES = 64 * 2**20
 
 
 def winograd_tile(kernel, stride, itemsize):
@@ -714,16 +727,14 @@ def winograd_suits(J, H, W, C, kh, kw, sy, sx, itemsize):
     return tiles * a * a <= WINOGRAD_MAX_WORK * H * W * kh * kw
 
 
-def winograd_weights(weights, m):
+def winograd_weights(weights, m, threads=1):
     """Weights (J, C, r, r) as u (a*a, C, J), u[p, c, j] = (G g G^T)[p] for the flipped kernel g
-    of weights[j, c]: the layout of substitute_winograd (in float64, rounded once)."""
+    of weights[j, c]: the layout of substitute_winograd (summed in double, rounded once)."""
     J, C, r, _ = weights.shape
-    _, G, _ = WINOGRAD_TRANSFORMS[(m, r)]
-    G = np.asarray(G, dtype=np.float64)
-    g = weights[:, :, ::-1, ::-1].astype(np.float64)
-    u = np.einsum("ia,jcab,kb->ikcj", G, g, G, optimize=True)
-    a = G.shape[0]
-    return np.ascontiguousarray(u.reshape(a * a, C, J), dtype=weights.dtype)
+    G = np.asarray(WINOGRAD_TRANSFORMS[(m, r)][1], dtype=np.float64)
+    u = np.empty((G.shape[0] ** 2, C, J), dtype=weights.dtype)
+    _kernels.winograd_weights(weights, G, u, threads if weights.size >= 1 << 16 else 1)
+    return u
 
 
 def winograd_blocks(n_tiles, J, C, a, itemsize):

@@ -623,19 +623,20 @@ cdef void _winograd_in(const floating *x, intp H, intp W, intp P, intp y0, intp 
                        intp ldv) noexcept nogil:
     """n tiles of one tile row, transformed: tile q's a x a input d from (y0, x0 + m*q) of the
     plane x (pixel (y, x) at x[y*P + x], zero outside H x W) gives
-    v[(i*a + k)*ldv + q] = (BT d BT^T)[i, k]. Column transform over the row span first, then the
-    row transform tile by tile; both run over contiguous vectors, skipping BT's zeros."""
-    cdef intp span = m * (n - 1) + a
+    v[(i*a + k)*ldv + q] = (BT d BT^T)[i, k]. For each i, the column transform over the row's
+    span, split into its m column phases, then the row transform tile by tile; every loop runs
+    over contiguous vectors, skipping BT's zeros. col: (span + m*L) elements."""
+    cdef intp span = m * (n - 1) + a, L = (span + m - 1) // m
     cdef intp i, k, b, q, s, s0, s1, y
     cdef floating coef
-    cdef floating *c
+    cdef floating *ph = col + span
     cdef floating *dst
+    cdef const floating *src
     cdef const floating *row
+    s0 = max(0, -x0)
+    s1 = min(span, W - x0)
     for i in range(a):
-        c = col + i * span
-        memset(c, 0, span * sizeof(floating))
-        s0 = max(0, -x0)
-        s1 = min(span, W - x0)
+        memset(col, 0, span * sizeof(floating))
         for k in range(a):
             coef = bt[i * a + k]
             y = y0 + k
@@ -643,8 +644,10 @@ cdef void _winograd_in(const floating *x, intp H, intp W, intp P, intp y0, intp 
                 continue
             row = x + y * P + x0
             for s in range(s0, s1):
-                c[s] = c[s] + coef * row[s]
-    for i in range(a):
+                col[s] = col[s] + coef * row[s]
+        for b in range(m):     # phase b: ph[b*L + q] = col[m*q + b]
+            for q in range((span - b + m - 1) // m):
+                ph[b * L + q] = col[m * q + b]
         for k in range(a):
             dst = v + (i * a + k) * ldv
             memset(dst, 0, n * sizeof(floating))
@@ -652,9 +655,9 @@ cdef void _winograd_in(const floating *x, intp H, intp W, intp P, intp y0, intp 
                 coef = bt[k * a + b]
                 if coef == 0:
                     continue
-                c = col + i * span + b
+                src = ph + (b % m) * L + b // m
                 for q in range(n):
-                    dst[q] = dst[q] + coef * c[m * q]
+                    dst[q] = dst[q] + coef * src[q]
 
 
 cdef void _winograd_out(const floating *mm, intp ldm, intp n, intp m, intp a,
@@ -774,3 +777,37 @@ def substitute_winograd(const floating[:, :, ::1] xp, const floating[:, :, ::1] 
                                       min(m, Ho - m * ty), Wo - m * tx)
                         tl = tl + n
                 c0 = c0 + cn
+
+
+def winograd_weights(const floating[:, :, :, ::1] w, const double[:, ::1] G,
+                     floating[:, :, ::1] out, int n_threads):
+    """out[i*a + k, c, j] = (G g G^T)[i, k] for the flipped kernel g[u, v] = w[j, c, r-1-u, r-1-v].
+
+    w (J, C, r, r); G (a, r); out (a*a, C, J). Sums in double, rounded once. Parallel over c.
+    """
+    cdef intp J = w.shape[0], C = w.shape[1], r = w.shape[2], a = G.shape[0]
+    cdef intp c, j
+    with nogil:
+        for c in prange(C, num_threads=n_threads, schedule="static"):
+            for j in range(J):
+                _winograd_kernel(&w[j, c, 0, 0], &G[0, 0], r, a, &out[0, c, j], C * J)
+
+
+cdef void _winograd_kernel(const floating *g, const double *G, intp r, intp a, floating *out,
+                           intp ld) noexcept nogil:
+    """out[(i*a + k)*ld] = (G f G^T)[i, k], f the r x r kernel g flipped, in double."""
+    cdef double t[64]
+    cdef double s
+    cdef intp i, k, u, v
+    for i in range(a):
+        for v in range(r):
+            s = 0
+            for u in range(r):
+                s = s + G[i * r + u] * g[(r - 1 - u) * r + (r - 1 - v)]
+            t[i * r + v] = s
+    for i in range(a):
+        for k in range(a):
+            s = 0
+            for v in range(r):
+                s = s + t[i * r + v] * G[k * r + v]
+            out[(i * a + k) * ld] = <floating>s

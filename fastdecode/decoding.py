@@ -112,7 +112,8 @@ class _Step:
 
     def winograd_weights(self, dtype, threads):
         if self._u is None:
-            self._u = _api.winograd_weights(self.weights(dtype, threads), self.winograd_tile(dtype))
+            self._u = _api.winograd_weights(self.weights(dtype, threads), self.winograd_tile(dtype),
+                                             threads)
         return self._u
 
 
@@ -201,12 +202,9 @@ class _ChainPlan:
         total = 0.0
         for step in self.steps:
             C, H, W = step.shape_in
-            if step.path == "winograd":
-                m, (kh, kw), (_, Ho, Wo) = step.winograd_tile(self.dtype), step.kernel, step.shape_out
-                tiles = -(-Ho // m) * -(-Wo // m)
-                total += 2.0 * C * step.shape_out[0] * tiles * (m + kh - 1) * (m + kw - 1)
-            elif step.kind == "substitute":
-                total += 2.0 * C * H * W * step.shape_out[0] * step.kernel[0] * step.kernel[1]
+            if step.kind == "substitute":
+                total += _api.substitution_flops(1, C, H, W, step.shape_out[0], *step.kernel,
+                                                 *step.stride, self.dtype.itemsize, step.path)
             elif step.kind == "unpool":
                 (ph, pw), (Ho, Wo) = step.layer.kernel, step.shape_out[1:]
                 total += 2.0 * C * (Ho * W * ph + Ho * Wo * pw)
