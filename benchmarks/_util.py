@@ -201,12 +201,12 @@ def substitute_flops(df_shape, w_shape):
     return 2.0 * F * J * H * W * C * h * w
 
 
-def substitute_work(df_shape, w_shape, dtype):
-    """FLOPs fastdecode computes for a stride-1 substitution, and the form it takes."""
+def substitute_work(df_shape, w_shape, dtype, stride=1):
+    """FLOPs fastdecode computes for a substitution, and the form it takes."""
     from fastdecode import _api
     F, J, H, W = df_shape
     _, C, h, w = w_shape
-    shapes = (J, H, W, C, h, w, 1, 1, np.dtype(dtype).itemsize)
+    shapes = (J, H, W, C, h, w, stride, stride, np.dtype(dtype).itemsize)
     return _api.substitution_flops(F, *shapes), _api.substitution_path(*shapes)
 
 

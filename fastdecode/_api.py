@@ -1,6 +1,7 @@
 """Validated wrappers around the compiled kernels: correlation, substitution, unpooling, pooling."""
 
 import contextlib
+import math
 import threading
 from collections import namedtuple
 
@@ -240,8 +241,8 @@ def transpose_last2(a, threads, name="transpose"):
 
 def substitution_path(J, H, W, C, kh, kw, sy, sx, itemsize):
     """The form a substitution of weights (J, C, kh, kw) at stride (sy, sx) into maps (J, H, W)
-    takes, from the shapes alone: "winograd" (3x3 kernels at stride 1, maps large enough, see
-    :func:`winograd_suits`), "phased" (shifted GEMMs over padded planes, see
+    takes, from the shapes alone: "winograd" (3x3 kernels at stride 1, 6x6 at stride 2 and the
+    like, maps large enough, see :func:`winograd_suits`), "phased" (shifted GEMMs over padded planes, see
     :func:`phased_suits`) or "col2im" (GEMM + col2im). All agree to rounding."""
     if winograd_suits(J, H, W, C, kh, kw, sy, sx, itemsize):
         return "winograd"
@@ -257,9 +258,8 @@ def substitution_flops(F, J, H, W, C, kh, kw, sy, sx, itemsize, path=None):
     if path is None:
         path = substitution_path(J, H, W, C, kh, kw, sy, sx, itemsize)
     if path == "winograd":
-        m = winograd_tile((kh, kw), (sy, sx), itemsize)
-        tiles = _ceil_div(H + kh - 1, m) * _ceil_div(W + kw - 1, m)
-        return 2.0 * F * J * C * tiles * (m + kh - 1) * (m + kw - 1)
+        m, r = winograd_tile((kh, kw), (sy, sx), itemsize)
+        return 2.0 * F * J * C * sy * sx * _winograd_tiles(H, W, m, r) * (m + r - 1) ** 2
     return 2.0 * F * J * H * W * C * kh * kw
 
 
@@ -275,10 +275,10 @@ def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     _, C, kh, kw = weights.shape
     path = substitution_path(J, H, W, C, kh, kw, sy, sx, df.dtype.itemsize) if zero else "col2im"
     if path == "winograd":
-        m = winograd_tile((kh, kw), (sy, sx), df.dtype.itemsize)
+        m, _ = winograd_tile((kh, kw), (sy, sx), df.dtype.itemsize)
         substitute_winograd(PaddedMaps(df.reshape(F, J, H * W), H, W, W, 0),
-                            winograd_weights(weights, m, threads), m, out.reshape(F, C, -1),
-                            out.shape[3], 0, threads)
+                            winograd_weights(weights, m, (sy, sx), threads), m, (sy, sx),
+                            out.reshape(F, C, -1), out.shape[3], 0, threads)
     elif path == "phased":
         P, off = phased_layout(W, kw, sx)
         maps = pad_maps(df, P, off, threads)
@@ -682,25 +682,64 @@ def relu(x, *, leak=0.0, n_threads=None):
 # A stride-1 substitution of an r x r kernel is the correlation of the maps, padded by r - 1, with
 # the flipped kernel; Winograd's minimal filtering F(m x m, r x r) computes an m x m output tile
 # from an a x a input tile (a = m + r - 1) with a*a products instead of m*m*r*r: for 3x3 kernels
-# 2.25x fewer with m = 2, 4x fewer with m = 4 (less the tiles' overhang at the borders).
+# 2.25x fewer with m = 2, 4x fewer with m = 4 (less the tiles' overhang at the borders). A kernel
+# of (sy*r) x (sx*r) at stride (sy, sx) splits into sy*sx phases, each a stride-1 substitution of
+# an r x r kernel. (For r = 2, as in a 2x2 box unpooling merged with a 3x3 conv, 4x4 at stride 2,
+# the transforms cost more than the products saved: measured on VGG-16's layers.)
 
-#: (BT, G, AT) of F(m, 3) (Lavin & Gray, 2016), exact in binary floating point except G's sixths.
-WINOGRAD_TRANSFORMS = {
-    (2, 3): ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-             [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
-             [[1, 1, 1, 0], [0, 1, -1, -1]]),
-    (4, 3): ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-             [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
-             [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
-}
-#: Output tile m by itemsize: F(2x2, 3x3) in float32, whose rounding errors stay within twice
-#: those of the direct sums; F(4x4, 3x3) in float64 (errors about 1e-14 of the output's range;
-#: in float32 they would reach 1e-5).
-WINOGRAD_TILE = {4: 2, 8: 4}
-#: Winograd replaces the other forms when it does at most this fraction of their multiply-adds.
-WINOGRAD_MAX_WORK = 0.6
+
+def _cook_toom(m, r, points):
+    """(BT, G, AT) of F(m, r) from the evaluation points ``points`` and infinity, exact
+    (fractions): y = AT [(G g) * (BT d)] is the correlation y[o] = sum_u d[o + u] g[u], o < m.
+
+    The transpose of the linear convolution by evaluation and interpolation (Toom-Cook), with
+    BT's rows scaled to integers and G's rows scaled back (Lavin & Gray, 2016).
+    """
+    from fractions import Fraction
+    a = m + r - 1
+    pts = [Fraction(p) for p in points]
+    if len(pts) != a - 1 or len(set(pts)) != a - 1:
+        raise ValueError("F(%d, %d) needs %d distinct points" % (m, r, a - 1))
+
+    def vandermonde(n):
+        return [[p ** i for i in range(n)] for p in pts] + [[Fraction(0)] * (n - 1) + [Fraction(1)]]
+    V = vandermonde(a)
+    inv = [row[:] + [Fraction(int(i == j)) for j in range(a)] for i, row in enumerate(V)]
+    for c in range(a):   # Gauss-Jordan, exact
+        pivot = next(i for i in range(c, a) if inv[i][c] != 0)
+        inv[c], inv[pivot] = inv[pivot], inv[c]
+        inv[c] = [x / inv[c][c] for x in inv[c]]
+        for i in range(a):
+            if i != c and inv[i][c] != 0:
+                f = inv[i][c]
+                inv[i] = [x - f * y for x, y in zip(inv[i], inv[c])]
+    BT = [[inv[j][a + i] for j in range(a)] for i in range(a)]
+    G = vandermonde(r)
+    for i in range(a):
+        scale = math.lcm(*(x.denominator for x in BT[i]))
+        BT[i] = [x * scale for x in BT[i]]
+        G[i] = [x / scale for x in G[i]]
+    AT = [[row[i] for row in vandermonde(m)] for i in range(m)]
+    return BT, G, AT
+
+
+#: Evaluation points of the F(m, r) in use: 0, +-1 (+-2) and infinity keep the transforms' rounding
+#: errors small (Lavin & Gray, 2016).
+WINOGRAD_POINTS = {(2, 3): (0, 1, -1), (4, 3): (0, 1, -1, 2, -2)}
+#: (BT, G, AT) as float64 arrays by (m, r).
+WINOGRAD_TRANSFORMS = {key: tuple(np.array(t, dtype=np.float64) for t in _cook_toom(*key, pts))
+                       for key, pts in WINOGRAD_POINTS.items()}
+#: Output tile m by (itemsize, r): in float32 the tiles whose points are 0, +-1 (rounding errors
+#: within about twice those of the direct sums); in float64 4x4 tiles (errors about 1e-14 of the
+#: output's range; in float32 they would reach 1e-5).
+WINOGRAD_TILE = {(4, 3): 2, (8, 3): 4}
+#: Winograd replaces the other forms when it does at most this fraction of their multiply-adds
+#: (by itemsize) and the maps and the weights have at least WINOGRAD_MIN_CHANNELS channels: below
+#: that, its transforms cost more than the products it saves (measured on VGG-16's layers).
+WINOGRAD_MAX_WORK = {4: 0.6, 8: 0.35}
+WINOGRAD_MIN_CHANNELS = 64
+#: Tasks a Winograd substitution aims at, at least, when its tiles allow it.
+WINOGRAD_MIN_TASKS = 4
 #: Tiles per task (the GEMMs' rows) aimed at, channels per GEMM at most, and the per-thread
 #: work buffer (transformed maps and products) that bounds the tiles per task.
 WINOGRAD_TILES = 256
@@ -709,66 +748,83 @@ WINOGRAD_SCRATCH_BYTES = 64 * 2**20
 
 
 def winograd_tile(kernel, stride, itemsize):
-    """The output tile m of a Winograd substitution for this kernel, stride and itemsize, or None."""
-    m = WINOGRAD_TILE.get(itemsize)
-    if tuple(stride) != (1, 1) or kernel[0] != kernel[1] or (m, kernel[0]) not in WINOGRAD_TRANSFORMS:
+    """(m, r): the output tile and phase kernel of a Winograd substitution of this kernel at this
+    stride in this itemsize, or None when it has no Winograd form (the kernel must be r times
+    the stride in both directions, r in WINOGRAD_TILE)."""
+    (kh, kw), (sy, sx) = kernel, stride
+    r = kh // sy
+    if kh != sy * r or kw != sx * r or (itemsize, r) not in WINOGRAD_TILE:
         return None
-    return m
+    return WINOGRAD_TILE[(itemsize, r)], r
+
+
+def _winograd_tiles(H, W, m, r):
+    return _ceil_div(H + r - 1, m) * _ceil_div(W + r - 1, m)
 
 
 def winograd_suits(J, H, W, C, kh, kw, sy, sx, itemsize):
-    """Whether a Winograd substitution suits these shapes (it does when its multiply-adds, with
-    the tiles overhanging the output, are at most WINOGRAD_MAX_WORK of the direct ones)."""
-    m = winograd_tile((kh, kw), (sy, sx), itemsize)
-    if m is None or J < 16 or C < 16:
+    """Whether a Winograd substitution suits these shapes: enough channels, and its
+    multiply-adds, with the tiles overhanging the output, at most WINOGRAD_MAX_WORK of the
+    direct ones."""
+    mr = winograd_tile((kh, kw), (sy, sx), itemsize)
+    if mr is None or min(J, C) < WINOGRAD_MIN_CHANNELS:
         return False
-    a = m + kh - 1
-    tiles = _ceil_div(H + kh - 1, m) * _ceil_div(W + kw - 1, m)
-    return tiles * a * a <= WINOGRAD_MAX_WORK * H * W * kh * kw
+    (m, r), a = mr, mr[0] + mr[1] - 1
+    products = sy * sx * _winograd_tiles(H, W, m, r) * a * a
+    return products <= WINOGRAD_MAX_WORK[itemsize] * H * W * kh * kw
 
 
-def winograd_weights(weights, m, threads=1):
-    """Weights (J, C, r, r) as u (a*a, C, J), u[p, c, j] = (G g G^T)[p] for the flipped kernel g
-    of weights[j, c]: the layout of substitute_winograd (summed in double, rounded once)."""
-    J, C, r, _ = weights.shape
-    G = np.asarray(WINOGRAD_TRANSFORMS[(m, r)][1], dtype=np.float64)
-    u = np.empty((G.shape[0] ** 2, C, J), dtype=weights.dtype)
-    _kernels.winograd_weights(weights, G, u, threads if weights.size >= 1 << 16 else 1)
+def winograd_weights(weights, m, stride=(1, 1), threads=1):
+    """Weights (J, C, sy*r, sx*r) as u (sy*sx, a*a, C, J), u[py*sx + px, p, c, j] = (G g G^T)[p]
+    for the flipped kernel g of phase (py, px) (taps (py + sy*i, px + sx*k)) of weights[j, c]:
+    the layout of substitute_winograd (summed in double, rounded once)."""
+    J, C, kh, _ = weights.shape
+    sy, sx = stride
+    r = kh // sy
+    G = WINOGRAD_TRANSFORMS[(m, r)][1]
+    u = np.empty((sy * sx, G.shape[0] ** 2, C, J), dtype=weights.dtype)
+    for py in range(sy):
+        for px in range(sx):
+            phase = np.ascontiguousarray(weights[:, :, py::sy, px::sx])
+            _kernels.winograd_weights(phase, G, u[py * sx + px],
+                                      threads if weights.size >= 1 << 16 else 1)
     return u
 
 
 def winograd_blocks(n_tiles, J, C, a, itemsize):
     """(tb, cb): tiles per task and channels per GEMM of substitute_winograd, from the shapes
     alone: about WINOGRAD_TILES tiles (fewer when the work buffer would pass
-    WINOGRAD_SCRATCH_BYTES, or to make PHASED_MIN_TASKS tasks), at least 16."""
+    WINOGRAD_SCRATCH_BYTES, or to make WINOGRAD_MIN_TASKS tasks), at least 16."""
     cb = _balanced(C, WINOGRAD_CHANNELS)
     room = WINOGRAD_SCRATCH_BYTES // (a * a * (J + cb) * itemsize)
-    tb = max(16, min(WINOGRAD_TILES, room, _ceil_div(n_tiles, PHASED_MIN_TASKS)))
+    tb = max(16, min(WINOGRAD_TILES, room, _ceil_div(n_tiles, WINOGRAD_MIN_TASKS)))
     return _balanced(n_tiles, tb), cb
 
 
-def substitute_winograd(maps, u, m, out, Po, off_out, threads):
-    """Stride-1 substitution, by Winograd's F(m x m, r x r), of weights u (a*a, C, J) (see
-    :func:`winograd_weights`) at every pixel of the PaddedMaps ``maps`` (any pitch and offset).
+def substitute_winograd(maps, u, m, stride, out, Po, off_out, threads):
+    """Substitution at ``stride`` by Winograd's F(m x m, r x r), phase by phase, of weights u
+    (sy*sx, a*a, C, J) (see :func:`winograd_weights`) at every pixel of the PaddedMaps ``maps``
+    (any pitch and offset).
 
-    Writes all of out (F, C, S_out): output pixel (y, x) of the (H + r - 1, W + r - 1) planes at
-    out[f, c, off_out + y*Po + x], zeros elsewhere. Returns the output as PaddedMaps.
+    Writes all of out (F, C, S_out): output pixel (y, x) of the (sy*(H + r - 1), sx*(W + r - 1))
+    planes at out[f, c, off_out + y*Po + x], zeros elsewhere. Returns the output as PaddedMaps.
     """
     buf, H, W, P, off = maps
     F, J = buf.shape[:2]
-    C = u.shape[1]
-    a = int(round(u.shape[0] ** 0.5))
+    sy, sx = stride
+    C = u.shape[2]
+    a = int(round(u.shape[1] ** 0.5))
     r = a - m + 1
     BT, _, AT = WINOGRAD_TRANSFORMS[(m, r)]
-    Ho, Wo = H + r - 1, W + r - 1
-    n_tiles = F * _ceil_div(Ho, m) * _ceil_div(Wo, m)
+    Ho, Wo = sy * (H + r - 1), sx * (W + r - 1)
+    n_tiles = F * _winograd_tiles(H, W, m, r)
     tb, cb = winograd_blocks(n_tiles, J, C, a, buf.dtype.itemsize)
-    threads = _team(threads, _ceil_div(n_tiles, tb), 2.0 * n_tiles * a * a * J * C)
-    ntx = _ceil_div(Wo, m)
+    threads = _team(threads, _ceil_div(n_tiles, tb), 2.0 * sy * sx * n_tiles * a * a * J * C)
+    ntx = _ceil_div(W + r - 1, m)
     work = scratch("winograd", buf.dtype, threads,
                    a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a))
     with blas_single_threaded():
-        _kernels.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, off_out,
-                                     np.asarray(BT, buf.dtype), np.asarray(AT, buf.dtype),
-                                     tb, cb, work, threads)
+        _kernels.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, off_out, sy, sx,
+                                     BT.astype(buf.dtype), AT.astype(buf.dtype), tb, cb, work,
+                                     threads)
     return PaddedMaps(out, Ho, Wo, Po, off_out)

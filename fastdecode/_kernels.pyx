@@ -661,11 +661,11 @@ cdef void _winograd_in(const floating *x, intp H, intp W, intp P, intp y0, intp 
 
 
 cdef void _winograd_out(const floating *mm, intp ldm, intp n, intp m, intp a,
-                        const floating *at, floating *tmp, floating *y, intp Po, intp rows,
-                        intp cols) noexcept nogil:
+                        const floating *at, floating *tmp, floating *y, intp Po, intp step,
+                        intp rows, intp cols) noexcept nogil:
     """n output tiles of one tile row, M[i, k] of tile q at mm[(i*a + k)*ldm + q]: AT M AT^T
-    written to y[o*Po + m*q + qq] for q < n, o < rows and m*q + qq < cols (cols: the columns
-    left in the output row from the first tile). tmp: (m*a + 1)*n elements."""
+    written to y[o*Po + (m*q + qq)*step] for q < n, o < rows and m*q + qq < cols (cols: the
+    columns left in the output row from the first tile). tmp: (m*a + 1)*n elements."""
     cdef intp o, k, i, qq, q, nq
     cdef floating coef
     cdef floating *dst
@@ -694,38 +694,46 @@ cdef void _winograd_out(const floating *mm, intp ldm, intp n, intp m, intp a,
                 src = tmp + (o * a + k) * n
                 for q in range(nq):
                     acc[q] = acc[q] + coef * src[q]
-            dst = y + o * Po + qq
+            dst = y + o * Po + qq * step
             for q in range(nq):
-                dst[m * q] = acc[q]
+                dst[m * step * q] = acc[q]
 
 
-def substitute_winograd(const floating[:, :, ::1] xp, const floating[:, :, ::1] u,
+def substitute_winograd(const floating[:, :, ::1] xp, const floating[:, :, :, ::1] u,
                         floating[:, :, ::1] out, intp H, intp W, intp P, intp off_in,
-                        intp Ho, intp Wo, intp Po, intp off_out,
+                        intp Ho, intp Wo, intp Po, intp off_out, intp sy, intp sx,
                         const floating[:, ::1] bt, const floating[:, ::1] at, intp tb, intp cb,
                         floating[:, ::1] scratch, int n_threads):
-    """Stride-1 substitution of an r x r kernel by Winograd's minimal filtering F(m x m, r x r).
+    """Substitution of an (sy*r) x (sx*r) kernel at stride (sy, sx) by Winograd's minimal
+    filtering F(m x m, r x r), phase by phase.
 
-    The substitution is the correlation of the maps, padded by r - 1, with the flipped kernel:
-    output tile (ty, tx) (m x m pixels from (m*ty, m*tx)) is AT [U (.) V] AT^T summed over the
-    input channels, V = BT d BT^T for the a x a input tile d from (m*ty - r + 1, m*tx - r + 1)
-    (a = m + r - 1). For each of the a*a positions the sum over channels is one GEMM.
+    Output pixel (sy*Y + py, sx*X + px) collects the taps (py + sy*i, px + sx*k), i, k < r, from
+    input pixel (Y - i, X - k): for each phase a stride-1 substitution of an r x r kernel, the
+    correlation of the maps, padded by r - 1, with the flipped kernel. Its output tile
+    (ty, tx) (m x m phase pixels from (m*ty, m*tx)) is AT [U (.) V] AT^T summed over the input
+    channels, V = BT d BT^T for the a x a input tile d from (m*ty - r + 1, m*tx - r + 1)
+    (a = m + r - 1): for each of the a*a positions the sum over channels is one GEMM. V is the
+    same for every phase.
 
     xp (F, J, S_in): pixel (y, x) of map (f, j) at xp[f, j, off_in + y*P + x] (H x W).
-    u (a*a, C, J): u[p, c, j] = (G g G^T)[p] for the flipped kernel g of w[j, c].
-    out (F, C, S_out): written in full, pixel (y, x) of the (Ho, Wo) = (H + r - 1, W + r - 1)
-    planes at out[f, c, off_out + y*Po + x], zeros elsewhere.
+    u (sy*sx, a*a, C, J): u[py*sx + px, p, c, j] = (G g G^T)[p] for the flipped r x r kernel g of
+    phase (py, px) of w[j, c].
+    out (F, C, S_out): written in full, pixel (y, x) of the (Ho, Wo) planes
+    ((Ho, Wo) = (sy*(H + r - 1), sx*(W + r - 1))) at out[f, c, off_out + y*Po + x], zeros
+    elsewhere.
     bt (a, a), at (m, a): the transforms. scratch (>= n_threads,
     >= a*a*tb*(J + cb) + (m*a + 1)*ntx + a*(m*ntx + a)).
-    Tasks: tb consecutive tiles of the (F, nty, ntx) tile grid, all C channels in blocks of cb;
-    each output pixel is computed by one task in a fixed order, whatever the thread count.
+    Tasks: tb consecutive tiles of the (F, nty, ntx) tile grid, all phases and C channels in
+    blocks of cb; each output pixel is computed by one task in a fixed order, whatever the thread
+    count.
     """
-    cdef intp F = xp.shape[0], J = xp.shape[1]
+    cdef intp F = xp.shape[0], J = xp.shape[1], nph = u.shape[0]
     cdef intp C = out.shape[1], S_out = out.shape[2]
     cdef intp a = bt.shape[0], m = at.shape[0], r = a - m + 1
-    cdef intp nty = (Ho + m - 1) // m, ntx = (Wo + m - 1) // m
+    cdef intp Hq = H + r - 1, Wq = W + r - 1
+    cdef intp nty = (Hq + m - 1) // m, ntx = (Wq + m - 1) // m
     cdef intp ntiles = F * nty * ntx, ntasks = (ntiles + tb - 1) // tb, aa = a * a
-    cdef intp t, t0, nt, tl, tile, f, ty, tx, j, c, c0, cn, p, plane, yy, n
+    cdef intp t, t0, nt, tl, tile, f, ty, tx, j, c, c0, cn, p, plane, yy, n, ph, py, px
     cdef floating *V
     cdef floating *M
     cdef floating *R
@@ -758,25 +766,29 @@ def substitute_winograd(const floating[:, :, ::1] xp, const floating[:, :, ::1] 
                     _winograd_in(&xp[f, j, off_in], H, W, P, m * ty - r + 1, m * tx - r + 1, n,
                                  m, a, &bt[0, 0], R, V + j * tb + tl, J * tb)
                     tl = tl + n
-            c0 = 0
-            while c0 < C:
-                cn = min(cb, C - c0)
-                for p in range(aa):
-                    _gemm(tn, tn, <int>nt, <int>cn, <int>J, V + p * J * tb, <int>tb,
-                          &u[p, c0, 0], <int>J, M + p * cb * tb, <int>tb)
-                for c in range(cn):
-                    tl = 0
-                    while tl < nt:
-                        tile = t0 + tl
-                        f = tile // (nty * ntx)
-                        ty = (tile // ntx) % nty
-                        tx = tile % ntx
-                        n = min(ntx - tx, nt - tl)
-                        _winograd_out(M + c * tb + tl, cb * tb, n, m, a, &at[0, 0], R,
-                                      &out[f, c0 + c, off_out + m * ty * Po + m * tx], Po,
-                                      min(m, Ho - m * ty), Wo - m * tx)
-                        tl = tl + n
-                c0 = c0 + cn
+            for ph in range(nph):
+                py = ph // sx
+                px = ph % sx
+                c0 = 0
+                while c0 < C:
+                    cn = min(cb, C - c0)
+                    for p in range(aa):
+                        _gemm(tn, tn, <int>nt, <int>cn, <int>J, V + p * J * tb, <int>tb,
+                              &u[ph, p, c0, 0], <int>J, M + p * cb * tb, <int>tb)
+                    for c in range(cn):
+                        tl = 0
+                        while tl < nt:
+                            tile = t0 + tl
+                            f = tile // (nty * ntx)
+                            ty = (tile // ntx) % nty
+                            tx = tile % ntx
+                            n = min(ntx - tx, nt - tl)
+                            _winograd_out(M + c * tb + tl, cb * tb, n, m, a, &at[0, 0], R,
+                                          &out[f, c0 + c, off_out + (sy * m * ty + py) * Po
+                                               + sx * m * tx + px],
+                                          sy * Po, sx, min(m, Hq - m * ty), Wq - m * tx)
+                            tl = tl + n
+                    c0 = c0 + cn
 
 
 def winograd_weights(const floating[:, :, :, ::1] w, const double[:, ::1] G,

@@ -108,12 +108,12 @@ class _Step:
         return self._wr
 
     def winograd_tile(self, dtype):
-        return _api.winograd_tile(self.kernel, self.stride, np.dtype(dtype).itemsize)
+        return _api.winograd_tile(self.kernel, self.stride, np.dtype(dtype).itemsize)[0]
 
     def winograd_weights(self, dtype, threads):
         if self._u is None:
             self._u = _api.winograd_weights(self.weights(dtype, threads), self.winograd_tile(dtype),
-                                             threads)
+                                             self.stride, threads)
         return self._u
 
 
@@ -264,7 +264,7 @@ def _decode_chunk(plan, sel, threads, want_bias, work=None):
             if step.path == "winograd":
                 P, off = step.writes if step.writes is not None else (W, 0)
                 u = step.winograd_weights(plan.dtype, threads)
-                maps = _api.substitute_winograd(maps, u, step.winograd_tile(plan.dtype),
+                maps = _api.substitute_winograd(maps, u, step.winograd_tile(plan.dtype), (sy, sx),
                                                 work.take((F, C, off + H * P)), P, off, threads)
             elif step.path == "phased":
                 P, off = step.writes if step.writes is not None else (W, 0)

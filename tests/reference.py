@@ -62,29 +62,35 @@ def substitute(df, w, stride=1):
     return out
 
 
-def winograd_rounding_bound(df, w, m):
-    """Stride 1 substitution by Winograd's F(m x m, r x r) on absolute values: the transforms,
-    maps and weights all taken positive. Its rounding errors are bounded by a small multiple of
-    eps times this (it can exceed the direct sum on absolute values: the transforms add and
-    subtract values of neighbouring pixels)."""
+def winograd_rounding_bound(df, w, m, stride=(1, 1)):
+    """Substitution at ``stride`` by Winograd's F(m x m, r x r), phase by phase (w's kernel is
+    stride * r), on absolute values: the transforms, maps and weights all taken positive. Its
+    rounding errors are bounded by a small multiple of eps times this (it can exceed the direct
+    sum on absolute values: the transforms add and subtract values of neighbouring pixels)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     from fastdecode._api import WINOGRAD_TRANSFORMS
     df = np.abs(np.asarray(df, dtype=np.float64))
     w = np.abs(np.asarray(w, dtype=np.float64))
     F, J, H, W = df.shape
-    _, C, r, _ = w.shape
-    BT, G, AT = (np.abs(np.array(t, dtype=np.float64)) for t in WINOGRAD_TRANSFORMS[(m, r)])
+    sy, sx = stride
+    C, r = w.shape[1], w.shape[2] // sy
+    BT, G, AT = (np.abs(t) for t in WINOGRAD_TRANSFORMS[(m, r)])
     a = m + r - 1
-    Ho, Wo = H + r - 1, W + r - 1
-    nty, ntx = -(-Ho // m), -(-Wo // m)
+    Hq, Wq = H + r - 1, W + r - 1
+    nty, ntx = -(-Hq // m), -(-Wq // m)
     padded = np.zeros((F, J, (nty - 1) * m + a, (ntx - 1) * m + a))
     padded[:, :, r - 1:r - 1 + H, r - 1:r - 1 + W] = df
     tiles = sliding_window_view(padded, (a, a), axis=(2, 3))[:, :, ::m, ::m]
     V = np.einsum("ia,fjyxab,kb->fyxikj", BT, tiles, BT)
-    U = np.einsum("ia,jcab,kb->ikjc", G, w[:, :, ::-1, ::-1], G)
-    Y = np.einsum("oi,fyxikc,qk->fcyoxq", AT, np.einsum("fyxikj,ikjc->fyxikc", V, U), AT)
-    return Y.reshape(F, C, nty * m, ntx * m)[:, :, :Ho, :Wo]
+    out = np.zeros((F, C, sy * Hq, sx * Wq))
+    for py in range(sy):
+        for px in range(sx):
+            g = w[:, :, py::sy, px::sx][:, :, ::-1, ::-1]
+            U = np.einsum("ia,jcab,kb->ikjc", G, g, G)
+            Y = np.einsum("oi,fyxikc,qk->fcyoxq", AT, np.einsum("fyxikj,ikjc->fyxikc", V, U), AT)
+            out[:, :, py::sy, px::sx] = Y.reshape(F, C, nty * m, ntx * m)[:, :, :Hq, :Wq]
+    return out
 
 
 def substitute_full_convolution(df, w):
@@ -359,8 +365,9 @@ def to_fastdecode(specs, input_channels):
 
 def forced_substitution_path(path):
     """Context in which fastdecode substitutes by one path only: "winograd" (Winograd's minimal
-    filtering, for 3x3 kernels at stride 1; GEMM + col2im for the others), "phased" (shifted
-    GEMMs over padded planes), "col2im" (GEMM + col2im) or "auto" (its own choice by shape)."""
+    filtering, for kernels r times the stride with r = 2 or 3; GEMM + col2im for the others),
+    "phased" (shifted GEMMs over padded planes), "col2im" (GEMM + col2im) or "auto" (its own
+    choice by shape)."""
     import contextlib
     from unittest import mock
 

@@ -37,8 +37,9 @@ PHASED_CASES = [
 ]
 # shapes that substitute by Winograd's method: 3x3 kernels at stride 1 on large enough maps
 WINOGRAD_CASES = [
-    ((2, 16, 20, 15), (16, 24, 3, 3), 1),
-    ((5, 20, 10, 30), (20, 17, 3, 3), (1, 1)),  # many maps, tiles running across maps
+    ((2, 64, 20, 21), (64, 64, 3, 3), 1),
+    ((3, 64, 10, 30), (64, 65, 3, 3), (1, 1)),  # many maps, tiles running across maps
+    ((2, 64, 20, 21), (64, 64, 6, 6), 2),        # stride 2: four phases of 3x3 kernels
 ]
 # all of them, with shapes for GEMM + col2im
 SUBSTITUTE_CASES = [
@@ -254,41 +255,60 @@ def test_phased_blocks_depend_on_shapes_only():
 
 # --- Winograd's minimal filtering -----------------------------------------------------------
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 12),
        st.integers(1, 12), st.integers(0, 2), st.integers(0, 3), st.integers(0, 2),
        st.integers(0, 2), st.integers(1, 20), st.integers(1, 6), st.sampled_from(DTYPES),
-       st.sampled_from([2, 4]), st.integers(0, 2**31 - 1))
+       st.sampled_from(sorted(_api.WINOGRAD_TRANSFORMS)), st.integers(1, 2), st.integers(1, 2),
+       st.integers(0, 2**31 - 1))
 def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off, out_pitch,
-                                                 out_off, tb, cb, dtype, m, seed):
+                                                 out_off, tb, cb, dtype, mr, sy, sx, seed):
     # Maps in any padded layout with NaN around them (never read), any output layout, any
-    # blocks, both tile sizes in both dtypes: the valid pixels are the substitution within the
-    # rounding bound of the method, everything else in the output planes exactly zero.
+    # blocks, every F(m, r) in both dtypes, strides (phases): the valid pixels are the
+    # substitution within the rounding bound of the method, everything else in the output
+    # planes exactly zero.
     from fastdecode import _kernels
+    m, r = mr
     rng = np.random.default_rng(seed)
     df = rng.standard_normal((F, J, H, W)).astype(dtype)
-    w = rng.standard_normal((J, C, 3, 3)).astype(dtype)
+    w = rng.standard_normal((J, C, sy * r, sx * r)).astype(dtype)
     P = W + more_pitch
     buf = np.full((F, J, off + H * P + 2), np.nan, dtype)
     buf[:, :, off:off + H * P].reshape(F, J, H, P)[..., :W] = df
-    Ho, Wo = H + 2, W + 2
+    Ho, Wo = sy * (H + r - 1), sx * (W + r - 1)
     Po = Wo + out_pitch
     out = np.full((F, C, out_off + Ho * Po + 3), np.nan, dtype)
     cb = min(cb, C)
-    a, ntx = m + 2, -(-Wo // m)
-    BT, _, AT = _api.WINOGRAD_TRANSFORMS[(m, 3)]
+    a, ntx = m + r - 1, -(-(W + r - 1) // m)
+    BT, _, AT = _api.WINOGRAD_TRANSFORMS[(m, r)]
     scratch = np.empty((2, a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a)), dtype)
     with _api.blas_single_threaded():
-        _kernels.substitute_winograd(buf, _api.winograd_weights(w, m), out, H, W, P, off, Ho, Wo,
-                                     Po, out_off, np.asarray(BT, dtype), np.asarray(AT, dtype),
-                                     tb, cb, scratch, 2)
+        _kernels.substitute_winograd(buf, _api.winograd_weights(w, m, (sy, sx)), out, H, W, P,
+                                     off, Ho, Wo, Po, out_off, sy, sx, BT.astype(dtype),
+                                     AT.astype(dtype), tb, cb, scratch, 2)
     got = _unpad(out, Ho, Wo, Po, out_off)
-    want = ref.substitute(df, w)
-    bound = ref.substitute(np.abs(df), np.abs(w)) + ref.winograd_rounding_bound(df, w, m)
+    want = ref.substitute(df, w, (sy, sx))
+    bound = (ref.substitute(np.abs(df), np.abs(w), (sy, sx))
+             + ref.winograd_rounding_bound(df, w, m, (sy, sx)))
     err = np.abs(got - want)
-    allowed = 8 * (9 * J + a * a) * np.finfo(dtype).eps * bound + np.finfo(dtype).tiny
+    allowed = 8 * (J * r * r + a * a) * np.finfo(dtype).eps * bound + np.finfo(dtype).tiny
     assert np.all(err <= allowed), "max error %g" % err.max()
     assert np.count_nonzero(out) == np.count_nonzero(got)  # no NaN left, zeros around
+
+
+def test_winograd_transforms_compute_the_correlation():
+    # y = AT [(G g) * (BT d)] is the correlation of d with g, for every F(m, r) in use; BT has
+    # integer entries (exact in binary floating point).
+    rng = np.random.default_rng(5)
+    for (m, r), (BT, G, AT) in _api.WINOGRAD_TRANSFORMS.items():
+        a = m + r - 1
+        assert BT.shape == (a, a) and G.shape == (a, r) and AT.shape == (m, a)
+        assert np.array_equal(BT, np.round(BT))
+        d, g = rng.standard_normal(a), rng.standard_normal(r)
+        want = [np.dot(d[o:o + r], g) for o in range(m)]
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), want, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="distinct points"):
+        _api._cook_toom(2, 3, (0, 1, 1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -298,7 +318,8 @@ def test_substitute_takes_the_winograd_path(df_shape, w_shape, stride, dtype, mo
     rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
     df = rng.standard_normal(df_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
-    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], 1, 1, df.itemsize) == "winograd"
+    sy, sx = _api.as_pair("stride", stride)
+    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize) == "winograd"
     out = fd.substitute(df, w, stride=stride)   # the values: test_substitute_matches_reference
     one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
     assert np.array_equal(one, out) and np.array_equal(two, out) and np.array_equal(three, out)
@@ -310,11 +331,17 @@ def test_winograd_routing_and_blocks():
         assert path(512, 28, 28, 512, 3, 3, 1, 1) == "winograd"
         assert path(64, 194, 194, 64, 3, 3, 1, 1) == "winograd"
         assert path(512, 3, 3, 512, 3, 3, 1, 1) == "col2im"    # tiny maps: tiles overhang
-        assert path(128, 46, 46, 128, 4, 4, 2, 2) != "winograd"  # merged unpooling, stride 2
-        assert path(8, 40, 40, 8, 3, 3, 1, 1) != "winograd"     # few channels
+        assert path(128, 46, 46, 128, 6, 6, 2, 2) == "winograd"  # four phases of 3x3 kernels
+        assert path(128, 46, 46, 128, 4, 4, 2, 2) != "winograd"  # 2x2 phases: no gain
+        assert path(128, 46, 46, 128, 5, 5, 2, 2) != "winograd"  # phases of unequal kernels
+        assert path(128, 46, 46, 128, 3, 3, 2, 2) != "winograd"
+        assert path(32, 40, 40, 64, 3, 3, 1, 1) != "winograd"   # few channels
+        assert path(64, 40, 40, 32, 3, 3, 1, 1) != "winograd"
         for n_tiles, J, C in [(16, 512, 512), (20000, 64, 64), (7, 3, 5), (900, 512, 4096)]:
-            a = _api.WINOGRAD_TILE[itemsize] + 2
+            a = _api.WINOGRAD_TILE[(itemsize, 3)] + 2
             tb, cb = _api.winograd_blocks(n_tiles, J, C, a, itemsize)
             assert 1 <= tb <= max(16, n_tiles) and 1 <= cb <= min(C, _api.WINOGRAD_CHANNELS)
             assert (tb <= 16 or a * a * tb * (J + cb) * itemsize <= _api.WINOGRAD_SCRATCH_BYTES)
-            assert tb <= 16 or -(-n_tiles // tb) >= _api.PHASED_MIN_TASKS or tb <= 256
+            assert tb <= max(16, _api.WINOGRAD_TILES)
+            if n_tiles >= 16 * _api.WINOGRAD_MIN_TASKS:   # enough tiles to share out
+                assert -(-n_tiles // tb) >= _api.WINOGRAD_MIN_TASKS
