@@ -618,6 +618,43 @@ def box_sum(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out, intp ph,
 
 # --- Winograd substitution ------------------------------------------------------------------
 
+cdef inline void _combine(floating *dst, intp n, const floating **src, const floating *coef,
+                          intp terms) noexcept nogil:
+    """dst[q] = sum over t < terms of coef[t] * src[t][q], q < n, added in the order of t (one
+    pass for up to four terms)."""
+    cdef intp q, t
+    cdef const floating *s0
+    cdef const floating *s1
+    cdef const floating *s2
+    cdef const floating *s3
+    cdef floating c0, c1, c2, c3
+    if terms == 0:
+        memset(dst, 0, n * sizeof(floating))
+        return
+    s0, c0 = src[0], coef[0]
+    if terms == 1:
+        for q in range(n):
+            dst[q] = c0 * s0[q]
+        return
+    s1, c1 = src[1], coef[1]
+    if terms == 2:
+        for q in range(n):
+            dst[q] = c0 * s0[q] + c1 * s1[q]
+        return
+    s2, c2 = src[2], coef[2]
+    if terms == 3:
+        for q in range(n):
+            dst[q] = c0 * s0[q] + c1 * s1[q] + c2 * s2[q]
+        return
+    s3, c3 = src[3], coef[3]
+    for q in range(n):
+        dst[q] = c0 * s0[q] + c1 * s1[q] + c2 * s2[q] + c3 * s3[q]
+    for t in range(4, terms):
+        s0, c0 = src[t], coef[t]
+        for q in range(n):
+            dst[q] = dst[q] + c0 * s0[q]
+
+
 cdef void _winograd_in(const floating *x, intp H, intp W, intp P, intp y0, intp x0, intp n,
                        intp m, intp a, const floating *bt, floating *col, floating *v,
                        intp ldv) noexcept nogil:
@@ -625,39 +662,36 @@ cdef void _winograd_in(const floating *x, intp H, intp W, intp P, intp y0, intp 
     plane x (pixel (y, x) at x[y*P + x], zero outside H x W) gives
     v[(i*a + k)*ldv + q] = (BT d BT^T)[i, k]. For each i, the column transform over the row's
     span, split into its m column phases, then the row transform tile by tile; every loop runs
-    over contiguous vectors, skipping BT's zeros. col: (span + m*L) elements."""
+    over contiguous vectors and skips BT's zeros. col: (span + m*L) elements."""
     cdef intp span = m * (n - 1) + a, L = (span + m - 1) // m
-    cdef intp i, k, b, q, s, s0, s1, y
-    cdef floating coef
+    cdef intp i, k, b, q, y, s0, s1, terms
     cdef floating *ph = col + span
-    cdef floating *dst
-    cdef const floating *src
-    cdef const floating *row
+    cdef const floating *src[8]
+    cdef floating coef[8]
     s0 = max(0, -x0)
-    s1 = min(span, W - x0)
+    s1 = max(s0, min(span, W - x0))
     for i in range(a):
-        memset(col, 0, span * sizeof(floating))
+        terms = 0
         for k in range(a):
-            coef = bt[i * a + k]
             y = y0 + k
-            if coef == 0 or y < 0 or y >= H or s0 >= s1:
-                continue
-            row = x + y * P + x0
-            for s in range(s0, s1):
-                col[s] = col[s] + coef * row[s]
+            if bt[i * a + k] != 0 and 0 <= y < H:
+                src[terms] = x + y * P + x0 + s0
+                coef[terms] = bt[i * a + k]
+                terms = terms + 1
+        memset(col, 0, s0 * sizeof(floating))
+        _combine(col + s0, s1 - s0, src, coef, terms)
+        memset(col + s1, 0, (span - s1) * sizeof(floating))
         for b in range(m):     # phase b: ph[b*L + q] = col[m*q + b]
             for q in range((span - b + m - 1) // m):
                 ph[b * L + q] = col[m * q + b]
         for k in range(a):
-            dst = v + (i * a + k) * ldv
-            memset(dst, 0, n * sizeof(floating))
+            terms = 0
             for b in range(a):
-                coef = bt[k * a + b]
-                if coef == 0:
-                    continue
-                src = ph + (b % m) * L + b // m
-                for q in range(n):
-                    dst[q] = dst[q] + coef * src[q]
+                if bt[k * a + b] != 0:
+                    src[terms] = ph + (b % m) * L + b // m
+                    coef[terms] = bt[k * a + b]
+                    terms = terms + 1
+            _combine(v + (i * a + k) * ldv, n, src, coef, terms)
 
 
 cdef void _winograd_out(const floating *mm, intp ldm, intp n, intp m, intp a,
@@ -666,34 +700,31 @@ cdef void _winograd_out(const floating *mm, intp ldm, intp n, intp m, intp a,
     """n output tiles of one tile row, M[i, k] of tile q at mm[(i*a + k)*ldm + q]: AT M AT^T
     written to y[o*Po + (m*q + qq)*step] for q < n, o < rows and m*q + qq < cols (cols: the
     columns left in the output row from the first tile). tmp: (m*a + 1)*n elements."""
-    cdef intp o, k, i, qq, q, nq
-    cdef floating coef
+    cdef intp o, k, i, qq, q, nq, terms
     cdef floating *dst
     cdef floating *acc = tmp + m * a * n
-    cdef const floating *src
+    cdef const floating *src[8]
+    cdef floating coef[8]
     for o in range(rows):
         for k in range(a):
-            dst = tmp + (o * a + k) * n
-            memset(dst, 0, n * sizeof(floating))
+            terms = 0
             for i in range(a):
-                coef = at[o * a + i]
-                if coef == 0:
-                    continue
-                src = mm + (i * a + k) * ldm
-                for q in range(n):
-                    dst[q] = dst[q] + coef * src[q]
+                if at[o * a + i] != 0:
+                    src[terms] = mm + (i * a + k) * ldm
+                    coef[terms] = at[o * a + i]
+                    terms = terms + 1
+            _combine(tmp + (o * a + k) * n, n, src, coef, terms)
         for qq in range(m):
             nq = min(n, (cols - qq + m - 1) // m)
             if nq <= 0:
                 continue
-            memset(acc, 0, nq * sizeof(floating))
+            terms = 0
             for k in range(a):
-                coef = at[qq * a + k]
-                if coef == 0:
-                    continue
-                src = tmp + (o * a + k) * n
-                for q in range(nq):
-                    acc[q] = acc[q] + coef * src[q]
+                if at[qq * a + k] != 0:
+                    src[terms] = tmp + (o * a + k) * n
+                    coef[terms] = at[qq * a + k]
+                    terms = terms + 1
+            _combine(acc, nq, src, coef, terms)
             dst = y + o * Po + qq * step
             for q in range(nq):
                 dst[m * step * q] = acc[q]
