@@ -242,8 +242,8 @@ def transpose_last2(a, threads, name="transpose"):
 def substitution_path(J, H, W, C, kh, kw, sy, sx, itemsize):
     """The form a substitution of weights (J, C, kh, kw) at stride (sy, sx) into maps (J, H, W)
     takes, from the shapes alone: "winograd" (3x3 kernels at stride 1, 6x6 at stride 2 and the
-    like, maps large enough, see :func:`winograd_suits`), "phased" (shifted GEMMs over padded planes, see
-    :func:`phased_suits`) or "col2im" (GEMM + col2im). All agree to rounding."""
+    like, maps large enough, see :func:`winograd_suits`), "phased" (shifted GEMMs over padded
+    planes, see :func:`phased_suits`) or "col2im" (GEMM + col2im). All agree to rounding."""
     if winograd_suits(J, H, W, C, kh, kw, sy, sx, itemsize):
         return "winograd"
     if phased_suits(J, H, W, C, kh, kw, sy, sx):

@@ -1,8 +1,10 @@
-"""The BLAS-based kernels (im2col/col2im around GEMM) against the direct loops and the references.
+"""The BLAS-based kernels (im2col/col2im around GEMM, shifted GEMMs over padded planes,
+Winograd's minimal filtering) against the direct loops and the references.
 
-Both GEMM layouts of the substitution (rows over the maps' pixels or over the weights' entries)
-and the blocked correlation are exercised on shapes that make the blocks uneven, for float32 and
-float64, and their results must be bitwise identical for 1 and 2 threads.
+Every form of the substitution (GEMM + col2im with rows over the maps' pixels or over the
+weights' entries, shifted GEMMs, Winograd) and the blocked correlation are exercised on shapes
+that make the blocks uneven, for float32 and float64, and their results must be bitwise
+identical for 1, 2 and 3 threads.
 """
 
 import sys
