@@ -726,9 +726,11 @@ def _cook_toom(m, r, points):
 #: Evaluation points of the F(m, r) in use: 0, +-1 (+-2) and infinity keep the transforms' rounding
 #: errors small (Lavin & Gray, 2016).
 WINOGRAD_POINTS = {(2, 3): (0, 1, -1), (4, 3): (0, 1, -1, 2, -2)}
-#: (BT, G, AT) as float64 arrays by (m, r).
+#: (BT, G, AT) as float64 arrays by (m, r). The kernels hold a tile's rows in arrays of 8 and
+#: a transformed kernel in 64 values: m + r - 1 <= 8 and (m + r - 1) * r <= 64.
 WINOGRAD_TRANSFORMS = {key: tuple(np.array(t, dtype=np.float64) for t in _cook_toom(*key, pts))
                        for key, pts in WINOGRAD_POINTS.items()}
+assert all(m + r - 1 <= 8 and (m + r - 1) * r <= 64 for m, r in WINOGRAD_TRANSFORMS)
 #: Output tile m by (itemsize, r): in float32 the tiles whose points are 0, +-1 (rounding errors
 #: within about twice those of the direct sums); in float64 4x4 tiles (errors about 1e-14 of the
 #: output's range; in float32 they would reach 1e-5).
@@ -738,6 +740,11 @@ WINOGRAD_TILE = {(4, 3): 2, (8, 3): 4}
 #: that, its transforms cost more than the products it saves (measured on VGG-16's layers).
 WINOGRAD_MAX_WORK = {4: 0.6, 8: 0.35}
 WINOGRAD_MIN_CHANNELS = 64
+#: Weight of a Winograd product against a FLOP of the other forms when decode weighs the chain
+#: against the layer recursion: the transforms run at memory speed and the GEMMs are smaller
+#: (decoding VGG-16's conv5_3 in float32, both take the same time for about 52 filters; with
+#: this weight decode changes to the recursion at 57, with the products counted once at 85).
+WINOGRAD_COST = 2.0
 #: Tasks a Winograd substitution aims at, at least, when its tiles allow it.
 WINOGRAD_MIN_TASKS = 4
 #: Tiles per task (the GEMMs' rows) aimed at, channels per GEMM at most, and the per-thread
@@ -778,9 +785,12 @@ def winograd_weights(weights, m, stride=(1, 1), threads=1):
     """Weights (J, C, sy*r, sx*r) as u (sy*sx, a*a, C, J), u[py*sx + px, p, c, j] = (G g G^T)[p]
     for the flipped kernel g of phase (py, px) (taps (py + sy*i, px + sx*k)) of weights[j, c]:
     the layout of substitute_winograd (summed in double, rounded once)."""
-    J, C, kh, _ = weights.shape
+    J, C, kh, kw = weights.shape
     sy, sx = stride
     r = kh // sy
+    if (kh, kw) != (sy * r, sx * r) or (m, r) not in WINOGRAD_TRANSFORMS:
+        raise ValueError("no Winograd form F(%d, %d) for a %dx%d kernel at stride %s"
+                         % (m, r, kh, kw, (sy, sx)))
     G = WINOGRAD_TRANSFORMS[(m, r)][1]
     u = np.empty((sy * sx, G.shape[0] ** 2, C, J), dtype=weights.dtype)
     for py in range(sy):

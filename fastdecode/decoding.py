@@ -195,16 +195,18 @@ class _ChainPlan:
         self.max_elements = largest
         self.bytes_per_filter = (2 * largest + extra) * net.dtype.itemsize
 
-    def flops(self, n_filters):
+    def flops(self, n_filters, winograd_weight=1.0):
         """FLOPs of decoding ``n_filters`` filters by these steps, as they compute them
         (multiply-adds count 2, the unpooling taps 2 each; Winograd substitutions count the
-        products of their transformed tiles)."""
+        products of their transformed tiles, times ``winograd_weight``)."""
         total = 0.0
         for step in self.steps:
             C, H, W = step.shape_in
             if step.kind == "substitute":
-                total += _api.substitution_flops(1, C, H, W, step.shape_out[0], *step.kernel,
-                                                 *step.stride, self.dtype.itemsize, step.path)
+                weight = winograd_weight if step.path == "winograd" else 1.0
+                total += weight * _api.substitution_flops(
+                    1, C, H, W, step.shape_out[0], *step.kernel, *step.stride,
+                    self.dtype.itemsize, step.path)
             elif step.kind == "unpool":
                 (ph, pw), (Ho, Wo) = step.layer.kernel, step.shape_out[1:]
                 total += 2.0 * C * (Ho * W * ph + Ho * Wo * pw)
@@ -213,7 +215,8 @@ class _ChainPlan:
 
 def _to_layout(maps, layout, work, threads):
     """PaddedMaps ``maps`` in ``layout`` ((P, off), or None: dense), padded into ``work`` if
-    they are dense (a phased substitution writes the layout its next step reads itself)."""
+    they are dense (a phased or Winograd substitution writes the layout its next step reads
+    itself)."""
     buf, H, W, P, off = maps
     if layout is None or (P, off) == layout:
         assert layout is not None or (P == W and off == 0), "padded maps where dense are read"
@@ -358,10 +361,15 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
     or "adjoint"), pass ReLU, dropout and LRN through, and apply bnorm's per-channel scale.
     filters: indices (or a boolean mask) of the filters to decode, default all.
     memory_limit: bytes the output and the intermediate maps may take (default 4 GiB); the
-    filters are decoded in chunks that fit, and a MemoryError names the bytes needed otherwise.
+    filters are decoded in chunks that fit, and a MemoryError names the bytes needed otherwise
+    (besides, the kernels' work buffers take up to tens of MiB per thread, and Winograd's
+    transformed weights up to 4 times a layer's weights).
     With "nearest" or "adjoint" unpooling, the layer recursion of :func:`decode_all` is used
     instead of the chain when its FLOP estimate is lower and it fits the memory limit (many
     filters of a layer); both agree to rounding.
+    Results are bitwise the same for any ``n_threads``. A filter decoded alone, in another
+    selection or in other chunks agrees to rounding (the GEMMs' blocks, and so the order of
+    their sums, follow the number of filters decoded together).
     Returns (F, C0, h, w) in the network's dtype, (h, w) = ``net.receptive_field(layer)``.
     """
     with _api.reuse_buffers():
@@ -382,13 +390,14 @@ def _decode_recursive(plan, sel, threads, limit):
     """Decoded filters ``sel`` of the plan's conv layer by the layer recursion, or None.
 
     None when the recursion does not apply (bilinear, bicubic), would exceed ``limit`` bytes, or
-    costs more FLOPs than the chain for these filters (few filters of a deep layer).
+    costs more FLOPs than the chain for these filters (few filters of a deep layer; the chain's
+    Winograd products weigh WINOGRAD_COST).
     """
     net, idx = plan.net, plan.idx
     if plan.unpool not in _recursive.RECURSIVE_METHODS:
         return None
     flops, peak = _recursive.recursive_cost(net, idx, len(sel))
-    if peak > limit or flops >= plan.flops(len(sel)):
+    if peak > limit or flops >= plan.flops(len(sel), _api.WINOGRAD_COST):
         return None
     top = None if len(sel) == net.layers[idx].num_filters and np.array_equal(
         sel, np.arange(len(sel))) else sel

@@ -365,9 +365,9 @@ def to_fastdecode(specs, input_channels):
 
 def forced_substitution_path(path):
     """Context in which fastdecode substitutes by one path only: "winograd" (Winograd's minimal
-    filtering, for kernels r times the stride with r = 2 or 3; GEMM + col2im for the others),
-    "phased" (shifted GEMMs over padded planes), "col2im" (GEMM + col2im) or "auto" (its own
-    choice by shape)."""
+    filtering, for kernels of 3 times the stride; the shifted GEMMs for the others, so that
+    Winograd steps also write the padded maps a next step reads), "phased" (shifted GEMMs over
+    padded planes), "col2im" (GEMM + col2im) or "auto" (its own choice by shape)."""
     import contextlib
     from unittest import mock
 
@@ -377,6 +377,6 @@ def forced_substitution_path(path):
 
     def forced(J, H, W, C, kh, kw, sy, sx, itemsize):
         if path == "winograd" and _api.winograd_tile((kh, kw), (sy, sx), itemsize) is None:
-            return "col2im"
+            return "phased"
         return path
     return mock.patch.object(_api, "substitution_path", forced)

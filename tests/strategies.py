@@ -10,13 +10,16 @@ def _out(size, kernel, stride, pad):
 
 
 @st.composite
-def network_specs(draw, *, linear=False, max_blocks=3, dtype=np.float64, overlapping_pools=True):
+def network_specs(draw, *, linear=False, max_blocks=3, dtype=np.float64, overlapping_pools=True,
+                  winograd_kernels=False):
     """(specs, input_channels, (H, W)) of a random chain that fits images of (H, W).
 
     Blocks of a conv (groups, dilation, strides, biases, padding) followed by up to two of pool,
     relu, bnorm, lrn, dropout. ``linear``: only conv, average pooling, bnorm and dropout, with
     zero padding at the first layer only (padding higher up breaks exactness at the borders).
     ``overlapping_pools=False``: pooling windows equal to their stride.
+    ``winograd_kernels``: every conv 3x3 at stride 1 or 6x6 at stride 2, undilated (the kernels
+    a Winograd substitution takes).
     """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     C0 = draw(st.integers(1, 3))
@@ -28,6 +31,9 @@ def network_specs(draw, *, linear=False, max_blocks=3, dtype=np.float64, overlap
         h, w = draw(st.integers(1, 3)), draw(st.integers(1, 3))
         dilate = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
         stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        if winograd_kernels:
+            s = draw(st.sampled_from([1, 1, 2]))
+            h, w, dilate, stride = 3 * s, 3 * s, (1, 1), (s, s)
         pad = (0, 0, 0, 0)
         if not specs or not linear:
             pad = tuple(draw(st.integers(0, 1)) for _ in range(4))

@@ -34,15 +34,36 @@ def lenet(dtype=np.float32, seed=0):
 
 # --- the decoding chain ----------------------------------------------------------------------
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(METHODS), st.data())
+def test_decode_by_winograd_matches_reference_chain(method, data):
+    """Networks of 3x3 convs at stride 1 and 6x6 at stride 2 (with pools, bnorm, ...), every
+    such substitution by Winograd's method, in float64 and float32, against the reference."""
+    exact_windows = method in ("bilinear", "bicubic")
+    specs, C0, _ = data.draw(network_specs(max_blocks=3, overlapping_pools=not exact_windows,
+                                           winograd_kernels=True))
+    for dtype, tol in ((np.float64, 1e-11), (np.float32, 2e-5)):
+        net = ref.to_fastdecode(specs, C0).astype(dtype)
+        for L in conv_indices(specs):
+            K = specs[L]["w"].shape[0]
+            with ref.forced_substitution_path("winograd"), \
+                    mock.patch.object(decoding, "_decode_recursive", lambda *args: None):
+                got = fd.decode(net, L, unpool=method)
+            want = ref.decode(specs, L, C0, method)
+            assert got.shape == want.shape == (K,) + net.decoded_shape(L)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
 @pytest.mark.parametrize("path", ["auto", "winograd", "phased", "col2im"])
 @SETTINGS
 @given(st.sampled_from(METHODS), st.data())
 def test_decode_matches_reference_chain(path, method, data):
     """Per-pixel substitution loops and reference unpooling, filter by filter. bilinear and
     bicubic are MATLAB imresize enlargements, defined for windows equal to the stride.
-    Every substitution by Winograd's method (3x3 at stride 1), the phased GEMMs, col2im, or
-    as chosen by shape; the first and last filters alone are decoded by the chain (with box
-    unpoolings merged into the conv layer below), all of them as decode chooses."""
+    Every substitution by Winograd's method (where the kernel allows it, the phased GEMMs
+    elsewhere), the phased GEMMs, col2im, or as chosen by shape; the first and last filters
+    alone are decoded by the chain (with box unpoolings merged into the conv layer below), all
+    of them as decode chooses."""
     exact_windows = method in ("bilinear", "bicubic")
     specs, C0, _ = data.draw(network_specs(max_blocks=3, overlapping_pools=not exact_windows))
     net = ref.to_fastdecode(specs, C0)
@@ -115,7 +136,8 @@ def test_empty_filter_mask_decodes_nothing(method):
 
 
 def test_decode_in_chunks_equals_decode_at_once(monkeypatch):
-    """A memory limit that forces a few filters at a time gives the same bits."""
+    """A memory limit that forces a few filters at a time gives the same bits (LeNet; in
+    general the GEMM blocks follow the number of filters, and chunks agree to rounding)."""
     import fastdecode.decoding as decoding
     chunks = []
     chunk_fn = decoding._decode_chunk
@@ -188,6 +210,38 @@ def test_adjoint_decoding_reproduces_linear_forward(path, case, dtype):
         tol = 1e-12 if dtype == np.float64 else 2e-5
         np.testing.assert_allclose(est, want, rtol=0, atol=tol * scale)
         np.testing.assert_allclose(response, want, rtol=0, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_network_forms_and_selections_agree(dtype):
+    """A network wide enough for the automatic choice to take Winograd's method (64 channels,
+    maps of 24 pixels and more) and the shifted GEMMs after it: the chain as chosen, the chain
+    all by col2im, the recursion, a selection of filters and chunks agree to rounding."""
+    rng = np.random.default_rng(7)
+
+    def w(*shape):
+        return rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+    net = fd.Network([fd.Conv(w(32, 3, 3, 3)), fd.Pool("avg", size=2), fd.Conv(w(64, 32, 3, 3)),
+                      fd.ReLU(), fd.Conv(w(64, 64, 3, 3)), fd.Conv(w(8, 64, 24, 24))],
+                     input_channels=3).astype(dtype)
+    top = 5
+    plan = decoding._ChainPlan(net, top, "nearest")
+    paths = [step.path for step in plan.steps if step.kind == "substitute"]
+    assert paths[:2] == ["winograd", "phased"], paths
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    chain = mock.patch.object(decoding, "_decode_recursive", lambda *args: None)
+    with chain:
+        got = fd.decode(net, top)
+        chunked = fd.decode(net, top, memory_limit=got.nbytes + 3 * plan.bytes_per_filter)
+        some = fd.decode(net, top, filters=[3, 0])
+    with chain, ref.forced_substitution_path("col2im"):
+        want = fd.decode(net, top)
+    recursion = decoding._recursive.walk(net, top, "nearest", 2)[top]
+    scale = np.abs(want).max()
+    for other in (got, chunked, recursion):
+        np.testing.assert_allclose(other, want, rtol=0, atol=tol * scale)
+    np.testing.assert_allclose(some, want[[3, 0]], rtol=0, atol=tol * scale)
+    assert np.array_equal(fd.decode(net, top, n_threads=1), fd.decode(net, top, n_threads=3))
 
 
 def test_exactness_interior_with_padding_above_the_first_layer():

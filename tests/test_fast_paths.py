@@ -279,15 +279,21 @@ def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off,
     buf[:, :, off:off + H * P].reshape(F, J, H, P)[..., :W] = df
     Ho, Wo = sy * (H + r - 1), sx * (W + r - 1)
     Po = Wo + out_pitch
-    out = np.full((F, C, out_off + Ho * Po + 3), np.nan, dtype)
     cb = min(cb, C)
     a, ntx = m + r - 1, -(-(W + r - 1) // m)
     BT, _, AT = _api.WINOGRAD_TRANSFORMS[(m, r)]
-    scratch = np.empty((2, a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a)), dtype)
-    with _api.blas_single_threaded():
-        _kernels.substitute_winograd(buf, _api.winograd_weights(w, m, (sy, sx)), out, H, W, P,
-                                     off, Ho, Wo, Po, out_off, sy, sx, BT.astype(dtype),
-                                     AT.astype(dtype), tb, cb, scratch, 2)
+    scratch = np.empty((3, a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a)), dtype)
+    u = _api.winograd_weights(w, m, (sy, sx))
+    outs = []
+    for threads in (2, 1, 3):
+        out = np.full((F, C, out_off + Ho * Po + 3), np.nan, dtype)
+        with _api.blas_single_threaded():
+            _kernels.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, out_off, sy, sx,
+                                         BT.astype(dtype), AT.astype(dtype), tb, cb, scratch,
+                                         threads)
+        outs.append(out)
+    out = outs[0]
+    assert np.array_equal(outs[1], out) and np.array_equal(outs[2], out)  # any thread count
     got = _unpad(out, Ho, Wo, Po, out_off)
     want = ref.substitute(df, w, (sy, sx))
     bound = (ref.substitute(np.abs(df), np.abs(w), (sy, sx))
@@ -342,8 +348,10 @@ def test_winograd_routing_and_blocks():
         for n_tiles, J, C in [(16, 512, 512), (20000, 64, 64), (7, 3, 5), (900, 512, 4096)]:
             a = _api.WINOGRAD_TILE[(itemsize, 3)] + 2
             tb, cb = _api.winograd_blocks(n_tiles, J, C, a, itemsize)
-            assert 1 <= tb <= max(16, n_tiles) and 1 <= cb <= min(C, _api.WINOGRAD_CHANNELS)
+            assert 1 <= tb <= n_tiles and 1 <= cb <= min(C, _api.WINOGRAD_CHANNELS)
             assert (tb <= 16 or a * a * tb * (J + cb) * itemsize <= _api.WINOGRAD_SCRATCH_BYTES)
             assert tb <= max(16, _api.WINOGRAD_TILES)
             if n_tiles >= 16 * _api.WINOGRAD_MIN_TASKS:   # enough tiles to share out
                 assert -(-n_tiles // tb) >= _api.WINOGRAD_MIN_TASKS
+    with pytest.raises(ValueError, match="no Winograd form"):
+        _api.winograd_weights(np.zeros((2, 2, 6, 4)), 2, (2, 2))   # phases of 3x2 taps
