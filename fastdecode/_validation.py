@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from . import _openmp
+from . import _kernels, _openmp
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -82,6 +82,18 @@ def resolve_threads(n_threads):
     return min(as_int("n_threads", n_threads, minimum=1), most)
 
 
+#: Arrays from this many elements are checked for NaN and inf by a compiled, parallel pass.
+PARALLEL_CHECK_ELEMENTS = 1 << 20
+
+
+def all_finite(arr):
+    """Whether a float array holds no NaN and no inf (large C-contiguous arrays: one parallel
+    pass over blocks, no temporary)."""
+    if arr.size >= PARALLEL_CHECK_ELEMENTS and arr.flags.c_contiguous:
+        return _kernels.count_nonfinite_blocks(arr.reshape(-1), 1 << 16, resolve_threads(None)) == 0
+    return bool(np.isfinite(arr).all())
+
+
 def float_array(name, a, *, ndim=None, dtype=None, finite=True):
     """A C-contiguous float32/float64 array; integer and bool inputs become float64 (or ``dtype``)."""
     if isinstance(a, np.ndarray):
@@ -102,7 +114,7 @@ def float_array(name, a, *, ndim=None, dtype=None, finite=True):
         native = arr.dtype.newbyteorder("=")  # big-endian data (from a file) keeps its precision
         dtype = native if native in FLOAT_DTYPES else np.dtype(np.float64)
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if finite and arr.dtype.kind == "f" and not all_finite(arr):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError("%s contains %d non-finite values (NaN or inf)" % (name, bad))
     return arr
@@ -148,7 +160,7 @@ def format_bytes(n):
 
 def check_finite_result(what, arr):
     """Refuse a result that overflowed its dtype (finite inputs, inf or NaN out)."""
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError("%s overflows %s (finite inputs, non-finite result); use float64 inputs "
                          "or smaller values" % (what, arr.dtype))
     return arr

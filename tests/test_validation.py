@@ -373,3 +373,20 @@ def test_overflowing_results_are_refused_not_returned_as_inf():
     with pytest.raises(ValueError, match="overflows float32"):
         fd.decode_all(big)
     assert np.isfinite(fd.decode(big.astype(np.float64), "layer2")).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_arrays_are_checked_for_nan_and_inf_everywhere(dtype):
+    from fastdecode._validation import PARALLEL_CHECK_ELEMENTS, all_finite
+    n = PARALLEL_CHECK_ELEMENTS + 12345          # blocks of 2**16 and a ragged tail
+    x = np.random.default_rng(0).standard_normal(n).astype(dtype)
+    assert all_finite(x) and all_finite(x[::2])
+    big = np.full(n, np.finfo(dtype).max, dtype)  # finite, however large
+    assert all_finite(big)
+    for pos in (0, 7, 8, 65535, 65536, n // 2, n - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[pos] = bad
+            assert not all_finite(y) and not all_finite(y[::-1])
+            with pytest.raises(ValueError, match="1 non-finite"):
+                fd.substitute(y.reshape(1, 1, -1, 1), np.ones((1, 1, 1, 1), dtype))
