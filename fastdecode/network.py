@@ -5,7 +5,8 @@ import copy
 import numpy as np
 
 from . import _api
-from ._validation import (as_int, as_pad, as_pair, check_bytes, float_array, resolve_threads)
+from ._validation import (all_finite, as_int, as_pad, as_pair, check_bytes, float_array,
+                          resolve_threads)
 
 __all__ = ["Layer", "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Network"]
 
@@ -357,7 +358,7 @@ class Softmax(Layer):
 def _check_finite_layer(layer):
     for attr in ("weights", "bias", "gain", "mean", "sigma"):
         a = getattr(layer, attr, None)
-        if isinstance(a, np.ndarray) and not np.isfinite(a).all():
+        if isinstance(a, np.ndarray) and not all_finite(a):
             raise ValueError("layer %r (%s): %s contains non-finite values"
                              % (_printable(layer.name), layer.type, attr))
 
@@ -555,7 +556,7 @@ class Network:
         else:
             x = layer.forward(x, n_threads)
         # Inputs and weights are finite, so only sums and scalings can overflow.
-        if isinstance(layer, (Conv, BatchNorm)) and not np.isfinite(x).all():
+        if isinstance(layer, (Conv, BatchNorm)) and not all_finite(x):
             raise ValueError("the output of layer %r (%s) overflows %s: scale the images "
                              "down or use float64 (net.astype(np.float64))"
                              % (_printable(layer.name), layer.describe(), self.dtype.name))

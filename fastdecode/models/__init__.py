@@ -10,6 +10,8 @@ from importlib import resources
 
 import numpy as np
 
+from .._validation import all_finite
+
 __all__ = ["available", "load", "preprocess"]
 
 _FILES = {
@@ -70,6 +72,6 @@ def preprocess(net, images):
         raise ValueError("images of shape %s do not match the network's mean image (C, H, W) = %s"
                          % (np.shape(images), mean.shape))
     x = x.astype(np.float64)
-    if not np.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError("images contain non-finite values (NaN or inf)")
     return (x - mean[None]).astype(net.dtype)
