@@ -282,7 +282,7 @@ def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     elif path == "phased":
         P, off = phased_layout(W, kw, sx)
         maps = pad_maps(df, P, off, threads)
-        substitute_phased(maps, phased_weights(weights), (kh, kw), out.reshape(F, C, -1),
+        substitute_phased(maps, phased_weights(weights, (sy, sx)), (kh, kw), out.reshape(F, C, -1),
                           out.shape[3], 0, sy, sx, threads)
     else:
         substitute_col2im(df, weights, out, sy, sx, threads, zero)
@@ -352,10 +352,16 @@ def phased_suits(J, H, W, C, kh, kw, sy, sx):
     return C >= 32 and 7 * (P - W) <= W and rows >= 128 and (J <= 256 or rows >= 1024)
 
 
-def phased_weights(weights):
-    """Weights (J, C, kh, kw) as (kh*kw, C, J), the layout of substitute_phased."""
+def phased_weights(weights, stride):
+    """Weights (J, C, kh, kw) as wp (na*nb, C, sy*sx, J), the layout of substitute_phased:
+    wp[a*nb + b, c, py*sx + px, j] = weights[j, c, py + sy*a, px + sx*b], zero past the kernel."""
     J, C, kh, kw = weights.shape
-    return np.ascontiguousarray(weights.reshape(J, C, kh * kw).transpose(2, 1, 0))
+    sy, sx = stride
+    na, nb = _ceil_div(kh, sy), _ceil_div(kw, sx)
+    padded = np.zeros((J, C, na * sy, nb * sx), dtype=weights.dtype)
+    padded[:, :, :kh, :kw] = weights
+    taps = padded.reshape(J, C, na, sy, nb, sx)            # [j, c, a, py, b, px]
+    return np.ascontiguousarray(taps.transpose(2, 4, 1, 3, 5, 0)).reshape(na * nb, C, sy * sx, J)
 
 
 def pad_maps(df, P, off, threads, out=None):
@@ -372,14 +378,14 @@ def pad_maps(df, P, off, threads, out=None):
     return PaddedMaps(buf, H, W, P, off)
 
 
-def phased_blocks(F, Hp, P, C, itemsize):
+def phased_blocks(F, Hp, P, C, itemsize, phases=1):
     """(rb, cb): phase rows and channels per task of substitute_phased, from the shapes alone.
 
     A task's GEMMs run over about PHASED_GEMM_ROWS[itemsize] rows (rb rows of pitch P) and at
-    most PHASED_MAX_CHANNELS columns; rows are split further when there are too few tasks to
-    share out.
+    most PHASED_MAX_CHANNELS columns (cb channels of each of the ``phases`` phases); rows are
+    split further when there are too few tasks to share out.
     """
-    cb = _balanced(C, PHASED_MAX_CHANNELS)
+    cb = _balanced(C, max(1, PHASED_MAX_CHANNELS // phases))
     rb = max(1, min(Hp, PHASED_GEMM_ROWS[itemsize] // P))
     tasks = F * _ceil_div(Hp, rb) * _ceil_div(C, cb)
     if tasks < PHASED_MIN_TASKS:
@@ -396,10 +402,10 @@ PHASED_MAX_CHANNELS = 512
 PHASED_MIN_TASKS = 8
 
 
-def substitute_phased(maps, wr, kernel, out, Po, off_out, sy, sx, threads):
-    """Substitution of weights wr (kh*kw, C, J) (see :func:`phased_weights`), kernel (kh, kw),
-    at stride (sy, sx), at every pixel of the PaddedMaps ``maps`` (pitch and offset at least
-    :func:`phased_layout`).
+def substitute_phased(maps, wp, kernel, out, Po, off_out, sy, sx, threads):
+    """Substitution of weights wp (na*nb, C, sy*sx, J) (see :func:`phased_weights`), kernel
+    (kh, kw), at stride (sy, sx), at every pixel of the PaddedMaps ``maps`` (pitch and offset at
+    least :func:`phased_layout`).
 
     Writes all of out (F, C, S_out): output pixel (y, x) of the ((H-1)*sy + kh, (W-1)*sx + kw)
     planes at out[f, c, off_out + y*Po + x], zeros elsewhere (Po = Wo and off_out = 0 give dense
@@ -408,14 +414,14 @@ def substitute_phased(maps, wr, kernel, out, Po, off_out, sy, sx, threads):
     buf, H, W, P, off = maps
     kh, kw = kernel
     F, J = buf.shape[:2]
-    C = wr.shape[1]
+    C = wp.shape[1]
     Ho, Wo = (H - 1) * sy + kh, (W - 1) * sx + kw
-    rb, cb = phased_blocks(F, _ceil_div(Ho, sy), P, C, buf.dtype.itemsize)
+    rb, cb = phased_blocks(F, _ceil_div(Ho, sy), P, C, buf.dtype.itemsize, sy * sx)
     threads = _team(threads, F * _ceil_div(_ceil_div(Ho, sy), rb) * _ceil_div(C, cb),
                     2.0 * F * J * H * P * C * kh * kw)
-    work = scratch("phased", buf.dtype, threads, cb * rb * P)
+    work = scratch("phased", buf.dtype, threads, sy * sx * cb * rb * P)
     with blas_single_threaded():
-        _kernels.substitute_phased(buf, wr, out, H, W, P, off, Ho, Wo, Po, off_out, kh, kw, sy, sx,
+        _kernels.substitute_phased(buf, wp, out, H, W, P, off, Ho, Wo, Po, off_out, kh, kw, sy, sx,
                                    rb, cb, work, threads)
     return PaddedMaps(out, Ho, Wo, Po, off_out)
 

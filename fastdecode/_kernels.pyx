@@ -202,35 +202,38 @@ cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *
               <double *>c, &ldc)
 
 
-def substitute_phased(const floating[:, :, ::1] xp, const floating[:, :, ::1] wr,
+def substitute_phased(const floating[:, :, ::1] xp, const floating[:, :, :, ::1] wp,
                       floating[:, :, ::1] out, intp H, intp W, intp P, intp off_in,
                       intp Ho, intp Wo, intp Po, intp off_out, intp kh, intp kw, intp sy,
                       intp sx, intp rb, intp cb, floating[:, ::1] scratch, int n_threads):
-    """Substitution as accumulated GEMMs on shifted views of padded planes, phase by phase.
+    """Substitution as accumulated GEMMs on shifted views of padded planes, all phases at once.
 
     out[c, sy*y + u, sx*x + v] += in[j, y, x] * w[j, c, u, v]. Output pixel (sy*Y + py, sx*X + px)
     collects the taps u = py + sy*a, v = px + sx*b from input pixel (Y - a, X - b): for each
     phase (py, px) a stride-1 substitution with a sub-kernel, in which each tap (a, b) reads the
-    input at a fixed offset from the output. With rows of a common pitch P, each tap is then one
-    GEMM over whole rows (zero columns catch the rows' wrap-around; rows outside the input are
-    skipped), accumulated in a scratch block, and the block is stored interleaved.
+    input at a fixed offset (a, b) from the output, the same for every phase. With rows of a
+    common pitch P, each offset is then one GEMM over whole rows (zero columns catch the rows'
+    wrap-around; rows outside the input are skipped) whose columns are the channels of every
+    phase, accumulated in a scratch block, and the block is stored interleaved.
 
     xp (F, J, S_in): input pixel (y, x) of map (f, j) at xp[f, j, off_in + y*P + x], the other
-    elements of the first off_in + H*P zero; with nb = ceil(kw / sx) taps per column phase,
+    elements of the first off_in + H*P zero; with nb = ceil(kw / sx) offsets per row,
     P >= W + nb - 1 and off_in >= nb - 1.
-    wr (kh*kw, C, J): wr[u*kw + v, c, j] = w[j, c, u, v].
+    wp (na*nb, C, sy*sx, J): wp[a*nb + b, c, py*sx + px, j] = w[j, c, py + sy*a, px + sx*b], zero
+    past the kernel (na = ceil(kh / sy)).
     out (F, C, S_out): written in full, output pixel (y, x) of the (Ho, Wo) planes at
     out[f, c, off_out + y*Po + x] (Ho = (H-1)*sy + kh, Wo = (W-1)*sx + kw, Po >= Wo), zero
     elsewhere: the padded input of a next substitution, or dense planes (Po = Wo, off_out = 0).
-    scratch (>= n_threads, >= cb*rb*P).
+    scratch (>= n_threads, >= sy*sx*cb*rb*P).
     Tasks: (map, block of rb phase rows, block of cb channels), disjoint outputs; each adds its
-    taps in a fixed order, so results do not depend on the thread count.
+    offsets in a fixed order, so results do not depend on the thread count.
     """
     cdef intp F = xp.shape[0], J = xp.shape[1], S_in = xp.shape[2]
     cdef intp C = out.shape[1], S_out = out.shape[2]
+    cdef intp nph = sy * sx, na = (kh + sy - 1) // sy, nb = (kw + sx - 1) // sx
     cdef intp Hp = (Ho + sy - 1) // sy
     cdef intp nrb = (Hp + rb - 1) // rb, ncb = (C + cb - 1) // cb
-    cdef intp t, f, y0, y1, c0, c1, c, py, px, na, nb, a, b, ya, yb, y, x, r, nx, ld, lo, hi
+    cdef intp t, f, y0, y1, c0, c1, c, ph, py, px, a, b, ya, yb, y, x, r, nx, ld
     cdef floating *sc
     cdef floating *src
     cdef floating *dst
@@ -254,39 +257,35 @@ def substitute_phased(const floating[:, :, ::1] xp, const floating[:, :, ::1] wr
                 if y1 == Hp and S_out > off_out + Ho * Po:
                     memset(&out[f, c, off_out + Ho * Po], 0,
                            (S_out - off_out - Ho * Po) * sizeof(floating))
-            for py in range(sy):
-                if py >= Ho:
-                    break
-                na = (kh - py + sy - 1) // sy
-                for px in range(sx):
-                    if px >= Wo:
-                        break
-                    nb = (kw - px + sx - 1) // sx
-                    memset(sc, 0, (c1 - c0) * ld * sizeof(floating))
-                    for a in range(na):
-                        ya = max(y0, a)
-                        yb = min(y1, a + H)
-                        if ya >= yb:
-                            continue
-                        for b in range(nb):
-                            _gemm(tn, tn, <int>((yb - ya) * P), <int>(c1 - c0), <int>J,
-                                  &xp[f, 0, 0] + off_in + (ya - a) * P - b, <int>S_in,
-                                  &wr[(py + sy * a) * kw + px + sx * b, c0, 0], <int>J,
-                                  sc + (ya - y0) * P, <int>ld, True)
+            memset(sc, 0, (c1 - c0) * nph * ld * sizeof(floating))
+            for a in range(na):
+                ya = max(y0, a)
+                yb = min(y1, a + H)
+                if ya >= yb:
+                    continue
+                for b in range(nb):
+                    _gemm(tn, tn, <int>((yb - ya) * P), <int>((c1 - c0) * nph), <int>J,
+                          &xp[f, 0, 0] + off_in + (ya - a) * P - b, <int>S_in,
+                          &wp[a * nb + b, c0, 0, 0], <int>J, sc + (ya - y0) * P, <int>ld, True)
+            for c in range(c0, c1):
+                for ph in range(nph):
+                    py = ph // sx
+                    px = ph % sx
+                    if py >= Ho or px >= Wo:
+                        continue
                     nx = (Wo - px + sx - 1) // sx
-                    for c in range(c0, c1):
-                        for y in range(y0, y1):
-                            r = sy * y + py
-                            if r >= Ho:
-                                break
-                            src = sc + (c - c0) * ld + (y - y0) * P
-                            dst = &out[f, c, off_out + r * Po + px]
-                            if sx == 1:
-                                for x in range(nx):
-                                    dst[x] = src[x]
-                            else:
-                                for x in range(nx):
-                                    dst[sx * x] = src[x]
+                    for y in range(y0, y1):
+                        r = sy * y + py
+                        if r >= Ho:
+                            break
+                        src = sc + ((c - c0) * nph + ph) * ld + (y - y0) * P
+                        dst = &out[f, c, off_out + r * Po + px]
+                        if sx == 1:
+                            for x in range(nx):
+                                dst[x] = src[x]
+                        else:
+                            for x in range(nx):
+                                dst[sx * x] = src[x]
 
 
 def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,

@@ -104,7 +104,7 @@ class _Step:
 
     def phased_weights(self, dtype, threads):
         if self._wr is None:
-            self._wr = _api.phased_weights(self.weights(dtype, threads))
+            self._wr = _api.phased_weights(self.weights(dtype, threads), self.stride)
         return self._wr
 
     def winograd_tile(self, dtype):

@@ -217,10 +217,10 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
     Po, off_out = Wo + out_pitch, out_off
     out = np.full((F, C, off_out + Ho * Po + 3), np.nan, dtype)
     cb = min(cb, C)
-    scratch = np.empty((2, cb * rb * P), dtype)
+    scratch = np.empty((2, sy * sx * cb * rb * P), dtype)
     with _api.blas_single_threaded():
-        _kernels.substitute_phased(maps.buf, _api.phased_weights(w), out, H, W, P, off, Ho, Wo,
-                                   Po, off_out, kh, kw, sy, sx, rb, cb, scratch, 2)
+        _kernels.substitute_phased(maps.buf, _api.phased_weights(w, (sy, sx)), out, H, W, P, off,
+                                   Ho, Wo, Po, off_out, kh, kw, sy, sx, rb, cb, scratch, 2)
     got = _unpad(out, Ho, Wo, Po, off_out)
     _close(got, ref.substitute(df, w, (sy, sx)), dtype)
     assert np.count_nonzero(out) == np.count_nonzero(got)  # no NaN left, zeros around
