@@ -342,9 +342,9 @@ def phased_layout(W, kw, sx):
 def phased_suits(J, H, W, C, kh, kw, sy, sx):
     """Whether the phase-wise shifted GEMMs suit these shapes better than GEMM + col2im.
 
-    They compute (P - W) zero columns per row of width W and run GEMMs of H*P rows, C columns
-    and J terms, each of which packs J*C weights: worth it for wide maps and outputs. col2im
-    adds every product to the output once per J terms: it does well on deep, small maps.
+    They compute (P - W) zero columns per row of width W and run GEMMs of H*P rows, C*sy*sx
+    columns and J terms, each of which packs its weights: worth it for wide maps and outputs.
+    col2im adds every product to the output once per J terms: it does well on deep, small maps.
     (Measured on VGG-16's layers; either way the results agree to rounding.)
     """
     P, _ = phased_layout(W, kw, sx)
