@@ -387,9 +387,9 @@ def phased_blocks(F, Hp, P, C, itemsize, phases=1):
     """
     cb = _balanced(C, max(1, PHASED_MAX_CHANNELS // phases))
     rb = max(1, min(Hp, PHASED_GEMM_ROWS[itemsize] // P))
-    tasks = F * _ceil_div(Hp, rb) * _ceil_div(C, cb)
-    if tasks < PHASED_MIN_TASKS:
-        rb = _balanced(Hp, _ceil_div(Hp * tasks, PHASED_MIN_TASKS))
+    per_block = F * _ceil_div(C, cb)                 # tasks per block of rows
+    if per_block * _ceil_div(Hp, rb) < PHASED_MIN_TASKS:
+        rb = min(rb, _balanced(Hp, max(1, Hp * per_block // PHASED_MIN_TASKS)))
     return rb, cb
 
 

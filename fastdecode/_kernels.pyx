@@ -184,6 +184,7 @@ def relu(const floating[::1] x, floating[::1] out, double leak, int n_threads):
 # one row per thread (threadid() < n_threads <= rows), so that no allocation happens here.
 
 from cython.parallel cimport threadid
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -855,33 +856,28 @@ cdef void _winograd_kernel(const floating *g, const double *G, intp r, intp a, f
             out[(i * a + k) * ld] = <floating>s
 
 
-def count_nonfinite_blocks(const floating[::1] a, intp block, int n_threads):
-    """Number of blocks of ``block`` elements of a that hold a NaN or an inf (0: all finite).
+ctypedef fused float_bits:
+    uint32_t
+    uint64_t
 
-    x - x is 0 for finite x and NaN otherwise; eight running sums per block keep the adds
-    independent. Parallel over blocks.
+
+def count_nonfinite_blocks(const float_bits[::1] bits, float_bits exponent, intp block,
+                           int n_threads):
+    """Number of blocks of ``block`` elements that hold a NaN or an inf (0: all finite).
+
+    bits: a float32 (uint32) or float64 (uint64) array's bit patterns; exponent: the exponent
+    field's mask (0x7f800000 or 0x7ff0000000000000). A value is NaN or inf exactly when its
+    exponent bits are all set: integer logic, which no floating-point optimisation can change.
+    Parallel over blocks.
     """
-    cdef intp n = a.shape[0], nb = (n + block - 1) // block, b, i, i0, i1, bad = 0
-    cdef floating s0, s1, s2, s3, s4, s5, s6, s7
+    cdef intp n = bits.shape[0], nb = (n + block - 1) // block, b, i, i1, bad = 0
+    cdef float_bits hit
     with nogil:
         for b in prange(nb, num_threads=n_threads, schedule="static"):
-            i0 = b * block
-            i1 = min(n, i0 + block)
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0
-            i = i0
-            while i + 8 <= i1:
-                s0 = s0 + (a[i] - a[i])
-                s1 = s1 + (a[i + 1] - a[i + 1])
-                s2 = s2 + (a[i + 2] - a[i + 2])
-                s3 = s3 + (a[i + 3] - a[i + 3])
-                s4 = s4 + (a[i + 4] - a[i + 4])
-                s5 = s5 + (a[i + 5] - a[i + 5])
-                s6 = s6 + (a[i + 6] - a[i + 6])
-                s7 = s7 + (a[i + 7] - a[i + 7])
-                i = i + 8
-            while i < i1:
-                s0 = s0 + (a[i] - a[i])
-                i = i + 1
-            if not (s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7 == 0):
+            i1 = min(n, (b + 1) * block)
+            hit = 0
+            for i in range(b * block, i1):
+                hit = hit | ((bits[i] & exponent) == exponent)
+            if hit:
                 bad += 1
     return bad

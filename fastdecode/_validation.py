@@ -86,11 +86,23 @@ def resolve_threads(n_threads):
 PARALLEL_CHECK_ELEMENTS = 1 << 20
 
 
+#: The exponent field of float32 and float64: all its bits set mark NaN and inf.
+_EXPONENT_BITS = {np.dtype(np.float32): (np.uint32, 0x7F800000),
+                  np.dtype(np.float64): (np.uint64, 0x7FF0000000000000)}
+
+
 def all_finite(arr):
-    """Whether a float array holds no NaN and no inf (large C-contiguous arrays: one parallel
-    pass over blocks, no temporary)."""
-    if arr.size >= PARALLEL_CHECK_ELEMENTS and arr.flags.c_contiguous:
-        return _kernels.count_nonfinite_blocks(arr.reshape(-1), 1 << 16, resolve_threads(None)) == 0
+    """Whether an array holds no NaN and no inf. Large contiguous float32/float64 arrays take
+    one parallel pass over their bit patterns (default thread count, no temporary); any other
+    array numpy's isfinite."""
+    bits = _EXPONENT_BITS.get(arr.dtype) if type(arr) is np.ndarray else None
+    if (bits is not None and arr.size >= PARALLEL_CHECK_ELEMENTS
+            and (arr.flags.c_contiguous or arr.flags.f_contiguous)):
+        view, exponent = bits
+        flat = arr.ravel(order="K").view(view)
+        block = 1 << 16
+        threads = min(resolve_threads(None), -(-flat.size // block))
+        return _kernels.count_nonfinite_blocks(flat, view(exponent), block, threads) == 0
     return bool(np.isfinite(arr).all())
 
 

@@ -241,11 +241,15 @@ def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
 
 
 def test_phased_blocks_depend_on_shapes_only():
-    for F, Hp, P, C in [(16, 16, 16, 512), (1, 194, 196, 64), (1, 3, 5, 4096), (300, 2, 3, 3)]:
+    for F, Hp, P, C in [(16, 16, 16, 512), (1, 194, 196, 64), (1, 3, 5, 4096), (300, 2, 3, 3),
+                        (1, 20, 100, 64)]:
         for itemsize in (4, 8):
-            rb, cb = _api.phased_blocks(F, Hp, P, C, itemsize)
-            assert 1 <= rb <= Hp and 1 <= cb <= min(C, _api.PHASED_MAX_CHANNELS)
-            assert rb * P <= max(_api.PHASED_GEMM_ROWS[itemsize], P)
+            for phases in (1, 4):
+                rb, cb = _api.phased_blocks(F, Hp, P, C, itemsize, phases)
+                assert 1 <= rb <= Hp and 1 <= cb <= min(C, _api.PHASED_MAX_CHANNELS // phases)
+                assert rb * P <= max(_api.PHASED_GEMM_ROWS[itemsize], P)
+                tasks = F * -(-Hp // rb) * -(-C // cb)
+                assert tasks >= min(_api.PHASED_MIN_TASKS, F * Hp * -(-C // cb))
     # a single map is still cut into several tasks
     rb, cb = _api.phased_blocks(1, 194, 196, 64, 4)
     assert -(-194 // rb) >= _api.PHASED_MIN_TASKS

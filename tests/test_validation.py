@@ -382,7 +382,12 @@ def test_large_arrays_are_checked_for_nan_and_inf_everywhere(dtype):
     x = np.random.default_rng(0).standard_normal(n).astype(dtype)
     assert all_finite(x) and all_finite(x[::2])
     big = np.full(n, np.finfo(dtype).max, dtype)  # finite, however large
-    assert all_finite(big)
+    assert all_finite(big) and all_finite(-big)
+    fortran = np.asfortranarray(x[:n - n % 8].reshape(-1, 8))
+    swapped = x.astype(x.dtype.newbyteorder())     # other byte order: numpy's check
+    assert all_finite(fortran) and all_finite(swapped)
+    fortran[100, 3], swapped[n - 1] = np.nan, np.inf
+    assert not all_finite(fortran) and not all_finite(swapped)
     for pos in (0, 7, 8, 65535, 65536, n // 2, n - 1):
         for bad in (np.nan, np.inf, -np.inf):
             y = x.copy()
