@@ -274,19 +274,42 @@ def substitute_into(df, weights, out, sy, sx, threads, zero=False):
     F, J, H, W = df.shape
     _, C, kh, kw = weights.shape
     path = substitution_path(J, H, W, C, kh, kw, sy, sx, df.dtype.itemsize) if zero else "col2im"
-    if path == "winograd":
-        m, _ = winograd_tile((kh, kw), (sy, sx), df.dtype.itemsize)
-        substitute_winograd(PaddedMaps(df.reshape(F, J, H * W), H, W, W, 0),
-                            winograd_weights(weights, m, (sy, sx), threads), m, (sy, sx),
-                            out.reshape(F, C, -1), out.shape[3], 0, threads)
-    elif path == "phased":
-        P, off = phased_layout(W, kw, sx)
-        maps = pad_maps(df, P, off, threads)
-        substitute_phased(maps, phased_weights(weights, (sy, sx)), (kh, kw), out.reshape(F, C, -1),
-                          out.shape[3], 0, sy, sx, threads)
-    else:
-        substitute_col2im(df, weights, out, sy, sx, threads, zero)
+    if path == "col2im":
+        return substitute_col2im(df, weights, out, sy, sx, threads, zero)
+    layout = input_layout(path, W, kw, sx)
+    maps = (PaddedMaps(df.reshape(F, J, H * W), H, W, W, 0) if layout is None
+            else pad_maps(df, *layout, threads))
+    substitute_padded(path, maps, prepared_weights(path, weights, (sy, sx), threads), (kh, kw),
+                      (sy, sx), out.reshape(F, C, -1), out.shape[3], 0, threads)
     return out
+
+
+def input_layout(path, W, kw, sx):
+    """(P, off): the padded layout the substitution form ``path`` reads maps of width W in, or
+    None when it reads dense maps (col2im) or any layout (Winograd)."""
+    return phased_layout(W, kw, sx) if path == "phased" else None
+
+
+def prepared_weights(path, weights, stride, threads):
+    """Weights (J, C, kh, kw) in the layout the substitution form ``path`` reads (made once per
+    decoding): transformed for "winograd", by offset and phase for "phased", as they are for
+    "col2im"."""
+    if path == "winograd":
+        m, _ = winograd_tile(weights.shape[2:], stride, weights.dtype.itemsize)
+        return winograd_weights(weights, m, stride, threads)
+    if path == "phased":
+        return phased_weights(weights, stride)
+    return weights
+
+
+def substitute_padded(path, maps, prepared, kernel, stride, out, Po, off_out, threads):
+    """Substitution by "winograd" or "phased" of weights from :func:`prepared_weights` at every
+    pixel of the PaddedMaps ``maps`` (in :func:`input_layout`), written in full into out
+    (F, C, S_out) with pitch Po and offset off_out (zeros around). Returns it as PaddedMaps."""
+    if path == "winograd":
+        m, _ = winograd_tile(kernel, stride, maps.buf.dtype.itemsize)
+        return substitute_winograd(maps, prepared, m, stride, out, Po, off_out, threads)
+    return substitute_phased(maps, prepared, kernel, out, Po, off_out, *stride, threads)
 
 
 def substitute_col2im(df, weights, out, sy, sx, threads, zero=False):

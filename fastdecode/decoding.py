@@ -90,7 +90,7 @@ class _Step:
         self.kernel, self.stride, self.bias_layer, self.box = None, (1, 1), None, None
         self.box_sum = 1.0
         self.path, self.needs, self.writes = None, None, None
-        self._weights, self._wr, self._u = None, None, None
+        self._weights, self._prepared = None, None
 
     def weights(self, dtype, threads):
         """The dense weights (J, C, kh, kw), with the merged box unpooling if any (made once)."""
@@ -102,19 +102,12 @@ class _Step:
             self._weights = np.ascontiguousarray(w)
         return self._weights
 
-    def phased_weights(self, dtype, threads):
-        if self._wr is None:
-            self._wr = _api.phased_weights(self.weights(dtype, threads), self.stride)
-        return self._wr
-
-    def winograd_tile(self, dtype):
-        return _api.winograd_tile(self.kernel, self.stride, np.dtype(dtype).itemsize)[0]
-
-    def winograd_weights(self, dtype, threads):
-        if self._u is None:
-            self._u = _api.winograd_weights(self.weights(dtype, threads), self.winograd_tile(dtype),
-                                             self.stride, threads)
-        return self._u
+    def prepared_weights(self, dtype, threads):
+        """The weights in the layout of the step's substitution form (made once)."""
+        if self._prepared is None:
+            self._prepared = _api.prepared_weights(self.path, self.weights(dtype, threads),
+                                                   self.stride, threads)
+        return self._prepared
 
 
 def _plane_elements(shape, layout):
@@ -160,8 +153,7 @@ class _ChainPlan:
                 step.bias_layer = conv if conv.bias is not None else None
                 step.path = _api.substitution_path(C, H, W, C_out, kh, kw, *stride,
                                                    net.dtype.itemsize)
-                if step.path == "phased":
-                    step.needs = _api.phased_layout(W, kw, stride[1])
+                step.needs = _api.input_layout(step.path, W, kw, stride[1])
             elif isinstance(layer, Pool):
                 (fy, fx), (ph, pw) = layer.stride_, layer.kernel
                 C, H, W = shape
@@ -264,16 +256,12 @@ def _decode_chunk(plan, sel, threads, want_bias, work=None):
             if want_bias and step.bias_layer is not None:
                 bias += step.box_sum * _weighted_channel_sums(maps.buf, step.bias_layer.bias)
             (sy, sx), kernel = step.stride, step.kernel
-            if step.path == "winograd":
+            if step.path != "col2im":
                 P, off = step.writes if step.writes is not None else (W, 0)
-                u = step.winograd_weights(plan.dtype, threads)
-                maps = _api.substitute_winograd(maps, u, step.winograd_tile(plan.dtype), (sy, sx),
-                                                work.take((F, C, off + H * P)), P, off, threads)
-            elif step.path == "phased":
-                P, off = step.writes if step.writes is not None else (W, 0)
-                wr = step.phased_weights(plan.dtype, threads)
-                maps = _api.substitute_phased(maps, wr, kernel, work.take((F, C, off + H * P)), P,
-                                              off, sy, sx, threads)
+                maps = _api.substitute_padded(step.path, maps,
+                                              step.prepared_weights(plan.dtype, threads), kernel,
+                                              (sy, sx), work.take((F, C, off + H * P)), P, off,
+                                              threads)
             else:
                 J, Hi, Wi = step.shape_in
                 out = work.take((F, C, H, W))

@@ -227,13 +227,16 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("df_shape, w_shape, stride", PHASED_CASES)
-def test_substitute_takes_the_phased_path(df_shape, w_shape, stride, dtype):
+@pytest.mark.parametrize("path, df_shape, w_shape, stride",
+                         [("phased",) + case for case in PHASED_CASES]
+                         + [("winograd",) + case for case in WINOGRAD_CASES])
+def test_substitute_takes_its_path(path, df_shape, w_shape, stride, dtype, monkeypatch):
+    monkeypatch.setattr(_api, "PARALLEL_MIN_FLOPS", 0)   # small shapes, yet several threads
     rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
     df = rng.standard_normal(df_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     sy, sx = _api.as_pair("stride", stride)
-    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize) == "phased"
+    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize) == path
     out = fd.substitute(df, w, stride=stride)   # the values: test_substitute_matches_reference
     # bitwise the same for any thread count
     one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
@@ -321,20 +324,6 @@ def test_winograd_transforms_compute_the_correlation():
         np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), want, rtol=1e-13, atol=1e-13)
     with pytest.raises(ValueError, match="distinct points"):
         _api._cook_toom(2, 3, (0, 1, 1))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("df_shape, w_shape, stride", WINOGRAD_CASES)
-def test_substitute_takes_the_winograd_path(df_shape, w_shape, stride, dtype, monkeypatch):
-    monkeypatch.setattr(_api, "PARALLEL_MIN_FLOPS", 0)   # small shapes, yet several threads
-    rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
-    df = rng.standard_normal(df_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    sy, sx = _api.as_pair("stride", stride)
-    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize) == "winograd"
-    out = fd.substitute(df, w, stride=stride)   # the values: test_substitute_matches_reference
-    one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
-    assert np.array_equal(one, out) and np.array_equal(two, out) and np.array_equal(three, out)
 
 
 def test_winograd_routing_and_blocks():
