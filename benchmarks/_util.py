@@ -216,6 +216,25 @@ def correlate_flops(x_shape, f_shape, out_hw):
     return 2.0 * N * K * out_hw[0] * out_hw[1] * C * h * w
 
 
+def eq3_flops(net, layer, images_shape):
+    """FLOPs of the correlations of an Eq. 3 evaluation over images (N, C, H, W): the network's
+    conv layers up to ``layer`` and the images' correlation with the layer's decoded filters
+    (the pooling, ReLU and normalisation passes are not counted)."""
+    idx = net.conv_index(layer)
+    one = (1,) + tuple(images_shape[1:])
+    total = 0.0
+    for i in range(idx + 1):
+        l = net.layers[i]
+        if isinstance(l, fd.Conv):
+            shape_in = net.output_shape(one, upto=i - 1) if i else one
+            out = net.output_shape(one, upto=i)
+            total += correlate_flops(shape_in, l.dense_weights().shape, out[2:])
+    K = net.layers[idx].num_filters
+    out = net.output_shape(one, upto=idx)
+    total += correlate_flops(one, (K,) + net.decoded_shape(idx), out[2:])
+    return images_shape[0] * total
+
+
 # --- the alternatives -------------------------------------------------------------------------
 
 def _steps(net, idx):
@@ -302,6 +321,45 @@ def torch_correlate(x, filters, threads):
     torch.set_num_threads(threads)
     with torch.no_grad():
         return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(filters)).numpy()
+
+
+def torch_eq3(net, images, layer, decoded, threads, batch_size=1000):
+    """Eq. 3 per image in PyTorch, in batches: the network's forward pass (conv2d, max/avg pooling,
+    ReLU), the images' correlation with the decoded filters, each rescaled per image by its
+    own range, and the mean squared difference. Networks of conv, unpadded pool and ReLU layers."""
+    import torch
+    F = torch.nn.functional
+    torch.set_num_threads(threads)
+    idx = net.conv_index(layer)
+    S, (pt, pb, pl, pr) = net.stride(idx), net.padding(idx)
+    D = torch.from_numpy(np.ascontiguousarray(decoded))
+    x_all = torch.from_numpy(images)
+
+    def rescaled(a):
+        a = a.reshape(a.shape[0], -1).double()
+        lo = a.min(1, keepdim=True).values
+        return (a - lo) / (a.max(1, keepdim=True).values - lo)
+
+    errors = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = y = x_all[start:start + batch_size]
+            for l in net.layers[:idx + 1]:
+                if isinstance(l, fd.Conv):
+                    t, b, lft, r = l.pad_
+                    y = F.conv2d(F.pad(y, (lft, r, t, b)), torch.from_numpy(l.dense_weights()),
+                                 None if l.bias is None else torch.from_numpy(l.bias),
+                                 stride=l.stride_)
+                elif isinstance(l, fd.Pool) and not any(l.pad_):
+                    pool = F.max_pool2d if l.method == "max" else F.avg_pool2d
+                    y = pool(y, l.kernel, l.stride_)
+                elif isinstance(l, fd.ReLU) and not l.leak:
+                    y = F.relu(y)
+                else:
+                    raise ValueError("torch_eq3: layer %s is not supported" % l.describe())
+            d = F.conv2d(F.pad(x, (pl, pr, pt, pb)), D, stride=S)
+            errors.append(((rescaled(y) - rescaled(d)) ** 2).mean(1))
+    return torch.cat(errors).numpy()
 
 
 def torch_substitute(df, w, stride, threads):

@@ -3,7 +3,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py [--quick] [--threads N]
 
 Rows: LeNet and VGG-16 (random weights) decoding, a VGG-16-sized substitution layer, forward
-correlation of 10,000 images with 500 decoded filters. Columns: seconds and GFLOP/s of fastdecode,
+correlation of 10,000 images with 500 decoded filters, Eq. 3 over 10,000 images. Columns: seconds and GFLOP/s of fastdecode,
 the fraction of a BLAS GEMM of equal FLOPs measured in the same run, PyTorch CPU (when installed),
 scipy.signal, and the literal per-pixel algorithm (timed on a few filters and extrapolated
 linearly: marked "~"). Times are the best of several repeats. --quick skips the full VGG-16 runs.
@@ -142,6 +142,21 @@ def main(argv=None):
         r.scipy = _util.best_of(lambda: _util.scipy_correlate(x[:20], f), 1)[0] * 500
         r.extrapolated.add("scipy")
         r.note = "scipy: 20 images timed, x500" if dt == np.float32 else ""
+        rows.append(r)
+
+    # --- Eq. 3 over a dataset: the network's forward pass and the decoded filters' correlation --
+    for dt in (np.float32, np.float64):
+        net = models.lenet(dt)
+        x = rng.standard_normal((10000, 1, 28, 28)).astype(dt)
+        D = fd.decode(net, "layer5", n_threads=T)
+        r = Row("Eq. 3, LeNet layer5 over 10,000 images 28x28", dt, T,
+                _util.eq3_flops(net, "layer5", x.shape))
+        r.time(lambda: fd.reconstruction_error(net, x, "layer5", decoded=D, n_threads=T,
+                                               progress=False), R, 0,
+               (lambda: _util.torch_eq3(net, x, "layer5", D, T)) if have_torch else None)
+        r.note = ("reconstruction_error with the decoded filters given; FLOPs: the conv layers "
+                  "and the decoded correlation (pooling, ReLU, normalisation not counted)"
+                  if dt == np.float32 else "")
         rows.append(r)
 
     # --- a VGG-16-sized substitution layer (conv4_x weights onto 32 maps 28x28) -------------

@@ -7,6 +7,7 @@ import pytest
 import fastdecode as fd
 
 import _util
+import models
 from _util import DTYPES, THREADS
 
 rng = np.random.default_rng(0)
@@ -58,6 +59,19 @@ def test_correlate_dataset(measure, dtype, threads):
     f = rng.standard_normal((500, 1, 28, 28)).astype(dtype)
     measure(lambda: fd.correlate(x, f, n_threads=threads),
             _util.correlate_flops(x.shape, f.shape, (1, 1)), dtype, threads)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_eq3_dataset(measure, dtype, threads):
+    """Eq. 3 of LeNet's layer5 over 10,000 28x28 images (decoded filters given): the forward
+    pass and the decoded correlation; FLOPs of the correlations only."""
+    net = models.lenet(dtype)
+    x = rng.standard_normal((10000, 1, 28, 28)).astype(dtype)
+    D = fd.decode(net, "layer5", n_threads=threads)
+    measure(lambda: fd.reconstruction_error(net, x, "layer5", decoded=D, n_threads=threads,
+                                            progress=False),
+            _util.eq3_flops(net, "layer5", x.shape), dtype, threads)
 
 
 @pytest.mark.parametrize("threads", THREADS)
