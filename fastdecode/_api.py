@@ -29,8 +29,12 @@ def correlate(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None)
                                % (np.shape(x), np.shape(filters)), out)
 
 
-def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None):
-    """:func:`correlate` without the overflow check (callers check the result themselves)."""
+def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None,
+                        out=None):
+    """:func:`correlate` without the overflow check (callers check the result themselves).
+
+    out: an array to write the result into (C-contiguous, of the result's shape and dtype, for
+    (N, C, H, W) images), as from :class:`Buffers`; a new one otherwise."""
     x = float_array("x", x, ndim=(3, 4))
     single = x.ndim == 3
     if single:
@@ -59,7 +63,11 @@ def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_l
         x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     # Rows and columns past the last window are never read.
     x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w])
-    out = np.empty((N, K, Ho, Wo), dtype=dtype)
+    if out is None:
+        out = np.empty((N, K, Ho, Wo), dtype=dtype)
+    elif out.shape != (N, K, Ho, Wo) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous %s array of shape %s, got %s %s"
+                         % (dtype.name, (N, K, Ho, Wo), out.dtype.name, out.shape))
     correlate_into(x, filters, out, sy, sx, threads)
     return out[0] if single else out
 
@@ -690,9 +698,28 @@ def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
         raise ValueError("input %dx%d (padded %s) is smaller than the pooling window %s"
                          % (H, W, (pt, pb, pl, pr), (ph, pw)))
     Ho, Wo = (H + pt + pb - ph) // sy + 1, (W + pl + pr - pw) // sx + 1
-    out = np.empty((N * C, Ho, Wo), dtype=x.dtype)
-    _kernels.pool2d(x.reshape(N * C, H, W), out, ph, pw, sy, sx, pt, pl, method == "avg", threads)
-    return out.reshape(N, C, Ho, Wo)
+    out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    return pool_into(x, out, method, (ph, pw), (sy, sx), (pt, pb, pl, pr), threads)
+
+
+def pool_into(x, out, method, size, stride, pad, threads):
+    """out = the pooling of x (N, C, H, W), C-contiguous, validated, as :func:`pool` sizes it
+    (out (N, C, Ho, Wo) of x's dtype). Returns out."""
+    N, C, H, W = x.shape
+    threads = max(1, min(threads, N * C))
+    _kernels.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
+                    out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],
+                    pad[0], pad[2], method == "avg", threads)
+    return out
+
+
+def add_bias(y, bias, threads):
+    """y (N, K, H, W), C-contiguous, += bias[k] on channel k (bias None: nothing added), in one
+    compiled pass that also tells whether y is then all finite."""
+    N, K = y.shape[:2]
+    b = np.zeros(0, y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
+    planes = y.reshape(N * K, -1)
+    return _kernels.add_bias(planes, b, max(1, min(threads, N * K))) == 0
 
 
 def relu(x, *, leak=0.0, n_threads=None):
@@ -701,9 +728,31 @@ def relu(x, *, leak=0.0, n_threads=None):
     leak = float(leak)
     if not np.isfinite(leak):
         raise ValueError("leak must be finite, got %r" % leak)
-    out = np.empty_like(x)
-    _kernels.relu(x.reshape(-1), out.reshape(-1), leak, resolve_threads(n_threads))
+    return relu_into(x, np.empty(x.shape, dtype=x.dtype), leak, resolve_threads(n_threads))
+
+
+def relu_into(x, out, leak, threads):
+    """out = relu(x) for validated x, out of x's shape and dtype, C-contiguous. Returns out."""
+    _kernels.relu(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), leak, threads)
     return out
+
+
+class Buffers:
+    """Arrays reused from one batch of a pass over a dataset to the next: :meth:`get` returns an
+    uninitialised C-contiguous array, in the same memory for the same key whenever it fits, so
+    that a batch writes where the previous one did instead of into fresh pages."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, key, shape, dtype):
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape))
+        buf = self._arrays.get(key)
+        if buf is None or buf.dtype != dtype or buf.size < n:
+            self._arrays.pop(key, None)
+            buf = self._arrays[key] = np.empty(n, dtype=dtype)
+        return buf[:n].reshape(shape)
 
 
 # --- Winograd substitution ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _api
-from ._validation import as_int, float_array, resolve_threads
+from ._validation import as_int, check_finite_result, float_array, resolve_threads
 from .decoding import _check_network, _check_unpool, decode_with_bias
 from .network import _printable
 
@@ -149,10 +149,41 @@ def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
     return filters, b
 
 
-def _decoded_response(net, images, layer, filters, bias, n_threads):
-    """Correlation of the images with decoded filters at the layer's stride and padding."""
-    D = _api.correlate(images, filters, stride=net.stride(layer), pad=net.padding(layer),
-                       n_threads=n_threads)
+def _forward_batch(net, x, keep, n_threads, buffers):
+    """{layer index: response} of ``net`` to the checked images x at the layers ``keep``.
+
+    The layers write into ``buffers`` (a :class:`fastdecode._api.Buffers` reused across
+    batches): each kept layer into its own array, the others alternately into two, so the
+    pass holds no more than the kept responses and two layers' outputs. The responses are
+    valid until the next batch.
+    """
+    responses = {}
+    y = x
+    for i in range(max(keep) + 1):
+        key = ("layer", i) if i in keep else ("work", i % 2)
+        size = net.layers[i].output_size(y.shape[2:])
+        out = buffers.get(key, (y.shape[0], net.layers[i].output_channels(y.shape[1])) + size,
+                          y.dtype)
+        y = net.forward_layer(i, y, n_threads, out=out)
+        if i in keep:
+            responses[i] = y
+    return responses
+
+
+def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None, key=None):
+    """Correlation of the images with decoded filters at the layer's stride and padding (into
+    ``buffers.get(key, ...)`` when buffers are given: valid until the next batch)."""
+    (sy, sx), (pt, pb, pl, pr) = net.stride(layer), net.padding(layer)
+    out = None
+    if buffers is not None:
+        H, W = images.shape[2:]
+        h, w = filters.shape[2:]
+        shape = (len(images), len(filters), (H + pt + pb - h) // sy + 1, (W + pl + pr - w) // sx + 1)
+        out = buffers.get(key, shape, images.dtype)
+    D = _api.correlate_unchecked(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
+                                 n_threads=n_threads, out=out)
+    check_finite_result("the correlation of images %s with decoded filters %s"
+                        % (images.shape, filters.shape), D)
     if bias is not None:
         D += bias.astype(D.dtype)[None, :, None, None]
     return D
@@ -209,16 +240,12 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
     per_image = _response_bytes(net, images, layers) * (1 + len(jobs))
     bs = _batch_size(batch_size, len(images), per_image)
     accs = [_ErrorAccumulator(len(images), f.shape[0]) for (_, f, _) in jobs]
+    buffers = _api.Buffers()
     for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
-        responses = {}
-        y = x
-        for i in range(layers[-1] + 1):
-            y = net.forward_layer(i, y, threads)
-            if i in layers:
-                responses[i] = y
+        responses = _forward_batch(net, x, layers, threads, buffers)
         for acc, (layer, filters, bias) in zip(accs, jobs):
-            D = _decoded_response(net, x, layer, filters, bias, threads)
+            D = _decoded_response(net, x, layer, filters, bias, threads, buffers, "decoded")
             acc.add(start, responses[net.index(layer)], D)
     return [a.result() for a in accs]
 
@@ -339,11 +366,13 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     R = np.empty((len(images), K))
     D = np.empty((len(images), K))
     desc = "scores %s" % _printable(net.layers[idx].name)
+    buffers = _api.Buffers()
     for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
-        R[start:start + len(x)] = net.forward(x, upto=idx, n_threads=threads).max(axis=(2, 3))
-        D[start:start + len(x)] = _decoded_response(net, x, idx, filters, b, threads).max(
+        R[start:start + len(x)] = _forward_batch(net, x, [idx], threads, buffers)[idx].max(
             axis=(2, 3))
+        D[start:start + len(x)] = _decoded_response(net, x, idx, filters, b, threads, buffers,
+                                                    "decoded").max(axis=(2, 3))
     return FilterScores(R, D, net.layers[idx].name)
 
 

@@ -147,18 +147,22 @@ class Conv(Layer):
             w = dense
         return np.ascontiguousarray(w)
 
-    def forward(self, x, n_threads, memory_limit=None):
+    def forward(self, x, n_threads, memory_limit=None, out=None):
+        return self.forward_finite(x, n_threads, memory_limit=memory_limit, out=out)[0]
+
+    def forward_finite(self, x, n_threads, memory_limit=None, out=None):
+        """(response to x, whether it is all finite): the bias is added and the result checked
+        in one pass."""
         w = self.dilated_weights(x.dtype)
         g, C = self.groups, w.shape[1]
         per = w.shape[0] // g
         parts = [_api.correlate_unchecked(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
                                           stride=self.stride_, pad=self.pad_,
-                                          n_threads=n_threads, memory_limit=memory_limit)
+                                          n_threads=n_threads, memory_limit=memory_limit,
+                                          out=out if g == 1 else None)
                  for i in range(g)]
         y = parts[0] if g == 1 else np.concatenate(parts, axis=1)
-        if self.bias is not None:
-            y += self.bias.astype(y.dtype, copy=False)[None, :, None, None]
-        return y
+        return y, _api.add_bias(y, self.bias, n_threads)
 
     def astype(self, dtype):
         new = Conv(self.weights.astype(dtype),
@@ -212,9 +216,11 @@ class Pool(Layer):
     def size(self):
         return self.kernel
 
-    def forward(self, x, n_threads):
-        return _api.pool(x, self.method, size=self.kernel, stride=self.stride_, pad=self.pad_,
-                         n_threads=n_threads)
+    def forward(self, x, n_threads, out=None):
+        if out is None:
+            out = np.empty(x.shape[:2] + self.output_size(x.shape[2:]), dtype=x.dtype)
+        return _api.pool_into(x, out, self.method, self.kernel, self.stride_, self.pad_,
+                              n_threads)
 
     def _params(self):
         return ("%r" % self.method, "size=%s" % (self.kernel,), "stride=%s" % (self.stride_,)) + (
@@ -238,8 +244,10 @@ class ReLU(Layer):
             raise ValueError("relu leak must be finite, got %r" % leak)
         self.leak = leak
 
-    def forward(self, x, n_threads):
-        return _api.relu(x, leak=self.leak, n_threads=n_threads)
+    def forward(self, x, n_threads, out=None):
+        if out is None:
+            out = np.empty(x.shape, dtype=x.dtype)
+        return _api.relu_into(x, out, self.leak, n_threads)
 
     def _params(self):
         return ("leak=%g" % self.leak,) if self.leak else ()
@@ -548,15 +556,23 @@ class Network:
             x = self.forward_layer(i, x, threads, memory_limit=memory_limit)
         return x
 
-    def forward_layer(self, i, x, n_threads, memory_limit=None):
-        """Layer ``i`` alone applied to x, already checked (:meth:`check_input`)."""
+    def forward_layer(self, i, x, n_threads, memory_limit=None, out=None):
+        """Layer ``i`` alone applied to x, already checked (:meth:`check_input`).
+
+        out: where conv, pool and ReLU layers write their output (C-contiguous, of the output's
+        shape and dtype, e.g. from :class:`fastdecode._api.Buffers`); other layers ignore it.
+        """
         layer = self.layers[i]
+        finite = True
+        # Inputs and weights are finite, so only sums and scalings can overflow.
         if isinstance(layer, Conv):
-            x = layer.forward(x, n_threads, memory_limit=memory_limit)
+            x, finite = layer.forward_finite(x, n_threads, memory_limit=memory_limit, out=out)
+        elif isinstance(layer, (Pool, ReLU)):
+            x = layer.forward(x, n_threads, out=out)
         else:
             x = layer.forward(x, n_threads)
-        # Inputs and weights are finite, so only sums and scalings can overflow.
-        if isinstance(layer, (Conv, BatchNorm)) and not all_finite(x):
+            finite = not isinstance(layer, BatchNorm) or all_finite(x)
+        if not finite:
             raise ValueError("the output of layer %r (%s) overflows %s: scale the images "
                              "down or use float64 (net.astype(np.float64))"
                              % (_printable(layer.name), layer.describe(), self.dtype.name))

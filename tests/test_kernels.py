@@ -335,6 +335,53 @@ def test_pool_max_ignores_padding():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_pool_halving_matches_reference(dtype, method):
+    """2x2 windows at stride 2 without padding (a loop of their own): odd and even sizes, ties,
+    1 and 2 threads."""
+    rng = np.random.default_rng(12)
+    for H, W in ((2, 2), (5, 7), (8, 6), (3, 2)):
+        x = rng.standard_normal((3, 2, H, W)).astype(dtype)
+        x[0, 0, :2, :2] = 1.5   # a window of ties
+        got = fd.pool(x, method, size=2, stride=2, n_threads=1)
+        assert got.shape == (3, 2, H // 2, W // 2)
+        assert np.array_equal(got, fd.pool(x, method, size=2, stride=2, n_threads=2))
+        want = ref.pool(x, method, 2, 2)
+        if method == "max":
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-7 if dtype == np.float32 else 1e-15)
+            # the general loop (one row of padding, then cropped) gives the same bits
+            padded = fd.pool(np.pad(x, ((0, 0), (0, 0), (2, 0), (0, 0))), method, size=2,
+                             stride=2, pad=(0, 0, 0, 1))[:, :, 1:, :W // 2]
+            assert np.array_equal(got, padded)
+        # padding at the bottom and right: the last windows are clipped
+        for pad in ((0, 1, 0, 0), (0, 0, 0, 1), (0, 1, 0, 1)):
+            got = fd.pool(x, method, size=2, stride=2, pad=pad)
+            want = ref.pool(x, method, 2, 2, pad)
+            np.testing.assert_allclose(got, want, rtol=1e-7 if dtype == np.float32 else 1e-15)
+
+
+def test_add_bias_adds_and_finds_non_finite_planes():
+    rng = np.random.default_rng(13)
+    for dtype in DTYPES:
+        y = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+        b = rng.standard_normal(4).astype(dtype)
+        want = y + b[None, :, None, None]
+        assert _api.add_bias(y, b, 2) and np.array_equal(y, want)
+        assert _api.add_bias(y, None, 1) and np.array_equal(y, want)
+        big = np.finfo(dtype).max
+        for plane, value in ((0, np.inf), (11, -np.inf), (5, np.nan)):
+            z = y.copy()
+            z.reshape(12, 30)[plane, -1] = value
+            assert not _api.add_bias(z, None, 2)
+        z = y.copy()
+        z[2, 3, 4, 5] = big
+        assert not _api.add_bias(z, np.full(4, big, dtype), 2)  # finite + finite overflows
+        assert np.isinf(z[2, 3, 4, 5])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("leak", [0.0, 0.1, -2.0])
 def test_relu_matches_reference(dtype, leak):
     x = np.random.default_rng(8).standard_normal((2, 3, 4, 5)).astype(dtype)
@@ -368,4 +415,5 @@ def test_kernels_bitwise_identical_for_1_and_2_threads(dtype):
     for method in ("max", "avg"):
         assert np.array_equal(fd.pool(x, method, size=3, stride=2, pad=1, n_threads=1),
                               fd.pool(x, method, size=3, stride=2, pad=1, n_threads=2))
+        assert np.array_equal(fd.pool(x, method, n_threads=1), fd.pool(x, method, n_threads=2))
     assert np.array_equal(fd.relu(x, leak=0.1, n_threads=1), fd.relu(x, leak=0.1, n_threads=2))

@@ -303,3 +303,15 @@ def test_overflow_inside_the_network_names_the_layer():
         net.forward(x)
     assert np.isfinite(net.forward(x, upto=1)).all()
     assert np.isfinite(net.astype(np.float64).forward(x)).all()
+
+
+def test_overflow_by_the_bias_names_the_layer():
+    """A finite correlation that the bias pushes past float32's range is refused too."""
+    big = np.finfo(np.float32).max
+    net = fd.Network([fd.Conv(np.ones((2, 1, 1, 1), np.float32),
+                              np.array([0, big], np.float32))])
+    x = np.full((1, 1, 3, 4), big, np.float32)
+    x[0, 0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match=r"output of layer 'layer1' .* overflows float32"):
+        net.forward(x)
+    assert np.array_equal(net.forward(x[:, :, :1, :1]), [[[[1.0]], [[big]]]])
