@@ -737,6 +737,19 @@ def relu_into(x, out, leak, threads):
     return out
 
 
+def eq3_sums(R, D, threads):
+    """Eq. 3 for responses R and decoded correlations D (N, K, H, W) of one dtype, C-contiguous:
+    (per_image (N,) mean squared difference of the per-image rescaled maps, per_filter (N, K)
+    sums of squared differences over positions, constant (N, 2) bool: R, D constant)."""
+    N, K = R.shape[:2]
+    per_image = np.empty(N)
+    per_filter = np.empty((N, K))
+    constant = np.empty((N, 2), dtype=np.uint8)
+    _kernels.eq3_sums(R.reshape(N, -1), D.reshape(N, -1), K, per_image, per_filter, constant,
+                      max(1, min(threads, N)))
+    return per_image, per_filter, constant.astype(bool)
+
+
 class Buffers:
     """Arrays reused from one batch of a pass over a dataset to the next: :meth:`get` returns an
     uninitialised C-contiguous array, in the same memory for the same key whenever it fits, so

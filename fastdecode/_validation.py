@@ -173,6 +173,11 @@ def format_bytes(n):
 def check_finite_result(what, arr):
     """Refuse a result that overflowed its dtype (finite inputs, inf or NaN out)."""
     if not all_finite(arr):
-        raise ValueError("%s overflows %s (finite inputs, non-finite result); use float64 inputs "
-                         "or smaller values" % (what, arr.dtype))
+        raise overflow_error(what, arr.dtype)
     return arr
+
+
+def overflow_error(what, dtype):
+    """The ValueError for a result ``what`` that overflowed ``dtype``."""
+    return ValueError("%s overflows %s (finite inputs, non-finite result); use float64 inputs "
+                      "or smaller values" % (what, dtype))

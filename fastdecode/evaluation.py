@@ -11,7 +11,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _api
-from ._validation import as_int, check_finite_result, float_array, resolve_threads
+from ._validation import as_int, float_array, overflow_error, resolve_threads
 from .decoding import _check_network, _check_unpool, decode_with_bias
 from .network import _printable
 
@@ -174,18 +174,20 @@ def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None
     """Correlation of the images with decoded filters at the layer's stride and padding (into
     ``buffers.get(key, ...)`` when buffers are given: valid until the next batch)."""
     (sy, sx), (pt, pb, pl, pr) = net.stride(layer), net.padding(layer)
+    n_threads = resolve_threads(n_threads)
     out = None
     if buffers is not None:
         H, W = images.shape[2:]
         h, w = filters.shape[2:]
-        shape = (len(images), len(filters), (H + pt + pb - h) // sy + 1, (W + pl + pr - w) // sx + 1)
+        shape = (len(images), len(filters), (H + pt + pb - h) // sy + 1,
+                 (W + pl + pr - w) // sx + 1)
         out = buffers.get(key, shape, images.dtype)
     D = _api.correlate_unchecked(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
                                  n_threads=n_threads, out=out)
-    check_finite_result("the correlation of images %s with decoded filters %s"
-                        % (images.shape, filters.shape), D)
-    if bias is not None:
-        D += bias.astype(D.dtype)[None, :, None, None]
+    if not _api.add_bias(D, bias, n_threads):
+        raise overflow_error("the correlation of images %s with decoded filters %s%s"
+                             % (images.shape, filters.shape,
+                                "" if bias is None else " plus their bias"), D.dtype)
     return D
 
 
@@ -213,15 +215,14 @@ class _ErrorAccumulator:
         self.positions = 0
         self.constant = [0, 0]
 
-    def add(self, start, R, D):
-        Rn, cr = _normalise(R)
-        Dn, cd = _normalise(D)
-        sq = (Rn - Dn) ** 2
-        self.per_image[start:start + len(R)] = sq.mean(axis=(1, 2, 3))
-        self.filter_sum += sq.sum(axis=(0, 2, 3))
+    def add(self, start, R, D, n_threads):
+        """Add the images of one batch: R, D (n, K, H, W) of one dtype, C-contiguous."""
+        per_image, per_filter, constant = _api.eq3_sums(R, D, n_threads)
+        self.per_image[start:start + len(R)] = per_image
+        self.filter_sum += per_filter.sum(axis=0)
         self.positions = R.shape[2] * R.shape[3]
-        self.constant[0] += int(cr.sum())
-        self.constant[1] += int(cd.sum())
+        self.constant[0] += int(constant[:, 0].sum())
+        self.constant[1] += int(constant[:, 1].sum())
 
     def result(self):
         n = len(self.per_image)
@@ -246,7 +247,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
         responses = _forward_batch(net, x, layers, threads, buffers)
         for acc, (layer, filters, bias) in zip(accs, jobs):
             D = _decoded_response(net, x, layer, filters, bias, threads, buffers, "decoded")
-            acc.add(start, responses[net.index(layer)], D)
+            acc.add(start, responses[net.index(layer)], D, threads)
     return [a.result() for a in accs]
 
 
