@@ -30,16 +30,18 @@ def correlate(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None)
 
 
 def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None,
-                        out=None):
+                        out=None, finite_inputs=False):
     """:func:`correlate` without the overflow check (callers check the result themselves).
 
     out: an array to write the result into (C-contiguous, of the result's shape and dtype, for
-    (N, C, H, W) images), as from :class:`Buffers`; a new one otherwise."""
-    x = float_array("x", x, ndim=(3, 4))
+    (N, C, H, W) images), as from :class:`Buffers`; a new one otherwise.
+    finite_inputs: x and filters are known to be finite (a network's checked layer outputs and
+    weights): their values are not checked again."""
+    x = float_array("x", x, ndim=(3, 4), finite=not finite_inputs)
     single = x.ndim == 3
     if single:
         x = x[None]
-    filters = float_array("filters", filters, ndim=4)
+    filters = float_array("filters", filters, ndim=4, finite=not finite_inputs)
     sy, sx = as_pair("stride", stride, minimum=1)
     pt, pb, pl, pr = as_pad("pad", pad)
     threads = resolve_threads(n_threads)

@@ -171,8 +171,9 @@ def _forward_batch(net, x, keep, n_threads, buffers):
 
 
 def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None, key=None):
-    """Correlation of the images with decoded filters at the layer's stride and padding (into
-    ``buffers.get(key, ...)`` when buffers are given: valid until the next batch)."""
+    """Correlation of the checked images with checked decoded filters at the layer's stride and
+    padding, plus the decoded bias (into ``buffers.get(key, ...)`` when buffers are given:
+    valid until the next batch)."""
     (sy, sx), (pt, pb, pl, pr) = net.stride(layer), net.padding(layer)
     n_threads = resolve_threads(n_threads)
     out = None
@@ -183,7 +184,7 @@ def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None
                  (W + pl + pr - w) // sx + 1)
         out = buffers.get(key, shape, images.dtype)
     D = _api.correlate_unchecked(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
-                                 n_threads=n_threads, out=out)
+                                 n_threads=n_threads, out=out, finite_inputs=True)
     if not _api.add_bias(D, bias, n_threads):
         raise overflow_error("the correlation of images %s with decoded filters %s%s"
                              % (images.shape, filters.shape,

@@ -159,7 +159,7 @@ class Conv(Layer):
         parts = [_api.correlate_unchecked(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
                                           stride=self.stride_, pad=self.pad_,
                                           n_threads=n_threads, memory_limit=memory_limit,
-                                          out=out if g == 1 else None)
+                                          out=out if g == 1 else None, finite_inputs=True)
                  for i in range(g)]
         y = parts[0] if g == 1 else np.concatenate(parts, axis=1)
         return y, _api.add_bias(y, self.bias, n_threads)
