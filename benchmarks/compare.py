@@ -3,10 +3,11 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py [--quick] [--threads N]
 
 Rows: LeNet and VGG-16 (random weights) decoding, a VGG-16-sized substitution layer, forward
-correlation of 10,000 images with 500 decoded filters, Eq. 3 over 10,000 images. Columns: seconds and GFLOP/s of fastdecode,
-the fraction of a BLAS GEMM of equal FLOPs measured in the same run, PyTorch CPU (when installed),
-scipy.signal, and the literal per-pixel algorithm (timed on a few filters and extrapolated
-linearly: marked "~"). Times are the best of several repeats. --quick skips the full VGG-16 runs.
+correlation of 10,000 images with 500 decoded filters, Eq. 3 over 10,000 images. Columns:
+seconds and GFLOP/s of fastdecode, the fraction of a BLAS GEMM of equal FLOPs measured in the
+same run, PyTorch CPU (when installed), scipy.signal, and the literal per-pixel algorithm (timed
+on a few filters and extrapolated linearly: marked "~"). Times are the best of several repeats.
+--quick skips the full VGG-16 runs.
 """
 
 import argparse

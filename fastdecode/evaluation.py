@@ -3,7 +3,8 @@ self-consistency.
 
 Every function takes images already preprocessed as the network expects, ``(N, C, H, W)``
 (``fastdecode.models.preprocess`` for the shipped models). Passes over a dataset run in batches,
-so memory stays bounded, and show a tqdm progress bar on stderr unless ``progress=False``.
+so memory stays bounded (each batch writes into the arrays of the one before), and show a tqdm
+progress bar on stderr unless ``progress=False``.
 """
 
 from collections import namedtuple
