@@ -67,9 +67,8 @@ def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_l
     x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w])
     if out is None:
         out = np.empty((N, K, Ho, Wo), dtype=dtype)
-    elif out.shape != (N, K, Ho, Wo) or out.dtype != dtype or not out.flags.c_contiguous:
-        raise ValueError("out must be a C-contiguous %s array of shape %s, got %s %s"
-                         % (dtype.name, (N, K, Ho, Wo), out.dtype.name, out.shape))
+    else:
+        _check_out(out, (N, K, Ho, Wo), dtype, x, filters)
     correlate_into(x, filters, out, sy, sx, threads)
     return out[0] if single else out
 
@@ -704,10 +703,23 @@ def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
     return pool_into(x, out, method, (ph, pw), (sy, sx), (pt, pb, pl, pr), threads)
 
 
+def _check_out(out, shape, dtype, *inputs):
+    """Refuse an ``out`` array of the wrong shape, dtype or layout, or one that shares memory
+    with an input (the kernels would read what they already wrote)."""
+    if out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous %s array of shape %s, got %s %s"
+                         % (np.dtype(dtype).name, tuple(shape), out.dtype.name, out.shape))
+    if any(np.may_share_memory(out, a) for a in inputs):
+        raise ValueError("out must not share memory with the inputs")
+
+
 def pool_into(x, out, method, size, stride, pad, threads):
     """out = the pooling of x (N, C, H, W), C-contiguous, validated, as :func:`pool` sizes it
     (out (N, C, Ho, Wo) of x's dtype). Returns out."""
     N, C, H, W = x.shape
+    Ho = (H + pad[0] + pad[1] - size[0]) // stride[0] + 1
+    Wo = (W + pad[2] + pad[3] - size[1]) // stride[1] + 1
+    _check_out(out, (N, C, Ho, Wo), x.dtype, x)
     threads = max(1, min(threads, N * C))
     _kernels.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
                     out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],
@@ -720,6 +732,9 @@ def add_bias(y, bias, threads):
     compiled pass that also tells whether y is then all finite."""
     N, K = y.shape[:2]
     b = np.zeros(0, y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
+    if b.ndim != 1 or b.size not in (0, K) or not y.flags.c_contiguous:
+        raise ValueError("bias must have one value per channel of y %s, got shape %s"
+                         % (y.shape, b.shape))
     planes = y.reshape(N * K, -1)
     return _kernels.add_bias(planes, b, max(1, min(threads, N * K))) == 0
 
@@ -735,6 +750,7 @@ def relu(x, *, leak=0.0, n_threads=None):
 
 def relu_into(x, out, leak, threads):
     """out = relu(x) for validated x, out of x's shape and dtype, C-contiguous. Returns out."""
+    _check_out(out, x.shape, x.dtype, x)
     _kernels.relu(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), leak, threads)
     return out
 
@@ -743,6 +759,10 @@ def eq3_sums(R, D, threads):
     """Eq. 3 for responses R and decoded correlations D (N, K, H, W) of one dtype, C-contiguous:
     (per_image (N,) mean squared difference of the per-image rescaled maps, per_filter (N, K)
     sums of squared differences over positions, constant (N, 2) bool: R, D constant)."""
+    if R.shape != D.shape or R.dtype != D.dtype or R.ndim != 4:
+        raise ValueError("R and D must be (N, K, H, W) arrays of one shape and dtype, got %s %s "
+                         "and %s %s" % (R.dtype, R.shape, D.dtype, D.shape))
+    R, D = np.ascontiguousarray(R), np.ascontiguousarray(D)
     N, K = R.shape[:2]
     per_image = np.empty(N)
     per_filter = np.empty((N, K))
@@ -759,6 +779,11 @@ class Buffers:
 
     def __init__(self):
         self._arrays = {}
+
+    def holds(self, key, arr):
+        """Whether the array kept under ``key`` may share memory with ``arr``."""
+        buf = self._arrays.get(key)
+        return buf is not None and np.may_share_memory(buf, arr)
 
     def get(self, key, shape, dtype):
         dtype = np.dtype(dtype)

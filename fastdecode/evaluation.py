@@ -153,18 +153,21 @@ def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
 def _forward_batch(net, x, keep, n_threads, buffers):
     """{layer index: response} of ``net`` to the checked images x at the layers ``keep``.
 
-    The layers write into ``buffers`` (a :class:`fastdecode._api.Buffers` reused across
-    batches): each kept layer into its own array, the others alternately into two, so the
-    pass holds no more than the kept responses and two layers' outputs. The responses are
-    valid until the next batch.
+    The conv, pool and ReLU layers write into ``buffers`` (a :class:`fastdecode._api.Buffers`
+    reused across batches): a kept layer into its own array, the others into whichever of two
+    work arrays does not hold their input (a layer such as dropout passes its input on). The
+    responses are valid until the next batch.
     """
     responses = {}
     y = x
     for i in range(max(keep) + 1):
-        key = ("layer", i) if i in keep else ("work", i % 2)
-        size = net.layers[i].output_size(y.shape[2:])
-        out = buffers.get(key, (y.shape[0], net.layers[i].output_channels(y.shape[1])) + size,
-                          y.dtype)
+        out = None
+        if net.writes_into(i):
+            key = ("layer", i) if i in keep else next(
+                k for k in (("work", 0), ("work", 1)) if not buffers.holds(k, y))
+            size = net.layers[i].output_size(y.shape[2:])
+            out = buffers.get(key, (len(y), net.layers[i].output_channels(y.shape[1])) + size,
+                              y.dtype)
         y = net.forward_layer(i, y, n_threads, out=out)
         if i in keep:
             responses[i] = y

@@ -147,19 +147,21 @@ class Conv(Layer):
             w = dense
         return np.ascontiguousarray(w)
 
-    def forward(self, x, n_threads, memory_limit=None, out=None):
-        return self.forward_finite(x, n_threads, memory_limit=memory_limit, out=out)[0]
+    def forward(self, x, n_threads, memory_limit=None):
+        """Response (N, K, Ho, Wo) to images x (N, C, H, W), biases included (x checked)."""
+        return self.respond(x, n_threads, memory_limit=memory_limit)[0]
 
-    def forward_finite(self, x, n_threads, memory_limit=None, out=None):
+    def respond(self, x, n_threads, memory_limit=None, out=None, checked=False):
         """(response to x, whether it is all finite): the bias is added and the result checked
-        in one pass."""
+        in one pass. out: where to write it (ungrouped convs; see correlate_unchecked);
+        checked: x is known to be finite, its values are not checked again."""
         w = self.dilated_weights(x.dtype)
         g, C = self.groups, w.shape[1]
         per = w.shape[0] // g
         parts = [_api.correlate_unchecked(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
                                           stride=self.stride_, pad=self.pad_,
                                           n_threads=n_threads, memory_limit=memory_limit,
-                                          out=out if g == 1 else None, finite_inputs=True)
+                                          out=out if g == 1 else None, finite_inputs=checked)
                  for i in range(g)]
         y = parts[0] if g == 1 else np.concatenate(parts, axis=1)
         return y, _api.add_bias(y, self.bias, n_threads)
@@ -216,9 +218,13 @@ class Pool(Layer):
     def size(self):
         return self.kernel
 
-    def forward(self, x, n_threads, out=None):
-        if out is None:
-            out = np.empty(x.shape[:2] + self.output_size(x.shape[2:]), dtype=x.dtype)
+    def forward(self, x, n_threads):
+        return _api.pool(x, self.method, size=self.kernel, stride=self.stride_, pad=self.pad_,
+                         n_threads=n_threads)
+
+    def forward_into(self, x, n_threads, out):
+        """forward of checked x (N, C, H, W) written into out (C-contiguous, not sharing x's
+        memory)."""
         return _api.pool_into(x, out, self.method, self.kernel, self.stride_, self.pad_,
                               n_threads)
 
@@ -244,9 +250,11 @@ class ReLU(Layer):
             raise ValueError("relu leak must be finite, got %r" % leak)
         self.leak = leak
 
-    def forward(self, x, n_threads, out=None):
-        if out is None:
-            out = np.empty(x.shape, dtype=x.dtype)
+    def forward(self, x, n_threads):
+        return _api.relu(x, leak=self.leak, n_threads=n_threads)
+
+    def forward_into(self, x, n_threads, out):
+        """forward of checked x written into out (C-contiguous, not sharing x's memory)."""
         return _api.relu_into(x, out, self.leak, n_threads)
 
     def _params(self):
@@ -556,19 +564,36 @@ class Network:
             x = self.forward_layer(i, x, threads, memory_limit=memory_limit)
         return x
 
-    def forward_layer(self, i, x, n_threads, memory_limit=None, out=None):
-        """Layer ``i`` alone applied to x, already checked (:meth:`check_input`).
+    def writes_into(self, i):
+        """Whether :meth:`forward_layer` writes layer ``i``'s output into a given ``out``: an
+        ungrouped conv, a pool or a ReLU layer."""
+        layer = self.layers[i]
+        return type(layer) in (Pool, ReLU) or (type(layer) is Conv and layer.groups == 1)
 
-        out: where conv, pool and ReLU layers write their output (C-contiguous, of the output's
-        shape and dtype, e.g. from :class:`fastdecode._api.Buffers`); other layers ignore it.
+    def forward_layer(self, i, x, n_threads, memory_limit=None, out=None):
+        """Layer ``i`` alone applied to x, already checked (:meth:`check_input`): its values are
+        not checked again, its output is checked for overflow.
+
+        out: where the layer writes its output when :meth:`writes_into` says it can
+        (C-contiguous, of the output's shape and dtype, not sharing x's memory, e.g. from
+        :class:`fastdecode._api.Buffers`); ignored otherwise.
         """
         layer = self.layers[i]
+        if not self.writes_into(i):
+            out = None
+        elif out is None:
+            out = np.empty((x.shape[0], self._channels[i]) + layer.output_size(x.shape[2:]),
+                           dtype=x.dtype)
         finite = True
         # Inputs and weights are finite, so only sums and scalings can overflow.
-        if isinstance(layer, Conv):
-            x, finite = layer.forward_finite(x, n_threads, memory_limit=memory_limit, out=out)
-        elif isinstance(layer, (Pool, ReLU)):
-            x = layer.forward(x, n_threads, out=out)
+        if type(layer) is Conv:
+            x, finite = layer.respond(x, n_threads, memory_limit=memory_limit, out=out,
+                                      checked=True)
+        elif out is not None:
+            x = layer.forward_into(x, n_threads, out)
+        elif isinstance(layer, Conv):
+            x = layer.forward(x, n_threads, memory_limit=memory_limit)
+            finite = all_finite(x)
         else:
             x = layer.forward(x, n_threads)
             finite = not isinstance(layer, BatchNorm) or all_finite(x)

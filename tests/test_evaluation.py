@@ -122,6 +122,30 @@ def test_batching_does_not_change_results():
         np.testing.assert_allclose(part.per_filter, whole.per_filter, rtol=1e-13, atol=1e-16)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layers_that_pass_their_input_on_do_not_alias_the_batch_arrays(dtype):
+    """Dropout (and its like) returns its input: the conv after it must not write over it.
+    A VGG-like head (fc, ReLU, dropout, fc, ReLU, dropout, fc), several batches."""
+    rng = np.random.default_rng(21)
+    r = lambda *s: (rng.standard_normal(s) / np.sqrt(np.prod(s[1:]))).astype(dtype)  # noqa
+    net = fd.Network([
+        fd.Conv(r(6, 1, 3, 3), r(6)), fd.ReLU(), fd.Dropout(),           # 8x8 -> 6x6
+        fd.Conv(r(6, 6, 3, 3), r(6)), fd.Dropout(), fd.ReLU(),           # 4x4
+        fd.Conv(r(6, 6, 1, 1), r(6)), fd.ReLU(), fd.Dropout(),           # 4x4, same size
+        fd.Conv(r(3, 6, 4, 4), r(3)),                                    # 1x1
+    ])
+    x = images(7, size=8).astype(dtype)
+    R = net.forward(x)
+    scores = fd.filter_scores(net, x, batch_size=3, progress=False)
+    np.testing.assert_array_equal(scores.network, R.max(axis=(2, 3)))
+    for layer in ("layer4", "layer7", "layer10"):
+        got = fd.reconstruction_error(net, x, layer, batch_size=2, progress=False)
+        per_image, _ = eq3_reference(net.astype(np.float64), x.astype(np.float64), layer,
+                                     "nearest")
+        tol = 1e-5 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got.per_image, per_image, rtol=tol, atol=tol)
+
+
 def test_threads_do_not_change_results():
     net = small_lenet(dtype=np.float32)
     x = images(6).astype(np.float32)

@@ -305,6 +305,28 @@ def test_overflow_inside_the_network_names_the_layer():
     assert np.isfinite(net.astype(np.float64).forward(x)).all()
 
 
+def test_layer_forward_methods_check_their_input():
+    x = np.ones((1, 2, 4, 4))
+    x[0, 1, 2, 3] = np.nan
+    for layer in (fd.Conv(np.ones((3, 2, 2, 2))), fd.Pool("max"), fd.ReLU()):
+        with pytest.raises(ValueError, match="non-finite"):
+            layer.forward(x, 1)
+    with pytest.raises(ValueError, match="smaller than the pooling window"):
+        fd.Pool("max", size=5).forward(np.ones((1, 1, 4, 4)), 1)
+
+
+def test_layer_outputs_refuse_an_out_that_shares_their_input():
+    from fastdecode import _api
+    x = np.ones((1, 2, 4, 4))
+    with pytest.raises(ValueError, match="share memory"):
+        _api.pool_into(x, x.reshape(-1)[:8].reshape(1, 2, 2, 2), "max", (2, 2), (2, 2),
+                       (0, 0, 0, 0), 1)
+    with pytest.raises(ValueError, match="share memory"):
+        _api.relu_into(x, x, 0.0, 1)
+    with pytest.raises(ValueError, match="shape"):
+        _api.relu_into(x, np.empty((1, 2, 4, 3)), 0.0, 1)
+
+
 def test_overflow_by_the_bias_names_the_layer():
     """A finite correlation that the bias pushes past float32's range is refused too."""
     big = np.finfo(np.float32).max
