@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import (as_int, as_pad, as_pair, check_bytes, check_finite_result, float_array,
-                          resolve_threads, result_dtype)
+                          overflow_error, resolve_threads, result_dtype)
 
 UNPOOL_METHODS = ("nearest", "bilinear", "bicubic", "adjoint")
 
@@ -23,20 +23,23 @@ def correlate(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None)
     Ho = floor((H + top + bottom - h) / sy) + 1, in float64 if either input is float64,
     else float32. A result that overflows its dtype raises ValueError instead of holding inf.
     """
-    out = correlate_unchecked(x, filters, stride=stride, pad=pad, n_threads=n_threads,
-                              memory_limit=memory_limit)
-    return check_finite_result("the correlation of x %s with filters %s"
-                               % (np.shape(x), np.shape(filters)), out)
+    out, finite = correlate_finite(x, filters, stride=stride, pad=pad, n_threads=n_threads,
+                                   memory_limit=memory_limit)
+    if not finite:
+        raise overflow_error("the correlation of x %s with filters %s"
+                             % (np.shape(x), np.shape(filters)), out.dtype)
+    return out
 
 
-def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None,
-                        out=None, finite_inputs=False):
-    """:func:`correlate` without the overflow check (callers check the result themselves).
+def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limit=None,
+                     out=None, finite_inputs=False, bias=None):
+    """(:func:`correlate` plus ``bias[k]`` on filter k, whether that result is all finite): the
+    bias is added and the result checked inside the kernel, block by block (callers raise).
 
     out: an array to write the result into (C-contiguous, of the result's shape and dtype, for
-    (N, C, H, W) images), as from :class:`Buffers`; a new one otherwise.
-    finite_inputs: x and filters are known to be finite (a network's checked layer outputs and
-    weights): their values are not checked again."""
+    (N, C, H, W) images, not sharing the inputs' memory), as from :class:`Buffers`; a new one
+    otherwise. finite_inputs: x and filters are known to be finite (a network's checked layer
+    outputs and weights): their values are not checked again. bias: K values, or None."""
     x = float_array("x", x, ndim=(3, 4), finite=not finite_inputs)
     single = x.ndim == 3
     if single:
@@ -65,12 +68,19 @@ def correlate_unchecked(x, filters, *, stride=1, pad=0, n_threads=None, memory_l
         x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     # Rows and columns past the last window are never read.
     x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w])
+    if bias is None:
+        bias = np.zeros(0, dtype)
+    else:
+        bias = np.ascontiguousarray(bias, dtype=dtype)
+        if bias.shape != (K,):
+            raise ValueError("bias must have one value per filter (%d), got shape %s"
+                             % (K, bias.shape))
     if out is None:
         out = np.empty((N, K, Ho, Wo), dtype=dtype)
     else:
         _check_out(out, (N, K, Ho, Wo), dtype, x, filters)
-    correlate_into(x, filters, out, sy, sx, threads)
-    return out[0] if single else out
+    finite = correlate_into(x, filters, out, sy, sx, threads, bias)
+    return (out[0] if single else out), finite
 
 
 def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
@@ -488,11 +498,14 @@ def correlate_plane_blocks(K, Ho, Wo, CKK):
     return kb, rb
 
 
-def correlate_into(x, filters, out, sy, sx, threads):
-    """out = valid correlation of padded, cropped x (N, C, H, W) with filters (K, C, h, w).
+def correlate_into(x, filters, out, sy, sx, threads, bias=None):
+    """out = valid correlation of padded, cropped x (N, C, H, W) with filters (K, C, h, w),
+    plus bias (K,) when given; returns whether out is all finite.
 
     im2col + GEMM; inputs validated, C-contiguous, of out's dtype; out (N, K, Ho, Wo).
     """
+    if bias is None:
+        bias = np.zeros(0, out.dtype)
     N = x.shape[0]
     K, C, h, w = filters.shape
     Ho, Wo = out.shape[2:]
@@ -503,17 +516,17 @@ def correlate_into(x, filters, out, sy, sx, threads):
         threads = _team(threads, N * _ceil_div(K, kb) * _ceil_div(Ho, rb), 2.0 * N * K * P * CKK)
         patches = scratch("patches", out.dtype, threads, rb * Wo * CKK)
         with blas_single_threaded():
-            _kernels.correlate_gemm_planes(x, filters.reshape(K, CKK), out, h, w, sy, sx, kb, rb,
-                                           patches, threads)
-        return out
+            bad = _kernels.correlate_gemm_planes(x, filters.reshape(K, CKK), bias, out, h, w, sy,
+                                                 sx, kb, rb, patches, threads)
+        return bad == 0
     nb, kb, pr = correlate_blocks(N, K, P, C * h * w)
     threads = _team(threads, _ceil_div(N, nb) * _ceil_div(K, kb), 2.0 * N * K * P * C * h * w)
     patches = scratch("patches", out.dtype, threads, pr * C * h * w)
     prod = scratch("prod", out.dtype, threads, pr * min(kb, K))
     with blas_single_threaded():
-        _kernels.correlate_gemm(x, filters.reshape(K, C * h * w), out, h, w, sy, sx, nb, kb, pr,
-                                patches, prod, threads)
-    return out
+        bad = _kernels.correlate_gemm(x, filters.reshape(K, C * h * w), bias, out, h, w, sy, sx,
+                                      nb, kb, pr, patches, prod, threads)
+    return bad == 0
 
 
 def substitute_reference(df, weights, *, stride=1, n_threads=None):
@@ -725,18 +738,6 @@ def pool_into(x, out, method, size, stride, pad, threads):
                     out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],
                     pad[0], pad[2], method == "avg", threads)
     return out
-
-
-def add_bias(y, bias, threads):
-    """y (N, K, H, W), C-contiguous, += bias[k] on channel k (bias None: nothing added), in one
-    compiled pass that also tells whether y is then all finite."""
-    N, K = y.shape[:2]
-    b = np.zeros(0, y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
-    if b.ndim != 1 or b.size not in (0, K) or not y.flags.c_contiguous:
-        raise ValueError("bias must have one value per channel of y %s, got shape %s"
-                         % (y.shape, b.shape))
-    planes = y.reshape(N * K, -1)
-    return _kernels.add_bias(planes, b, max(1, min(threads, N * K))) == 0
 
 
 def relu(x, *, leak=0.0, n_threads=None):

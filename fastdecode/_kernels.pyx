@@ -210,6 +210,18 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 
+cdef inline bint _nonfinite(floating v) noexcept nogil:
+    """Whether v is NaN or inf: its exponent bits all set (integer logic on a copy of its bits)."""
+    cdef uint32_t b32
+    cdef uint64_t b64
+    if floating is float:
+        memcpy(&b32, &v, 4)
+        return (b32 & 0x7f800000u) == 0x7f800000u
+    else:
+        memcpy(&b64, &v, 8)
+        return (b64 & 0x7ff0000000000000u) == 0x7ff0000000000000u
+
+
 cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *a, int lda,
                        const floating *b, int ldb, floating *c, int ldc,
                        bint accumulate=False) noexcept nogil:
@@ -432,10 +444,11 @@ def substitute_gemm_weights(const floating[:, :, ::1] dl, const floating[:, ::1]
 
 
 def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
-                   floating[:, :, :, ::1] out, intp kh, intp kw, intp sy, intp sx,
-                   intp nb, intp kb, intp pr, floating[:, ::1] patches_scratch,
+                   const floating[::1] bias, floating[:, :, :, ::1] out, intp kh, intp kw,
+                   intp sy, intp sx, intp nb, intp kb, intp pr, floating[:, ::1] patches_scratch,
                    floating[:, ::1] prod_scratch, int n_threads):
-    """Valid correlation as im2col + GEMM.
+    """Valid correlation as im2col + GEMM, plus bias[k] on filter k (bias of K values, or none
+    when empty); returns the number of tasks whose output holds a NaN or an inf.
 
     x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo);
     patches_scratch (>= n_threads, >= pr*C*kh*kw), prod_scratch (>= n_threads, >= pr*kb).
@@ -443,13 +456,15 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
     pixels (n, i, j): patches[(n, i, j), (c, u, v)] gathered from x, then
     out[n, k, i, j] = sum_{c,u,v} patches * w[k, c, u, v] by one GEMM. When the filters cover
     the whole image (one output pixel) and one task holds all filters, the GEMM reads x and
-    writes out directly.
+    writes out directly. The bias and the check follow each GEMM, on its block still in cache.
     """
     cdef intp N = x.shape[0], C = x.shape[1]
     cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
     cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
     cdef intp nnb = (N + nb - 1) // nb, nkb = (K + kb - 1) // kb
-    cdef intp t, n0, n1, k0, k1, n, i, j, c, u, v, k, p, m, r, r0, r1, total
+    cdef intp t, n0, n1, k0, k1, n, i, j, c, u, v, k, p, m, r, r0, r1, total, bad = 0
+    cdef bint has_bias = bias.shape[0] > 0, hit
+    cdef floating val
     cdef floating *patches
     cdef floating *prod
     cdef floating *dst
@@ -458,6 +473,7 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
     cdef char *tt = b"T"
     with nogil:
         for t in prange(nnb * nkb, num_threads=n_threads, schedule="dynamic"):
+            hit = False
             patches = &patches_scratch[threadid(), 0]
             prod = &prod_scratch[threadid(), 0]
             n0 = (t // nkb) * nb
@@ -471,6 +487,15 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                 # block: a single GEMM, no copies
                 _gemm(tt, tn, <int>K, <int>total, <int>CKK, &w[0, 0], <int>CKK, &x[n0, 0, 0, 0],
                       <int>CKK, &out[n0, 0, 0, 0], <int>K)
+                for n in range(n0, n1):
+                    dst = &out[n, 0, 0, 0]
+                    if has_bias:
+                        for k in range(K):
+                            dst[k] = dst[k] + bias[k]
+                    for k in range(K):
+                        hit = hit | _nonfinite(dst[k])
+                if hit:
+                    bad += 1
                 continue
             r0 = 0
             while r0 < total:
@@ -494,14 +519,22 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                     p = r % P
                     src = prod + (r - r0) * m
                     for k in range(m):
-                        out[n, k0 + k, p // Wo, p % Wo] = src[k]
+                        val = src[k] + bias[k0 + k] if has_bias else src[k]
+                        hit = hit | _nonfinite(val)
+                        out[n, k0 + k, p // Wo, p % Wo] = val
                 r0 = r1
+            if hit:
+                bad += 1
+    return bad
 
 
 def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
-                          floating[:, :, :, ::1] out, intp kh, intp kw, intp sy, intp sx,
-                          intp kb, intp rb, floating[:, ::1] patches_scratch, int n_threads):
-    """Valid correlation as im2col + GEMM written straight into the output planes.
+                          const floating[::1] bias, floating[:, :, :, ::1] out, intp kh, intp kw,
+                          intp sy, intp sx, intp kb, intp rb, floating[:, ::1] patches_scratch,
+                          int n_threads):
+    """Valid correlation as im2col + GEMM written straight into the output planes, plus bias[k]
+    on filter k (none when bias is empty); returns the number of tasks whose output holds a
+    NaN or an inf (bias and check on each GEMM's block, still in cache).
 
     x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo);
     patches_scratch (>= n_threads, >= rb*Wo*C*kh*kw).
@@ -513,7 +546,8 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
     cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
     cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
     cdef intp nkb = (K + kb - 1) // kb, nrb = (Ho + rb - 1) // rb
-    cdef intp t, n, k0, k1, i0, i1, i, j, col, c, u, v, rows
+    cdef intp t, n, k0, k1, i0, i1, i, j, col, c, u, v, rows, k, bad = 0
+    cdef bint has_bias = bias.shape[0] > 0, hit
     cdef floating *patches
     cdef floating *dst
     cdef const floating *src
@@ -542,6 +576,17 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
                             dst[j] = src[sx * j]
             _gemm(tn, tn, <int>rows, <int>(k1 - k0), <int>CKK, patches, <int>rows, &w[k0, 0],
                   <int>CKK, &out[n, k0, i0, 0], <int>P)
+            hit = False
+            for k in range(k0, k1):
+                dst = &out[n, k, i0, 0]
+                if has_bias:
+                    for j in range(rows):
+                        dst[j] = dst[j] + bias[k]
+                for j in range(rows):
+                    hit = hit | _nonfinite(dst[j])
+            if hit:
+                bad += 1
+    return bad
 
 
 def upsample_box(const floating[:, :, ::1] a, floating[:, :, ::1] out, intp fy, intp fx,
@@ -899,40 +944,6 @@ def count_nonfinite_blocks(const float_bits[::1] bits, float_bits exponent, intp
             hit = 0
             for i in range(b * block, i1):
                 hit = hit | ((bits[i] & exponent) == exponent)
-            if hit:
-                bad += 1
-    return bad
-
-
-cdef inline bint _nonfinite(floating v) noexcept nogil:
-    """Whether v is NaN or inf: its exponent bits all set (integer logic on a copy of its bits)."""
-    cdef uint32_t b32
-    cdef uint64_t b64
-    if floating is float:
-        memcpy(&b32, &v, 4)
-        return (b32 & 0x7f800000u) == 0x7f800000u
-    else:
-        memcpy(&b64, &v, 8)
-        return (b64 & 0x7ff0000000000000u) == 0x7ff0000000000000u
-
-
-def add_bias(floating[:, ::1] y, const floating[::1] bias, int n_threads):
-    """y[q, :] += bias[q % K] for the planes q of y (Q, P), K = len(bias) (none when K = 0), and
-    the number of planes that hold a NaN or an inf afterwards: one pass. Parallel over planes."""
-    cdef intp Q = y.shape[0], P = y.shape[1], K = bias.shape[0], q, i, bad = 0
-    cdef floating b
-    cdef floating *row
-    cdef bint hit
-    with nogil:
-        for q in prange(Q, num_threads=n_threads, schedule="static"):
-            row = &y[q, 0]
-            if K > 0:
-                b = bias[q % K]
-                for i in range(P):
-                    row[i] = row[i] + b
-            hit = False
-            for i in range(P):
-                hit = hit | _nonfinite(row[i])
             if hit:
                 bad += 1
     return bad

@@ -187,9 +187,9 @@ def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None
         shape = (len(images), len(filters), (H + pt + pb - h) // sy + 1,
                  (W + pl + pr - w) // sx + 1)
         out = buffers.get(key, shape, images.dtype)
-    D = _api.correlate_unchecked(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
-                                 n_threads=n_threads, out=out, finite_inputs=True)
-    if not _api.add_bias(D, bias, n_threads):
+    D, finite = _api.correlate_finite(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
+                                      n_threads=n_threads, out=out, finite_inputs=True, bias=bias)
+    if not finite:
         raise overflow_error("the correlation of images %s with decoded filters %s%s"
                              % (images.shape, filters.shape,
                                 "" if bias is None else " plus their bias"), D.dtype)

@@ -153,18 +153,20 @@ class Conv(Layer):
 
     def respond(self, x, n_threads, memory_limit=None, out=None, checked=False):
         """(response to x, whether it is all finite): the bias is added and the result checked
-        in one pass. out: where to write it (ungrouped convs; see correlate_unchecked);
-        checked: x is known to be finite, its values are not checked again."""
+        inside the correlation's kernel. out: where to write it (ungrouped convs; see
+        ``_api.correlate_finite``); checked: x is known to be finite, not checked again."""
         w = self.dilated_weights(x.dtype)
         g, C = self.groups, w.shape[1]
         per = w.shape[0] // g
-        parts = [_api.correlate_unchecked(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
-                                          stride=self.stride_, pad=self.pad_,
-                                          n_threads=n_threads, memory_limit=memory_limit,
-                                          out=out if g == 1 else None, finite_inputs=checked)
+        b = self.bias
+        parts = [_api.correlate_finite(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
+                                       stride=self.stride_, pad=self.pad_, n_threads=n_threads,
+                                       memory_limit=memory_limit, out=out if g == 1 else None,
+                                       finite_inputs=checked,
+                                       bias=None if b is None else b[i * per:(i + 1) * per])
                  for i in range(g)]
-        y = parts[0] if g == 1 else np.concatenate(parts, axis=1)
-        return y, _api.add_bias(y, self.bias, n_threads)
+        y = parts[0][0] if g == 1 else np.concatenate([p[0] for p in parts], axis=1)
+        return y, all(p[1] for p in parts)
 
     def astype(self, dtype):
         new = Conv(self.weights.astype(dtype),

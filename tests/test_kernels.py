@@ -362,23 +362,44 @@ def test_pool_halving_matches_reference(dtype, method):
             np.testing.assert_allclose(got, want, rtol=1e-7 if dtype == np.float32 else 1e-15)
 
 
-def test_add_bias_adds_and_finds_non_finite_planes():
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["planes", "rows", "one pixel"])
+def test_correlation_adds_the_bias_and_finds_overflow_in_the_kernel(dtype, case):
+    """Each GEMM path adds the bias as ``y + b`` would and reports a non-finite value anywhere:
+    from the sums, from the bias, in the first or last image and filter."""
     rng = np.random.default_rng(13)
-    for dtype in DTYPES:
-        y = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
-        b = rng.standard_normal(4).astype(dtype)
-        want = y + b[None, :, None, None]
-        assert _api.add_bias(y, b, 2) and np.array_equal(y, want)
-        assert _api.add_bias(y, None, 1) and np.array_equal(y, want)
-        big = np.finfo(dtype).max
-        for plane, value in ((0, np.inf), (11, -np.inf), (5, np.nan)):
-            z = y.copy()
-            z.reshape(12, 30)[plane, -1] = value
-            assert not _api.add_bias(z, None, 2)
-        z = y.copy()
-        z[2, 3, 4, 5] = big
-        assert not _api.add_bias(z, np.full(4, big, dtype), 2)  # finite + finite overflows
-        assert np.isinf(z[2, 3, 4, 5])
+    shapes = {"planes": ((3, 2, 12, 11), (5, 2, 3, 3)), "rows": ((7, 2, 5, 4), (5, 2, 3, 3)),
+              "one pixel": ((9, 2, 4, 4), (5, 2, 4, 4))}[case]
+    x = rng.standard_normal(shapes[0]).astype(dtype)
+    f = rng.standard_normal(shapes[1]).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    plain, finite = _api.correlate_finite(x, f)
+    assert finite and np.array_equal(plain, fd.correlate(x, f))
+    for threads in (1, 2):
+        got, finite = _api.correlate_finite(x, f, bias=b, n_threads=threads)
+        assert finite and np.array_equal(got, plain + b[None, :, None, None])
+    # one input pixel at half the largest value, in a corner, reaches one output pixel only;
+    # a bias of the largest value on one filter makes just that pixel overflow, wherever it lies
+    big = np.finfo(dtype).max
+    ones = np.ones_like(f)
+    for n, k in ((0, 0), (len(x) - 1, 4), (len(x) // 2, 2)):
+        for corner in (0, -1):
+            y = np.ones_like(x)
+            y[n, 0, corner, corner] = big / 2
+            over = np.zeros(5, dtype)
+            over[k] = big
+            got, finite = _api.correlate_finite(y, ones, bias=over, n_threads=2)
+            assert not finite
+            assert np.isinf(got).sum() == 1 and np.isinf(got[n, k, corner, corner])
+            over[k] = -big
+            assert _api.correlate_finite(y, ones, bias=over)[1]
+    huge = x.copy()
+    huge[-1] = big
+    assert not _api.correlate_finite(huge, np.abs(f) + 1)[1]
+    with pytest.raises(ValueError, match="overflows"):
+        fd.correlate(huge, np.abs(f) + 1)
+    with pytest.raises(ValueError, match="one value per filter"):
+        _api.correlate_finite(x, f, bias=b[:4])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
