@@ -323,6 +323,41 @@ def torch_correlate(x, filters, threads):
         return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(filters)).numpy()
 
 
+def eq3_gemms(net, layer, images_shape, dtype, threads, batch_size=1000):
+    """A callable running, on ``threads``, the BLAS GEMMs that an Eq. 3 evaluation of
+    ``images_shape`` amounts to (one per conv layer up to ``layer`` and one for the decoded
+    correlation, batch by batch, on random patch matrices built beforehand: no im2col, no
+    pooling), and their FLOPs: the pass's work at the speed BLAS reaches on those shapes."""
+    idx = net.conv_index(layer)
+    n = min(batch_size, images_shape[0])
+    one = (1,) + tuple(images_shape[1:])
+    shapes = []
+    for i in range(idx + 1):
+        l = net.layers[i]
+        if isinstance(l, fd.Conv):
+            shape_in = net.output_shape(one, upto=i - 1) if i else one
+            out = net.output_shape(one, upto=i)
+            K, C, h, w = l.dense_weights().shape
+            shapes.append((n * out[2] * out[3], C * h * w, K))
+    out = net.output_shape(one, upto=idx)
+    shapes.append((n * out[2] * out[3], int(np.prod(net.decoded_shape(idx))),
+                   net.layers[idx].num_filters))
+    rng = np.random.default_rng(0)
+    dtype = np.dtype(dtype)
+    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    mats = [(np.asfortranarray(rng.standard_normal((M, Kd)).astype(dtype)),
+             np.asfortranarray(rng.standard_normal((Kd, N)).astype(dtype))) for M, Kd, N in shapes]
+    batches = -(-images_shape[0] // n)
+
+    def fn():
+        with _blas_threads(threads):
+            for _ in range(batches):
+                for a, b in mats:
+                    gemm(1.0, a, b)
+
+    return fn, batches * sum(2.0 * M * Kd * N for M, Kd, N in shapes)
+
+
 def torch_eq3(net, images, layer, decoded, threads, batch_size=1000):
     """Eq. 3 per image in PyTorch, in batches: the network's forward pass (conv2d, max/avg pooling,
     ReLU), the images' correlation with the decoded filters, each rescaled per image by its

@@ -128,9 +128,9 @@ _blas_controller = None
 def blas_single_threaded():
     """Context in which BLAS runs on one thread (OpenMP threads then call it side by side).
 
-    Uses threadpoolctl when it is installed; without it BLAS keeps its own threads, which is
-    slower (concurrent calls contend); the results stay the same with OpenBLAS, whose threads
-    split a GEMM's rows and columns, never its sums.
+    Uses threadpoolctl (a dependency); without it BLAS keeps its own threads, which is slower
+    (concurrent calls contend) and can change the last bits of a sum (OpenBLAS picks other
+    blocks for a threaded GEMM).
     """
     global _blas_controller
     if _blas_controller is None:
@@ -506,6 +506,9 @@ def correlate_into(x, filters, out, sy, sx, threads, bias=None):
     """
     if bias is None:
         bias = np.zeros(0, out.dtype)
+    if bias.shape not in ((0,), (filters.shape[0],)):
+        raise ValueError("bias must have one value per filter (%d) or none, got shape %s"
+                         % (filters.shape[0], bias.shape))
     N = x.shape[0]
     K, C, h, w = filters.shape
     Ho, Wo = out.shape[2:]

@@ -402,6 +402,32 @@ def test_correlation_adds_the_bias_and_finds_overflow_in_the_kernel(dtype, case)
         _api.correlate_finite(x, f, bias=b[:4])
 
 
+@pytest.mark.parametrize("shapes, stride, pad", [
+    (((2, 3, 30, 9), (600, 3, 3, 3)), 1, 0),          # filters in two blocks, planes
+    (((2, 2, 40, 12), (7, 2, 3, 3)), 2, (1, 0, 2, 1)),  # stride, padding, planes
+    (((9, 2, 6, 5), (530, 2, 3, 3)), (2, 1), 1),        # rows, filters in blocks
+    (((11, 3, 5, 5), (600, 3, 5, 5)), 1, 0),           # one pixel, filters in blocks
+])
+def test_correlation_flags_any_non_finite_value(shapes, stride, pad):
+    """An inf or a NaN anywhere in x (the kernels' checks on, the input check off) is flagged
+    exactly when the output holds one, on every path, for 1 and 3 threads."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal(shapes[0])
+    f = rng.standard_normal(shapes[1])
+    flagged = 0
+    for trial in range(12):
+        y = x.copy()
+        y.reshape(-1)[rng.integers(y.size) if trial else -1] = np.nan if trial % 2 else np.inf
+        for threads in (1, 3):
+            got, finite = _api.correlate_finite(y, f, stride=stride, pad=pad, n_threads=threads,
+                                                finite_inputs=True)
+            assert finite == bool(np.isfinite(got).all())
+            flagged += not finite
+    assert flagged >= 12
+    with pytest.raises(ValueError, match="one value per filter"):
+        _api.correlate_into(x, f, np.empty((1,)), 1, 1, 1, bias=np.ones(2))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("leak", [0.0, 0.1, -2.0])
 def test_relu_matches_reference(dtype, leak):
