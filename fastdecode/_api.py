@@ -753,8 +753,10 @@ def relu(x, *, leak=0.0, n_threads=None):
 
 
 def relu_into(x, out, leak, threads):
-    """out = relu(x) for validated x, out of x's shape and dtype, C-contiguous. Returns out."""
-    _check_out(out, x.shape, x.dtype, x)
+    """out = relu(x) for validated x, out of x's shape and dtype, C-contiguous, either x itself
+    (in place) or not sharing its memory. Returns out."""
+    if out is not x:
+        _check_out(out, x.shape, x.dtype, x)
     _kernels.relu(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), leak, threads)
     return out
 

@@ -558,12 +558,16 @@ class Network:
         memory_limit: bytes any one layer's output may take (default 4 GiB), checked for every
         layer before any is computed.
         """
-        x = float_array("x", x, ndim=4, dtype=self.dtype)
+        images = x = float_array("x", x, ndim=4, dtype=self.dtype)
         threads = resolve_threads(n_threads)
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         self.check_input(x.shape, upto=last, memory_limit=memory_limit, name="x")
         for i in range(last + 1):
-            x = self.forward_layer(i, x, threads, memory_limit=memory_limit)
+            # a ReLU rectifies an output of this pass in place (never the caller's images)
+            in_place = (type(self.layers[i]) is ReLU and x.flags.c_contiguous
+                        and not np.may_share_memory(x, images))
+            x = self.forward_layer(i, x, threads, memory_limit=memory_limit,
+                                   out=x if in_place else None)
         return x
 
     def writes_into(self, i):
@@ -578,7 +582,7 @@ class Network:
 
         out: where the layer writes its output when :meth:`writes_into` says it can
         (C-contiguous, of the output's shape and dtype, not sharing x's memory, e.g. from
-        :class:`fastdecode._api.Buffers`); ignored otherwise.
+        :class:`fastdecode._api.Buffers`, or x itself for a ReLU); ignored otherwise.
         """
         layer = self.layers[i]
         if not self.writes_into(i):

@@ -322,9 +322,28 @@ def test_layer_outputs_refuse_an_out_that_shares_their_input():
         _api.pool_into(x, x.reshape(-1)[:8].reshape(1, 2, 2, 2), "max", (2, 2), (2, 2),
                        (0, 0, 0, 0), 1)
     with pytest.raises(ValueError, match="share memory"):
-        _api.relu_into(x, x, 0.0, 1)
+        _api.relu_into(x, x.view(), 0.0, 1)
+    y = np.arange(-16.0, 16.0).reshape(1, 2, 4, 4)
+    assert _api.relu_into(y, y, 0.5, 2) is y   # in place, as a network's forward pass does
+    np.testing.assert_array_equal(y.reshape(-1), np.r_[np.arange(-8.0, 0, 0.5), np.arange(16.0)])
     with pytest.raises(ValueError, match="shape"):
         _api.relu_into(x, np.empty((1, 2, 4, 3)), 0.0, 1)
+
+
+def test_forward_leaves_the_images_alone():
+    """ReLUs rectify the pass's own outputs in place, never the caller's array (a network that
+    starts with a ReLU, or whose ReLU follows a layer passing its input on)."""
+    x = np.random.default_rng(3).standard_normal((2, 1, 6, 6))
+    keep = x.copy()
+    for layers in ([fd.ReLU(), fd.Conv(np.ones((2, 1, 3, 3)))],
+                   [fd.Dropout(), fd.ReLU()],
+                   [fd.Conv(np.ones((2, 1, 3, 3))), fd.ReLU(), fd.Dropout(), fd.ReLU()]):
+        net = fd.Network(layers, input_channels=1).astype(np.float64)  # x is used uncopied
+        got = net.forward(x)
+        np.testing.assert_array_equal(x, keep)
+        assert got.min() >= 0
+    net = fd.Network([fd.Dropout(), fd.ReLU()], input_channels=1)
+    np.testing.assert_array_equal(net.forward(x), np.maximum(x.astype(net.dtype), 0))
 
 
 def test_overflow_by_the_bias_names_the_layer():
