@@ -62,12 +62,9 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     Ho, Wo = (Hp - h) // sy + 1, (Wp - w) // sx + 1
     dtype = result_dtype(x, filters)
     check_bytes("correlate output", (N, K, Ho, Wo), dtype, memory_limit)
-    x = x.astype(dtype, copy=False)
-    filters = filters.astype(dtype, copy=False)
-    if pt or pb or pl or pr:
-        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    # Rows and columns past the last window are never read.
-    x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w])
+    # The kernels read the padding as zeros: no padded copy.
+    x = np.ascontiguousarray(x, dtype=dtype)
+    filters = np.ascontiguousarray(filters, dtype=dtype)
     if bias is None:
         bias = np.zeros(0, dtype)
     else:
@@ -79,7 +76,7 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
         out = np.empty((N, K, Ho, Wo), dtype=dtype)
     else:
         _check_out(out, (N, K, Ho, Wo), dtype, x, filters)
-    finite = correlate_into(x, filters, out, sy, sx, threads, bias)
+    finite = correlate_into(x, filters, out, sy, sx, threads, bias, pt, pl)
     return (out[0] if single else out), finite
 
 
@@ -498,11 +495,13 @@ def correlate_plane_blocks(K, Ho, Wo, CKK):
     return kb, rb
 
 
-def correlate_into(x, filters, out, sy, sx, threads, bias=None):
-    """out = valid correlation of padded, cropped x (N, C, H, W) with filters (K, C, h, w),
-    plus bias (K,) when given; returns whether out is all finite.
+def correlate_into(x, filters, out, sy, sx, threads, bias=None, pt=0, pl=0):
+    """out = valid correlation of x (N, C, H, W) with filters (K, C, h, w), the windows starting
+    at (sy*i - pt, sx*j - pl) with zeros outside x, plus bias (K,) when given; returns whether
+    out is all finite.
 
-    im2col + GEMM; inputs validated, C-contiguous, of out's dtype; out (N, K, Ho, Wo).
+    im2col + GEMM; inputs validated, C-contiguous, of out's dtype; out (N, K, Ho, Wo), its
+    windows within the padded image.
     """
     if bias is None:
         bias = np.zeros(0, out.dtype)
@@ -520,7 +519,7 @@ def correlate_into(x, filters, out, sy, sx, threads, bias=None):
         patches = scratch("patches", out.dtype, threads, rb * Wo * CKK)
         with blas_single_threaded():
             bad = _kernels.correlate_gemm_planes(x, filters.reshape(K, CKK), bias, out, h, w, sy,
-                                                 sx, kb, rb, patches, threads)
+                                                 sx, pt, pl, kb, rb, patches, threads)
         return bad == 0
     nb, kb, pr = correlate_blocks(N, K, P, C * h * w)
     threads = _team(threads, _ceil_div(N, nb) * _ceil_div(K, kb), 2.0 * N * K * P * C * h * w)
@@ -528,7 +527,7 @@ def correlate_into(x, filters, out, sy, sx, threads, bias=None):
     prod = scratch("prod", out.dtype, threads, pr * min(kb, K))
     with blas_single_threaded():
         bad = _kernels.correlate_gemm(x, filters.reshape(K, C * h * w), bias, out, h, w, sy, sx,
-                                      nb, kb, pr, patches, prod, threads)
+                                      pt, pl, nb, kb, pr, patches, prod, threads)
     return bad == 0
 
 

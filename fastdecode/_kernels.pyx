@@ -452,12 +452,14 @@ def substitute_gemm_weights(const floating[:, :, ::1] dl, const floating[:, ::1]
 
 def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                    const floating[::1] bias, floating[:, :, :, ::1] out, intp kh, intp kw,
-                   intp sy, intp sx, intp nb, intp kb, intp pr, floating[:, ::1] patches_scratch,
-                   floating[:, ::1] prod_scratch, int n_threads):
+                   intp sy, intp sx, intp pt, intp pl, intp nb, intp kb, intp pr,
+                   floating[:, ::1] patches_scratch, floating[:, ::1] prod_scratch,
+                   int n_threads):
     """Valid correlation as im2col + GEMM, plus bias[k] on filter k (bias of K values, or none
     when empty); returns the number of tasks whose output holds a NaN or an inf.
 
-    x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo);
+    x (N, C, H, W), unpadded: window (i, j) starts at row sy*i - pt, column sx*j - pl, and
+    reads zeros outside the image; w (K, C*kh*kw); out (N, K, Ho, Wo);
     patches_scratch (>= n_threads, >= pr*C*kh*kw), prod_scratch (>= n_threads, >= pr*kb).
     Tasks: blocks of nb images x kb filters (disjoint outputs); inside a task, chunks of pr output
     pixels (n, i, j): patches[(n, i, j), (c, u, v)] gathered from x, then
@@ -469,8 +471,11 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
     cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
     cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
     cdef intp nnb = (N + nb - 1) // nb, nkb = (K + kb - 1) // kb
+    cdef intp H = x.shape[2], W = x.shape[3]
     cdef intp t, n0, n1, k0, k1, n, i, j, c, u, v, k, p, m, r, r0, r1, total, bad = 0
+    cdef intp row, col0
     cdef bint has_bias = bias.shape[0] > 0, hit
+    cdef bint whole = H == kh and W == kw and pt == 0 and pl == 0
     cdef floating val
     cdef floating *patches
     cdef floating *prod
@@ -489,7 +494,7 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
             k1 = min(k0 + kb, K)
             m = k1 - k0
             total = (n1 - n0) * P
-            if P == 1 and m == K and x.shape[2] * x.shape[3] == KK:
+            if P == 1 and m == K and whole:
                 # every image is one patch and out[n0:n1] is one (K x images) column-major
                 # block: a single GEMM, no copies
                 _gemm(tt, tn, <int>K, <int>total, <int>CKK, &w[0, 0], <int>CKK, &x[n0, 0, 0, 0],
@@ -513,11 +518,18 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                     i = (r % P) // Wo
                     j = r % Wo
                     dst = patches + (r - r0) * CKK
+                    col0 = sx * j - pl
                     for c in range(C):
                         for u in range(kh):
-                            src = &x[n, c, sy * i + u, sx * j]
+                            row = sy * i + u - pt
+                            if row < 0 or row >= H:
+                                for v in range(kw):
+                                    dst[(c * kh + u) * kw + v] = 0
+                                continue
+                            src = &x[n, c, row, 0]
                             for v in range(kw):
-                                dst[(c * kh + u) * kw + v] = src[v]
+                                dst[(c * kh + u) * kw + v] = (
+                                    src[col0 + v] if 0 <= col0 + v < W else 0)
                 # prod (m x rows, column-major) = w[k0:k1] (m x CKK) @ patches (CKK x rows)
                 _gemm(tt, tn, <int>m, <int>(r1 - r0), <int>CKK, &w[k0, 0], <int>CKK, patches,
                       <int>CKK, prod, <int>m)
@@ -537,13 +549,14 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
 
 def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                           const floating[::1] bias, floating[:, :, :, ::1] out, intp kh, intp kw,
-                          intp sy, intp sx, intp kb, intp rb, floating[:, ::1] patches_scratch,
-                          int n_threads):
+                          intp sy, intp sx, intp pt, intp pl, intp kb, intp rb,
+                          floating[:, ::1] patches_scratch, int n_threads):
     """Valid correlation as im2col + GEMM written straight into the output planes, plus bias[k]
     on filter k (none when bias is empty); returns the number of tasks whose output holds a
     NaN or an inf (bias and check on each GEMM's block, still in cache).
 
-    x (N, C, H, W), already padded; w (K, C*kh*kw); out (N, K, Ho, Wo);
+    x (N, C, H, W), unpadded: window (i, j) starts at row sy*i - pt, column sx*j - pl, and
+    reads zeros outside the image; w (K, C*kh*kw); out (N, K, Ho, Wo);
     patches_scratch (>= n_threads, >= rb*Wo*C*kh*kw).
     Tasks: (image, block of kb filters, block of rb output rows), disjoint outputs. The patches
     are gathered column by column (one (c, u, v) at a time, runs of Wo pixels), and one GEMM
@@ -553,7 +566,9 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
     cdef intp K = w.shape[0], CKK = w.shape[1], KK = kh * kw
     cdef intp Ho = out.shape[2], Wo = out.shape[3], P = Ho * Wo
     cdef intp nkb = (K + kb - 1) // kb, nrb = (Ho + rb - 1) // rb
+    cdef intp H = x.shape[2], W = x.shape[3]
     cdef intp t, n, k0, k1, i0, i1, i, j, col, c, u, v, rows, k, bad = 0
+    cdef intp row, jlo, jhi
     cdef bint has_bias = bias.shape[0] > 0, hit
     cdef floating *patches
     cdef floating *dst
@@ -572,14 +587,25 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
                 c = col // KK
                 u = (col % KK) // kw
                 v = col % kw
+                # output columns j whose input column sx*j + v - pl lies inside the image
+                jlo = 0 if v >= pl else (pl - v + sx - 1) // sx
+                jhi = (W - 1 - v + pl) // sx + 1 if W - 1 - v + pl >= 0 else 0
+                jhi = min(jhi, Wo)
+                jlo = min(jlo, jhi)
                 for i in range(i0, i1):
                     dst = patches + col * rows + (i - i0) * Wo
-                    src = &x[n, c, sy * i + u, v]
+                    row = sy * i + u - pt
+                    if row < 0 or row >= H:
+                        memset(dst, 0, Wo * sizeof(floating))
+                        continue
+                    memset(dst, 0, jlo * sizeof(floating))
+                    memset(dst + jhi, 0, (Wo - jhi) * sizeof(floating))
+                    src = &x[n, c, row, 0] + v - pl
                     if sx == 1:
-                        for j in range(Wo):
+                        for j in range(jlo, jhi):
                             dst[j] = src[j]
                     else:
-                        for j in range(Wo):
+                        for j in range(jlo, jhi):
                             dst[j] = src[sx * j]
             _gemm(tn, tn, <int>rows, <int>(k1 - k0), <int>CKK, patches, <int>rows, &w[k0, 0],
                   <int>CKK, &out[n, k0, i0, 0], <int>P)

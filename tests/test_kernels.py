@@ -402,6 +402,33 @@ def test_correlation_adds_the_bias_and_finds_overflow_in_the_kernel(dtype, case)
         _api.correlate_finite(x, f, bias=b[:4])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, kernel, stride, pad", [
+    ((2, 3, 20, 17), (5, 3, 3, 3), 1, 1),               # planes
+    ((2, 2, 23, 19), (4, 2, 5, 4), (2, 3), (2, 0, 3, 1)),  # planes, strides, uneven padding
+    ((1, 2, 12, 30), (3, 2, 3, 3), (1, 2), (4, 4, 0, 5)),  # padding wider than the kernel
+    ((5, 3, 6, 5), (4, 3, 3, 3), 2, (1, 2, 2, 0)),       # rows
+    ((5, 3, 6, 5), (4, 3, 3, 3), 2, (0, 2, 0, 2)),       # rows, padding at the bottom, right
+    ((7, 2, 4, 4), (6, 2, 4, 4), 1, (0, 1, 1, 0)),       # rows, would be one pixel unpadded
+    ((3, 2, 11, 10), (4, 2, 3, 3), 4, 0),               # strides skipping the last rows
+])
+def test_padding_read_as_zeros_gives_the_padded_copy_bits(dtype, shape, kernel, stride, pad):
+    """The kernels read the padding as zeros instead of copying a padded image: the same bits
+    as correlating the zero-padded copy, for 1 and 2 threads."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal(shape).astype(dtype)
+    f = rng.standard_normal(kernel).astype(dtype)
+    pt, pb, pl, pr = _api.as_pad("pad", pad)
+    padded = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    want = fd.correlate(padded, f, stride=stride)
+    for threads in (1, 2):
+        got = fd.correlate(x, f, stride=stride, pad=pad, n_threads=threads)
+        np.testing.assert_array_equal(got, want)
+    ref_out = ref.correlate(x, f, stride, pad)
+    np.testing.assert_allclose(want, ref_out, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
 @pytest.mark.parametrize("shapes, stride, pad", [
     (((2, 3, 30, 9), (600, 3, 3, 3)), 1, 0),          # filters in two blocks, planes
     (((2, 2, 40, 12), (7, 2, 3, 3)), 2, (1, 0, 2, 1)),  # stride, padding, planes
