@@ -756,6 +756,8 @@ def relu_into(x, out, leak, threads):
     (in place) or not sharing its memory. Returns out."""
     if out is not x:
         _check_out(out, x.shape, x.dtype, x)
+    elif not x.flags.c_contiguous:
+        raise ValueError("relu in place needs a C-contiguous array")
     _kernels.relu(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), leak, threads)
     return out
 

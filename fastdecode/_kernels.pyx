@@ -600,13 +600,15 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
                         continue
                     memset(dst, 0, jlo * sizeof(floating))
                     memset(dst + jhi, 0, (Wo - jhi) * sizeof(floating))
-                    src = &x[n, c, row, 0] + v - pl
+                    if jhi == jlo:
+                        continue
+                    src = &x[n, c, row, sx * jlo + v - pl]   # the first column read
                     if sx == 1:
-                        for j in range(jlo, jhi):
-                            dst[j] = src[j]
+                        for j in range(jhi - jlo):
+                            dst[jlo + j] = src[j]
                     else:
-                        for j in range(jlo, jhi):
-                            dst[j] = src[sx * j]
+                        for j in range(jhi - jlo):
+                            dst[jlo + j] = src[sx * j]
             _gemm(tn, tn, <int>rows, <int>(k1 - k0), <int>CKK, patches, <int>rows, &w[k0, 0],
                   <int>CKK, &out[n, k0, i0, 0], <int>P)
             hit = False

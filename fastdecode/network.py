@@ -558,16 +558,22 @@ class Network:
         memory_limit: bytes any one layer's output may take (default 4 GiB), checked for every
         layer before any is computed.
         """
-        images = x = float_array("x", x, ndim=4, dtype=self.dtype)
+        given = x
+        x = float_array("x", x, ndim=4, dtype=self.dtype)
+        # whether x is an array of this pass's own (a converted copy, or a new layer output)
+        own = not (isinstance(given, np.ndarray) and np.may_share_memory(x, given))
+        del given
         threads = resolve_threads(n_threads)
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         self.check_input(x.shape, upto=last, memory_limit=memory_limit, name="x")
         for i in range(last + 1):
-            # a ReLU rectifies an output of this pass in place (never the caller's images)
-            in_place = (type(self.layers[i]) is ReLU and x.flags.c_contiguous
-                        and not np.may_share_memory(x, images))
+            layer = self.layers[i]
+            # a ReLU rectifies an array of the pass's own in place
+            in_place = (type(layer) is ReLU and own and x.flags.c_contiguous
+                        and x.flags.writeable)
             x = self.forward_layer(i, x, threads, memory_limit=memory_limit,
                                    out=x if in_place else None)
+            own = type(layer) in _NEW_OUTPUT or (type(layer) is Dropout and own)
         return x
 
     def writes_into(self, i):
@@ -632,6 +638,10 @@ class Network:
             rows.append("%-3d %-*s %-*s %8d %8s %10s" % (
                 i, wn, names[i], wd, described[i], self._channels[i], "%dx%d" % S, "%dx%d" % R))
         return "\n".join(rows)
+
+
+#: Layers whose forward returns a new array (dropout returns its input).
+_NEW_OUTPUT = (Conv, Pool, ReLU, BatchNorm, LRN, Softmax)
 
 
 def _layer_dtype(layer):

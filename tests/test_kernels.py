@@ -456,6 +456,28 @@ def test_correlation_flags_any_non_finite_value(shapes, stride, pad):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_blocks_and_special_values(dtype):
+    """Sizes around the kernel's blocks of 2^16 values, 1-3 threads, in place or not, and the
+    values where a select could go wrong: -0.0, +-inf, the largest and tiny ones."""
+    rng = np.random.default_rng(16)
+    special = np.array([-0.0, 0.0, np.inf, -np.inf, np.finfo(dtype).max, -np.finfo(dtype).max,
+                        np.finfo(dtype).tiny, -np.finfo(dtype).tiny], dtype)
+    for n in (0, 1, 7, 2**16 - 1, 2**16, 2**16 + 1, 3 * 2**16 + 5):
+        x = rng.standard_normal(n).astype(dtype)
+        x[:min(n, 8)] = special[:min(n, 8)]
+        for leak in (0.0, 0.25):
+            with np.errstate(invalid="ignore"):
+                want = np.where(x > 0, x, dtype(leak) * x)
+            for threads in (1, 2, 3):
+                got = _api.relu_into(x, np.empty_like(x), leak, threads)
+                assert np.array_equal(got, want, equal_nan=True)   # 0 * -inf is NaN
+                assert np.array_equal(np.signbit(got), np.signbit(want))
+            y = x.copy()
+            _api.relu_into(y, y, leak, 2)
+            assert np.array_equal(y, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("leak", [0.0, 0.1, -2.0])
 def test_relu_matches_reference(dtype, leak):
     x = np.random.default_rng(8).standard_normal((2, 3, 4, 5)).astype(dtype)

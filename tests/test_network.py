@@ -323,6 +323,9 @@ def test_layer_outputs_refuse_an_out_that_shares_their_input():
                        (0, 0, 0, 0), 1)
     with pytest.raises(ValueError, match="share memory"):
         _api.relu_into(x, x.view(), 0.0, 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        strided = (-np.ones((4, 4)))[:, :3]
+        _api.relu_into(strided, strided, 0.0, 1)
     y = np.arange(-16.0, 16.0).reshape(1, 2, 4, 4)
     assert _api.relu_into(y, y, 0.5, 2) is y   # in place, as a network's forward pass does
     np.testing.assert_array_equal(y.reshape(-1), np.r_[np.arange(-8.0, 0, 0.5), np.arange(16.0)])
@@ -344,6 +347,25 @@ def test_forward_leaves_the_images_alone():
         assert got.min() >= 0
     net = fd.Network([fd.Dropout(), fd.ReLU()], input_channels=1)
     np.testing.assert_array_equal(net.forward(x), np.maximum(x.astype(net.dtype), 0))
+
+    class Stored(fd.Layer):
+        """A layer of one's own returning an array it keeps (read-only or not)."""
+
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def forward(self, x, n_threads):
+            return self.value
+
+    for writeable in (True, False):
+        kept = np.array([[[[-1.0, 2.0], [-3.0, 4.0]]]])
+        kept.setflags(write=writeable)
+        net = fd.Network([Stored(kept), fd.ReLU()], input_channels=1).astype(np.float64)
+        net.layers[0].value = kept
+        got = net.forward(np.zeros((1, 1, 2, 2)))
+        np.testing.assert_array_equal(kept, [[[[-1.0, 2.0], [-3.0, 4.0]]]])
+        np.testing.assert_array_equal(got, [[[[0.0, 2.0], [0.0, 4.0]]]])
 
 
 def test_overflow_by_the_bias_names_the_layer():
