@@ -229,6 +229,25 @@ cdef inline bint _nonfinite(floating v) noexcept nogil:
         return (b64 & 0x7ff0000000000000u) == 0x7ff0000000000000u
 
 
+cdef inline bint _add_and_check(floating *v, intp n, const floating *bias,
+                                bint per_value) noexcept nogil:
+    """v[q] += bias[q] (per_value) or bias[0] for q < n (nothing when bias is NULL); whether
+    any v[q] is then NaN or inf."""
+    cdef intp q
+    cdef floating b
+    cdef bint hit = False
+    if bias != NULL and per_value:
+        for q in range(n):
+            v[q] = v[q] + bias[q]
+    elif bias != NULL:
+        b = bias[0]
+        for q in range(n):
+            v[q] = v[q] + b
+    for q in range(n):
+        hit = hit | _nonfinite(v[q])
+    return hit
+
+
 cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *a, int lda,
                        const floating *b, int ldb, floating *c, int ldc,
                        bint accumulate=False) noexcept nogil:
@@ -500,12 +519,8 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                 _gemm(tt, tn, <int>K, <int>total, <int>CKK, &w[0, 0], <int>CKK, &x[n0, 0, 0, 0],
                       <int>CKK, &out[n0, 0, 0, 0], <int>K)
                 for n in range(n0, n1):
-                    dst = &out[n, 0, 0, 0]
-                    if has_bias:
-                        for k in range(K):
-                            dst[k] = dst[k] + bias[k]
-                    for k in range(K):
-                        hit = hit | _nonfinite(dst[k])
+                    hit = hit | _add_and_check(&out[n, 0, 0, 0], K,
+                                               &bias[0] if has_bias else NULL, True)
                 if hit:
                     bad += 1
                 continue
@@ -613,12 +628,8 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
                   <int>CKK, &out[n, k0, i0, 0], <int>P)
             hit = False
             for k in range(k0, k1):
-                dst = &out[n, k, i0, 0]
-                if has_bias:
-                    for j in range(rows):
-                        dst[j] = dst[j] + bias[k]
-                for j in range(rows):
-                    hit = hit | _nonfinite(dst[j])
+                hit = hit | _add_and_check(&out[n, k, i0, 0], rows,
+                                           &bias[k] if has_bias else NULL, False)
             if hit:
                 bad += 1
     return bad
