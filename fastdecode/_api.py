@@ -225,26 +225,47 @@ def reuse_buffers():
     finally:
         _workspace.depth -= 1
         if _workspace.depth == 0:
-            getattr(_workspace, "transient", {}).clear()
+            _workspace.transient = None
             buffers = getattr(_workspace, "buffers", {})
             for key in [k for k, b in buffers.items() if b.nbytes > SCRATCH_KEEP_BYTES]:
                 del buffers[key]
 
 
+class Buffers:
+    """Arrays reused by key: :meth:`get` returns an uninitialised C-contiguous array, in the same
+    memory for the same key whenever it fits, so that a kernel writes where it wrote before
+    instead of into fresh pages. A pass over a dataset keeps one for its batches;
+    :func:`transient` one per Python thread inside :func:`reuse_buffers`."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def __len__(self):
+        return len(self._arrays)
+
+    def holds(self, key, arr):
+        """Whether the array kept under ``key`` may share memory with ``arr``."""
+        buf = self._arrays.get(key)
+        return buf is not None and np.may_share_memory(buf, arr)
+
+    def get(self, key, shape, dtype):
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape))
+        buf = self._arrays.get(key)
+        if buf is None or buf.dtype != dtype or buf.size < n:
+            self._arrays.pop(key, None)
+            buf = self._arrays[key] = np.empty(n, dtype=dtype)
+        return buf[:n].reshape(shape)
+
+
 def transient(name, shape, dtype):
     """An uninitialised array for a kernel's temporary copy: reused inside :func:`reuse_buffers`."""
-    n = int(np.prod(shape))
     if getattr(_workspace, "depth", 0) == 0:
         return np.empty(shape, dtype=dtype)
     cache = getattr(_workspace, "transient", None)
     if cache is None:
-        cache = _workspace.transient = {}
-    key = (name, np.dtype(dtype).str)
-    buf = cache.get(key)
-    if buf is None or buf.size < n:
-        cache.pop(key, None)
-        buf = cache[key] = np.empty(n, dtype=dtype)
-    return buf[:n].reshape(shape)
+        cache = _workspace.transient = Buffers()
+    return cache.get((name, np.dtype(dtype).str), shape, dtype)
 
 
 def transpose_last2(a, threads, name="transpose"):
@@ -735,7 +756,7 @@ def pool_into(x, out, method, size, stride, pad, threads):
     Ho = (H + pad[0] + pad[1] - size[0]) // stride[0] + 1
     Wo = (W + pad[2] + pad[3] - size[1]) // stride[1] + 1
     _check_out(out, (N, C, Ho, Wo), x.dtype, x)
-    threads = max(1, min(threads, N * C))
+    threads = _team(threads, N * C, x.size)
     _kernels.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
                     out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],
                     pad[0], pad[2], method == "avg", threads)
@@ -775,31 +796,8 @@ def eq3_sums(R, D, threads):
     per_filter = np.empty((N, K))
     constant = np.empty((N, 2), dtype=np.uint8)
     _kernels.eq3_sums(R.reshape(N, -1), D.reshape(N, -1), K, per_image, per_filter, constant,
-                      max(1, min(threads, N)))
+                      _team(threads, N, 8.0 * R.size))
     return per_image, per_filter, constant.astype(bool)
-
-
-class Buffers:
-    """Arrays reused from one batch of a pass over a dataset to the next: :meth:`get` returns an
-    uninitialised C-contiguous array, in the same memory for the same key whenever it fits, so
-    that a batch writes where the previous one did instead of into fresh pages."""
-
-    def __init__(self):
-        self._arrays = {}
-
-    def holds(self, key, arr):
-        """Whether the array kept under ``key`` may share memory with ``arr``."""
-        buf = self._arrays.get(key)
-        return buf is not None and np.may_share_memory(buf, arr)
-
-    def get(self, key, shape, dtype):
-        dtype = np.dtype(dtype)
-        n = int(np.prod(shape))
-        buf = self._arrays.get(key)
-        if buf is None or buf.dtype != dtype or buf.size < n:
-            self._arrays.pop(key, None)
-            buf = self._arrays[key] = np.empty(n, dtype=dtype)
-        return buf[:n].reshape(shape)
 
 
 # --- Winograd substitution ------------------------------------------------------------------
