@@ -756,7 +756,7 @@ def pool_into(x, out, method, size, stride, pad, threads):
     Ho = (H + pad[0] + pad[1] - size[0]) // stride[0] + 1
     Wo = (W + pad[2] + pad[3] - size[1]) // stride[1] + 1
     _check_out(out, (N, C, Ho, Wo), x.dtype, x)
-    threads = _team(threads, N * C, x.size)
+    threads = max(1, min(threads, N * C))   # memory-bound: every thread helps
     _kernels.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
                     out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],
                     pad[0], pad[2], method == "avg", threads)
@@ -796,7 +796,7 @@ def eq3_sums(R, D, threads):
     per_filter = np.empty((N, K))
     constant = np.empty((N, 2), dtype=np.uint8)
     _kernels.eq3_sums(R.reshape(N, -1), D.reshape(N, -1), K, per_image, per_filter, constant,
-                      _team(threads, N, 8.0 * R.size))
+                      max(1, min(threads, N)))
     return per_image, per_filter, constant.astype(bool)
 
 
