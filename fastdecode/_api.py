@@ -59,7 +59,7 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     if Hp < h or Wp < w:
         raise ValueError("padded image %dx%d is smaller than the filters %dx%d (x %s, pad %s)"
                          % (Hp, Wp, h, w, x.shape, (pt, pb, pl, pr)))
-    Ho, Wo = (Hp - h) // sy + 1, (Wp - w) // sx + 1
+    Ho, Wo = window_grid((H, W), (h, w), (sy, sx), (pt, pb, pl, pr))
     dtype = result_dtype(x, filters)
     check_bytes("correlate output", (N, K, Ho, Wo), dtype, memory_limit)
     # The kernels read the padding as zeros: no padded copy.
@@ -734,9 +734,16 @@ def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
     if H + pt + pb < ph or W + pl + pr < pw:
         raise ValueError("input %dx%d (padded %s) is smaller than the pooling window %s"
                          % (H, W, (pt, pb, pl, pr), (ph, pw)))
-    Ho, Wo = (H + pt + pb - ph) // sy + 1, (W + pl + pr - pw) // sx + 1
-    out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    out = np.empty((N, C) + window_grid((H, W), (ph, pw), (sy, sx), (pt, pb, pl, pr)),
+                   dtype=x.dtype)
     return pool_into(x, out, method, (ph, pw), (sy, sx), (pt, pb, pl, pr), threads)
+
+
+def window_grid(size, kernel, stride, pad):
+    """(rows, cols) of the windows of ``kernel`` at ``stride`` over an image of ``size`` padded
+    by (top, bottom, left, right): the output size of a correlation or a pooling."""
+    (h, w), (kh, kw), (sy, sx), (pt, pb, pl, pr) = size, kernel, stride, pad
+    return (h + pt + pb - kh) // sy + 1, (w + pl + pr - kw) // sx + 1
 
 
 def _check_out(out, shape, dtype, *inputs):
@@ -753,9 +760,7 @@ def pool_into(x, out, method, size, stride, pad, threads):
     """out = the pooling of x (N, C, H, W), C-contiguous, validated, as :func:`pool` sizes it
     (out (N, C, Ho, Wo) of x's dtype). Returns out."""
     N, C, H, W = x.shape
-    Ho = (H + pad[0] + pad[1] - size[0]) // stride[0] + 1
-    Wo = (W + pad[2] + pad[3] - size[1]) // stride[1] + 1
-    _check_out(out, (N, C, Ho, Wo), x.dtype, x)
+    _check_out(out, (N, C) + window_grid((H, W), size, stride, pad), x.dtype, x)
     threads = max(1, min(threads, N * C))   # memory-bound: every thread helps
     _kernels.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
                     out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],

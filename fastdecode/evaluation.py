@@ -182,11 +182,8 @@ def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None
     n_threads = resolve_threads(n_threads)
     out = None
     if buffers is not None:
-        H, W = images.shape[2:]
-        h, w = filters.shape[2:]
-        shape = (len(images), len(filters), (H + pt + pb - h) // sy + 1,
-                 (W + pl + pr - w) // sx + 1)
-        out = buffers.get(key, shape, images.dtype)
+        grid = _api.window_grid(images.shape[2:], filters.shape[2:], (sy, sx), (pt, pb, pl, pr))
+        out = buffers.get(key, (len(images), len(filters)) + grid, images.dtype)
     D, finite = _api.correlate_finite(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
                                       n_threads=n_threads, out=out, finite_inputs=True, bias=bias)
     if not finite:

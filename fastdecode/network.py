@@ -35,11 +35,7 @@ class Layer:
 
     def output_size(self, size):
         """(rows, cols) of the output for an input of ``size``."""
-        h, w = size
-        kh, kw = self.kernel
-        pt, pb, pl, pr = self.pad_
-        sy, sx = self.stride_
-        return ((h + pt + pb - kh) // sy + 1, (w + pl + pr - kw) // sx + 1)
+        return _api.window_grid(size, self.kernel, self.stride_, self.pad_)
 
     @property
     def stride(self):
