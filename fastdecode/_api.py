@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import (as_int, as_pad, as_pair, check_bytes, check_finite_result, float_array,
-                          overflow_error, resolve_threads, result_dtype)
+                          overflow_error, require_finite, resolve_threads, result_dtype)
 
 UNPOOL_METHODS = ("nearest", "bilinear", "bicubic", "adjoint")
 
@@ -39,8 +39,14 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     out: an array to write the result into (C-contiguous, of the result's shape and dtype, for
     (N, C, H, W) images, not sharing the inputs' memory), as from :class:`Buffers`; a new one
     otherwise. finite_inputs: x and filters are known to be finite (a network's checked layer
-    outputs and weights): their values are not checked again. bias: K values, or None."""
-    x = float_array("x", x, ndim=(3, 4), finite=not finite_inputs)
+    outputs and weights): their values are not checked again. bias: K values, or None.
+
+    Non-finite x raises ValueError, as for any input. When the windows read every value of x
+    (the usual case), x is checked only if the result is not finite: each value of x then
+    reaches the result through a product with every filter (NaN times 0 is NaN), so a NaN or
+    an inf in x leaves a NaN or an inf there, and a finite result proves x finite. This saves
+    a pass over x, as long as the correlation's GEMM for large datasets."""
+    x = float_array("x", x, ndim=(3, 4), finite=False)
     single = x.ndim == 3
     if single:
         x = x[None]
@@ -62,6 +68,10 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     Ho, Wo = window_grid((H, W), (h, w), (sy, sx), (pt, pb, pl, pr))
     dtype = result_dtype(x, filters)
     check_bytes("correlate output", (N, K, Ho, Wo), dtype, memory_limit)
+    check_x_after = not finite_inputs and windows_cover(H, h, sy, pt, Ho) \
+        and windows_cover(W, w, sx, pl, Wo)
+    if not finite_inputs and not check_x_after:
+        require_finite("x", x)
     # The kernels read the padding as zeros: no padded copy.
     x = np.ascontiguousarray(x, dtype=dtype)
     filters = np.ascontiguousarray(filters, dtype=dtype)
@@ -77,7 +87,18 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     else:
         _check_out(out, (N, K, Ho, Wo), dtype, x, filters)
     finite = correlate_into(x, filters, out, sy, sx, threads, bias, pt, pl)
+    if not finite and check_x_after:
+        require_finite("x", x)
     return (out[0] if single else out), finite
+
+
+def windows_cover(size, kernel, stride, pad_before, count):
+    """Whether ``count`` windows of ``kernel`` at ``stride``, the first starting ``pad_before``
+    before the image, read every one of the image's ``size`` rows (or columns)."""
+    if stride <= kernel:  # no gaps: the last window must reach the end
+        return stride * (count - 1) - pad_before + kernel >= size
+    last_start_before = min(pad_before // stride, count - 1)  # gaps: one window must hold all
+    return stride * last_start_before - pad_before + kernel >= size
 
 
 def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):

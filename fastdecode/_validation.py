@@ -126,10 +126,16 @@ def float_array(name, a, *, ndim=None, dtype=None, finite=True):
         native = arr.dtype.newbyteorder("=")  # big-endian data (from a file) keeps its precision
         dtype = native if native in FLOAT_DTYPES else np.dtype(np.float64)
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if finite and arr.dtype.kind == "f" and not all_finite(arr):
+    if finite:
+        require_finite(name, arr)
+    return arr
+
+
+def require_finite(name, arr):
+    """Refuse an input array holding NaN or inf, saying how many values."""
+    if arr.dtype.kind == "f" and not all_finite(arr):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError("%s contains %d non-finite values (NaN or inf)" % (name, bad))
-    return arr
 
 
 def result_dtype(*arrays):

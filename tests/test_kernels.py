@@ -429,6 +429,63 @@ def test_padding_read_as_zeros_gives_the_padded_copy_bits(dtype, shape, kernel, 
                                atol=1e-4 if dtype == np.float32 else 1e-12)
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 4), st.integers(1, 4), st.integers(0, 3),
+       st.integers(0, 3))
+def test_windows_cover_matches_the_rows_read(size, kernel, stride, before, after):
+    if size + before + after < kernel:
+        return
+    count = _api.window_grid((size, 1), (kernel, 1), (stride, 1), (before, after, 0, 0))[0]
+    read = {stride * i - before + u for i in range(count) for u in range(kernel)}
+    assert _api.windows_cover(size, kernel, stride, before, count) == \
+        set(range(size)).issubset(read)
+
+
+@st.composite
+def non_finite_x_case(draw):
+    """A correlation (on the planes, rows or one-pixel path) with one NaN or inf in x, and
+    filters that are random, all zero, or random with the offending value's channel zeroed."""
+    path = draw(st.sampled_from(["planes", "rows", "one pixel"]))
+    N, C, K = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    if path == "one pixel":
+        H, W = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+        h, w, stride, pad = H, W, (1, 1), (0, 0, 0, 0)
+    else:
+        h, w = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        pad = tuple(draw(st.integers(0, 2)) for _ in range(4))
+        lo = 9 if path == "planes" else 1
+        hi = 24 if path == "planes" else 6
+        H = max(h, draw(st.integers(lo * stride[0], hi * stride[0])))
+        W = max(w, draw(st.integers(lo * stride[1], hi * stride[1])))
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    where = tuple(draw(st.integers(0, n - 1)) for n in x.shape)
+    x[where] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    f = rng.standard_normal((K, C, h, w)).astype(dtype)
+    kind = draw(st.sampled_from(["random", "zero", "channel zero"]))
+    if kind == "zero":
+        f[:] = 0
+    elif kind == "channel zero":
+        f[:, where[1]] = 0
+    return x, f, stride, pad
+
+
+@SETTINGS
+@given(non_finite_x_case(), st.sampled_from([1, 2]))
+def test_correlate_refuses_a_single_non_finite_value_in_x(case, threads):
+    """Wherever it is, even in pixels no window reads and against zero filters, one NaN or inf
+    in x raises the input's error (checked before the kernel, or after it from the result when
+    the windows read every value), never an overflow error or a result."""
+    x, f, stride, pad = case
+    with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
+        fd.correlate(x, f, stride=stride, pad=pad, n_threads=threads)
+    with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
+        _api.correlate_finite(x, f, stride=stride, pad=pad, n_threads=threads,
+                              bias=np.ones(len(f)))
+
+
 @pytest.mark.parametrize("shapes, stride, pad", [
     (((2, 3, 30, 9), (600, 3, 3, 3)), 1, 0),          # filters in two blocks, planes
     (((2, 2, 40, 12), (7, 2, 3, 3)), 2, (1, 0, 2, 1)),  # stride, padding, planes
