@@ -8,7 +8,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _kernels
-from ._validation import (as_int, as_pad, as_pair, check_bytes, check_finite_result, float_array,
+from ._validation import (all_finite, as_int, as_pad, as_pair, check_bytes, float_array,
                           overflow_error, require_finite, resolve_threads, result_dtype)
 
 UNPOOL_METHODS = ("nearest", "bilinear", "bicubic", "adjoint")
@@ -107,8 +107,10 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
     ``out[k, c, s*y + u, s*x + v] += df[k, j, y, x] * weights[j, c, u, v]``.
     df: maps (K, J, H, W) or one map (J, H, W); weights (J, C, h, w); stride int or (sy, sx).
     Returns (K, C, (H-1)*sy + h, (W-1)*sx + w) (or without the K axis for one map).
+    Non-finite df or weights raise ValueError; df is checked only when the result is not
+    finite, as every value of df reaches the result through a product with every weight.
     """
-    df = float_array("df", df, ndim=(3, 4))
+    df = float_array("df", df, ndim=(3, 4), finite=False)
     single = df.ndim == 3
     if single:
         df = df[None]
@@ -128,8 +130,10 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
     out = np.empty(shape, dtype=dtype)
     substitute_into(df.astype(dtype, copy=False), weights.astype(dtype, copy=False), out, sy, sx,
                     threads, zero=True)
-    check_finite_result("the substitution of weights %s into df %s" % (weights.shape, df.shape),
-                        out)
+    if not all_finite(out):
+        require_finite("df", df)
+        raise overflow_error("the substitution of weights %s into df %s"
+                             % (weights.shape, df.shape), dtype)
     return out[0] if single else out
 
 

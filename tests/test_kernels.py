@@ -156,6 +156,25 @@ def test_substitute_matches_literal_loop(path, data):
     assert_within_rounding(got, want, bound, df.dtype, terms)
 
 
+@pytest.mark.parametrize("path", ["auto", "winograd", "phased", "col2im"])
+@SETTINGS
+@given(st.data())
+def test_substitute_refuses_a_single_non_finite_value_in_df(path, data):
+    """One NaN or inf anywhere in df, even against zero weights, raises the input's error on
+    every path (df is checked from the result), never an overflow error or a result."""
+    df, w, stride = data.draw(substitution_case(winograd_kernels=path == "winograd"))
+    where = tuple(data.draw(st.integers(0, n - 1)) for n in df.shape)
+    df[where] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    kind = data.draw(st.sampled_from(["random", "zero", "channel zero"]))
+    if kind == "zero":
+        w[:] = 0
+    elif kind == "channel zero":
+        w[where[1]] = 0
+    with ref.forced_substitution_path(path):
+        with pytest.raises(ValueError, match=r"^df contains 1 non-finite values"):
+            fd.substitute(df, w, stride=stride, n_threads=data.draw(st.sampled_from([1, 2])))
+
+
 def test_substitute_stride_one_is_full_convolution():
     rng = np.random.default_rng(3)
     df = rng.standard_normal((2, 3, 4, 5))
