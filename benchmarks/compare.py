@@ -218,7 +218,8 @@ def main(argv=None):
         print("VGG-16 conv5_3, all 512 filters (float32): peak traced memory %s, of which the "
               "result %s" % (format_bytes(peak), format_bytes(out_bytes)))
         t1, t2 = _util.best_of_interleaved([lambda: fd.decode(vgg, "conv4_3", n_threads=1),
-                                            lambda: fd.decode(vgg, "conv4_3", n_threads=T)], 2)
+                                            lambda: fd.decode(vgg, "conv4_3", n_threads=T)],
+                                           max(R, 3))
         print("VGG-16 conv4_3, all 512 filters: 1 thread %.2f s, %d threads %.2f s (%.2fx)"
               % (t1, T, t2, t1 / t2))
 

@@ -613,8 +613,10 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
                     if row < 0 or row >= H:
                         memset(dst, 0, Wo * sizeof(floating))
                         continue
-                    memset(dst, 0, jlo * sizeof(floating))
-                    memset(dst + jhi, 0, (Wo - jhi) * sizeof(floating))
+                    if jlo > 0:   # (calls skipped: runs are short, often no padding)
+                        memset(dst, 0, jlo * sizeof(floating))
+                    if jhi < Wo:
+                        memset(dst + jhi, 0, (Wo - jhi) * sizeof(floating))
                     if jhi == jlo:
                         continue
                     src = &x[n, c, row, sx * jlo + v - pl]   # the first column read
