@@ -607,6 +607,17 @@ def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1]
                 jhi = (W - 1 - v + pl) // sx + 1 if W - 1 - v + pl >= 0 else 0
                 jhi = min(jhi, Wo)
                 jlo = min(jlo, jhi)
+                dst = patches + col * rows
+                if (sx == 1 and jlo == 0 and jhi == Wo and sy * i0 + u - pt >= 0
+                        and sy * (i1 - 1) + u - pt < H):
+                    # the usual case: every window inside the image, runs of Wo values
+                    src = &x[n, c, sy * i0 + u - pt, v - pl]
+                    for i in range(i1 - i0):
+                        for j in range(Wo):
+                            dst[j] = src[j]
+                        dst = dst + Wo
+                        src = src + sy * W
+                    continue
                 for i in range(i0, i1):
                     dst = patches + col * rows + (i - i0) * Wo
                     row = sy * i + u - pt

@@ -448,6 +448,38 @@ def test_padding_read_as_zeros_gives_the_padded_copy_bits(dtype, shape, kernel, 
                                atol=1e-4 if dtype == np.float32 else 1e-12)
 
 
+@SETTINGS
+@given(st.data())
+def test_planes_correlation_gathers_every_geometry(data):
+    """The planes path (64 or more output pixels per image) for any kernel, stride and padding,
+    padding wider than the kernel included: within rounding of the reference, and the same
+    bits as the zero-padded copy (whose windows all lie inside it) for 1 and 2 threads."""
+    draw = data.draw
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    sy, sx = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pad = tuple(draw(st.integers(0, 7)) for _ in range(4))
+    Ho, Wo = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    if Ho * Wo < _api.PLANES_MIN_PIXELS:
+        Wo = -(-_api.PLANES_MIN_PIXELS // Ho)
+    H = max(1, (Ho - 1) * sy + h - pad[0] - pad[1] + draw(st.integers(0, sy - 1)))
+    W = max(1, (Wo - 1) * sx + w - pad[2] - pad[3] + draw(st.integers(0, sx - 1)))
+    N, C, K = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    f = rng.standard_normal((K, C, h, w)).astype(dtype)
+    if (H + pad[0] + pad[1] - h) // sy + 1 <= 0 or (W + pad[2] + pad[3] - w) // sx + 1 <= 0:
+        return
+    got = [fd.correlate(x, f, stride=(sy, sx), pad=pad, n_threads=t) for t in (1, 2)]
+    assert got[0].shape[2] * got[0].shape[3] >= _api.PLANES_MIN_PIXELS
+    padded = np.pad(x, ((0, 0), (0, 0), pad[:2], pad[2:]))
+    np.testing.assert_array_equal(got[0], fd.correlate(padded, f, stride=(sy, sx)))
+    np.testing.assert_array_equal(got[0], got[1])
+    want = ref.correlate(x, f, (sy, sx), pad)
+    bound = ref.correlate(np.abs(x), np.abs(f), (sy, sx), pad)
+    assert_within_rounding(got[0], want, bound, dtype, C * h * w)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.integers(1, 9), st.integers(1, 4), st.integers(1, 4), st.integers(0, 3),
        st.integers(0, 3))
