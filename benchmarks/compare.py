@@ -95,7 +95,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="skip the full VGG-16 runs")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (default all)")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args(argv)
     T, R = args.threads, args.repeat
     have_torch = _util.torch_available()
