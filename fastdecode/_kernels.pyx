@@ -542,6 +542,10 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                                     dst[(c * kh + u) * kw + v] = 0
                                 continue
                             src = &x[n, c, row, 0]
+                            if col0 >= 0 and col0 + kw <= W:   # the usual case: inside
+                                for v in range(kw):
+                                    dst[(c * kh + u) * kw + v] = src[col0 + v]
+                                continue
                             for v in range(kw):
                                 dst[(c * kh + u) * kw + v] = (
                                     src[col0 + v] if 0 <= col0 + v < W else 0)
