@@ -1,5 +1,6 @@
 """The kernels (correlate, substitute, unpool, pool, relu) against tests/reference.py."""
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -27,6 +28,33 @@ def assert_within_rounding(got, want, bound, dtype, terms):
     allowed = 4 * terms * eps * bound + np.finfo(dtype).tiny
     assert np.all(err <= allowed), "max error %g, allowed there %g" % (
         err.max(), allowed.flat[np.argmax(err - allowed)])
+
+
+@contextlib.contextmanager
+def nan_check_order(order):
+    """The result-based input check ("result"), or the inputs checked first, as for a BLAS that
+    skips zeros ("inputs first")."""
+    saved = dict(_api._nan_through_zero)
+    if order == "inputs first":
+        _api._nan_through_zero.update({np.dtype(np.float32): False, np.dtype(np.float64): False})
+    try:
+        yield
+    finally:
+        _api._nan_through_zero.clear()
+        _api._nan_through_zero.update(saved)
+
+
+def _skipping_gemm(alpha, a, b, trans_a=0, trans_b=0):
+    """A GEMM as the reference BLAS of old computed it: products with a zero of B skipped."""
+    a = a.T if trans_a else a
+    b = b.T if trans_b else b
+    c = np.zeros((a.shape[0], b.shape[1]), np.result_type(a, b))
+    with np.errstate(invalid="ignore"):
+        for l in range(a.shape[1]):
+            for j in range(b.shape[1]):
+                if b[l, j] != 0:
+                    c[:, j] += alpha * b[l, j] * a[:, l]
+    return c
 
 
 @st.composite
@@ -156,10 +184,11 @@ def test_substitute_matches_literal_loop(path, data):
     assert_within_rounding(got, want, bound, df.dtype, terms)
 
 
+@pytest.mark.parametrize("order", ["result", "inputs first"])
 @pytest.mark.parametrize("path", ["auto", "winograd", "phased", "col2im"])
 @SETTINGS
 @given(st.data())
-def test_substitute_refuses_a_single_non_finite_value_in_df(path, data):
+def test_substitute_refuses_a_single_non_finite_value_in_df(path, order, data):
     """One NaN or inf anywhere in df, even against zero weights, raises the input's error on
     every path (df is checked from the result), never an overflow error or a result."""
     df, w, stride = data.draw(substitution_case(winograd_kernels=path == "winograd"))
@@ -170,7 +199,7 @@ def test_substitute_refuses_a_single_non_finite_value_in_df(path, data):
         w[:] = 0
     elif kind == "channel zero":
         w[where[1]] = 0
-    with ref.forced_substitution_path(path):
+    with ref.forced_substitution_path(path), nan_check_order(order):
         with pytest.raises(ValueError, match=r"^df contains 1 non-finite values"):
             fd.substitute(df, w, stride=stride, n_threads=data.draw(st.sampled_from([1, 2])))
 
@@ -523,18 +552,32 @@ def non_finite_x_case(draw):
     return x, f, stride, pad
 
 
+def test_nan_propagation_probe(monkeypatch):
+    """This BLAS propagates NaN through zeros (else the result-based input checks would be off);
+    a BLAS that skips zeros is recognised, and the inputs are then checked first."""
+    assert _api.blas_propagates_nan(np.float32) and _api.blas_propagates_nan(np.float64)
+    from scipy.linalg import blas
+    monkeypatch.setattr(_api, "_nan_through_zero", {})
+    monkeypatch.setattr(blas, "dgemm", _skipping_gemm)
+    monkeypatch.setattr(blas, "sgemm", _skipping_gemm)
+    assert not _api.blas_propagates_nan(np.float32)
+    assert not _api.blas_propagates_nan(np.float64)
+
+
+@pytest.mark.parametrize("order", ["result", "inputs first"])
 @SETTINGS
 @given(non_finite_x_case(), st.sampled_from([1, 2]))
-def test_correlate_refuses_a_single_non_finite_value_in_x(case, threads):
+def test_correlate_refuses_a_single_non_finite_value_in_x(order, case, threads):
     """Wherever it is, even in pixels no window reads and against zero filters, one NaN or inf
     in x raises the input's error (checked before the kernel, or after it from the result when
     the windows read every value), never an overflow error or a result."""
     x, f, stride, pad = case
-    with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
-        fd.correlate(x, f, stride=stride, pad=pad, n_threads=threads)
-    with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
-        _api.correlate_finite(x, f, stride=stride, pad=pad, n_threads=threads,
-                              bias=np.ones(len(f)))
+    with nan_check_order(order):
+        with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
+            fd.correlate(x, f, stride=stride, pad=pad, n_threads=threads)
+        with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
+            _api.correlate_finite(x, f, stride=stride, pad=pad, n_threads=threads,
+                                  bias=np.ones(len(f)))
 
 
 @pytest.mark.parametrize("shapes, stride, pad", [
