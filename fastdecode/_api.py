@@ -46,7 +46,8 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     reaches the result through a product with every filter (NaN times 0 is NaN, in any BLAS
     that :func:`blas_propagates_nan`), so a NaN or an inf in x leaves a NaN or an inf there,
     and a finite result proves x finite. This saves a pass over x, a tenth of the time of a
-    float64 correlation of a dataset."""
+    float64 correlation of a dataset. Then errors about shapes, filters or memory come before
+    one about x, and ``out`` has been written when x's error is raised."""
     x = float_array("x", x, ndim=(3, 4), finite=False)
     single = x.ndim == 3
     if single:
@@ -186,15 +187,19 @@ def blas_propagates_nan(dtype):
         from scipy.linalg import blas
         gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
         ok = True
-        for m, k, n in ((3, 2, 4), (96, 80, 64)):
+        # the kernels' shapes include one row, one column and one summed term (GEMV-like
+        # calls, which some BLAS builds route to other code)
+        for m, k, n in ((3, 2, 4), (96, 80, 64), (1, 5, 7), (7, 5, 1), (6, 1, 5), (1, 1, 1)):
             for trans_a in (0, 1):
                 for trans_b in (0, 1):
-                    for bad_first, value in ((True, np.nan), (False, np.inf)):
-                        a = np.zeros((k, m) if trans_a else (m, k), dtype, order="F")
-                        b = np.zeros((n, k) if trans_b else (k, n), dtype, order="F")
-                        (a if bad_first else b)[1, 1] = value
-                        c = gemm(1.0, a, b, trans_a=trans_a, trans_b=trans_b)
-                        ok = ok and not np.isfinite(c).all()
+                    for in_a in (True, False):
+                        for value in (np.nan, np.inf):
+                            a = np.zeros((k, m) if trans_a else (m, k), dtype, order="F")
+                            b = np.zeros((n, k) if trans_b else (k, n), dtype, order="F")
+                            bad = a if in_a else b
+                            bad[bad.shape[0] // 2, bad.shape[1] // 2] = value
+                            c = gemm(1.0, a, b, trans_a=trans_a, trans_b=trans_b)
+                            ok = ok and not np.isfinite(c).all()
         _nan_through_zero[dtype] = ok
     return _nan_through_zero[dtype]
 
