@@ -40,12 +40,18 @@ def best_of_interleaved(fns, repeat=3, min_time=0.0, pause=0.3):
     has run under min_time), so that all of them meet the same moments of a shared machine.
 
     ``pause`` seconds pass before each call: thread pools (OpenBLAS, OpenMP runtimes) spin for
-    a while after their last job and would otherwise take cores from the next contender.
+    a while after their last job and would otherwise take cores from the next contender. The
+    order rotates from round to round, so that no contender always runs right after the same
+    other one: a call right after PyTorch's float64 substitution measured 20-60% slower,
+    whatever it was, even after the pause.
     """
     best = [np.inf] * len(fns)
     total, n = 0.0, 0
+    order = list(range(len(fns)))
     while n < repeat or total < min_time:
-        for i, fn in enumerate(fns):
+        k = n % len(fns)
+        for i in order[k:] + order[:k]:
+            fn = fns[i]
             if len(fns) > 1 and pause:
                 time.sleep(pause)
             t0 = time.perf_counter()
