@@ -77,13 +77,8 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     # The kernels read the padding as zeros: no padded copy.
     x = np.ascontiguousarray(x, dtype=dtype)
     filters = np.ascontiguousarray(filters, dtype=dtype)
-    if bias is None:
-        bias = np.zeros(0, dtype)
-    else:
-        bias = np.ascontiguousarray(bias, dtype=dtype)
-        if bias.shape != (K,):
-            raise ValueError("bias must have one value per filter (%d), got shape %s"
-                             % (K, bias.shape))
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=dtype)   # its length: correlate_into
     if out is None:
         out = np.empty((N, K, Ho, Wo), dtype=dtype)
     else:
@@ -177,7 +172,8 @@ _nan_through_zero = {}
 
 def blas_propagates_nan(dtype):
     """Whether this BLAS's GEMM turns a NaN or an inf times 0 into NaN, whichever operand holds
-    it and however the operands are transposed (probed once per dtype on two sizes).
+    it and however the operands are transposed (probed once per dtype, on the shapes the
+    kernels use, single rows, columns and terms included).
 
     OpenBLAS, MKL and BLIS do; the reference BLAS of old skipped the products of a zero entry
     of B. The checks that infer finite inputs from a finite result rely on it, and check the
