@@ -1,4 +1,5 @@
 """Build script: compiles the Cython kernels, with OpenMP when the compiler has it."""
+import glob
 import os
 import sys
 import tempfile
@@ -63,17 +64,18 @@ class BuildExt(build_ext):
 
 
 def _extensions():
+    """One extension per ``.pyx`` file under ``fastdecode/`` (module name from its path)."""
     from Cython.Build import cythonize
 
-    names = ["_kernels", "_openmp"]
+    sources = sorted(glob.glob(os.path.join("fastdecode", "**", "*.pyx"), recursive=True))
     exts = [
         Extension(
-            "fastdecode.%s" % name,
-            ["fastdecode/%s.pyx" % name],
+            os.path.splitext(src)[0].replace(os.sep, "."),
+            [src],
             include_dirs=["fastdecode"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
-        for name in names
+        for src in sources
     ]
     return cythonize(
         exts,
