@@ -32,7 +32,6 @@ pygments_style = "sphinx"
 # API reference: autosummary writes one stub page per public name under api/generated/.
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"
 add_module_names = True
 
