@@ -49,7 +49,7 @@ html_static_path = ["_static"]
 html_theme_options = {
     "description": "Filter decoding with substitution, with a compiled core",
     "fixed_sidebar": True,
-    "page_width": "1100px",
+    "page_width": "1240px",
     "sidebar_width": "230px",
     "show_relbars": True,
 }
