@@ -29,9 +29,9 @@ default_role = "code"
 highlight_language = "python3"
 pygments_style = "sphinx"
 
-# API reference: autosummary writes one stub page per public name under api/generated/.
-autosummary_generate = True
-autosummary_imported_members = False
+# API reference: one page (api.rst), with autosummary tables over the entries of each group;
+# no generated stub pages.
+autosummary_generate = False
 autodoc_typehints = "none"
 add_module_names = True
 
@@ -112,8 +112,12 @@ def _prose_to_rst(lines):
     return out
 
 
+_RST_BLOCK = re.compile(r"^\s*(\.\. |>>>)|::\s*$")
+
+
 def _process_docstring(app, what, name, obj, options, lines):
-    if not lines or any(_SECTION_RULE.match(line) for line in lines):
+    # numpydoc sections, directives, literal blocks or doctests: reStructuredText, left alone.
+    if not lines or any(_SECTION_RULE.match(line) or _RST_BLOCK.search(line) for line in lines):
         return
     lines[:] = _prose_to_rst(lines)
 
