@@ -1,6 +1,11 @@
-"""Build script: compiles the Cython kernels, with OpenMP when the compiler has it."""
+"""Build script: compiles the Cython kernels, with OpenMP when the compiler has it.
+
+Environment: FASTDECODE_DISABLE_OPENMP=1 builds serial kernels; FASTDECODE_REQUIRE_OPENMP=1
+makes the build fail instead of falling back to serial kernels (release builds set it).
+"""
 import glob
 import os
+import shlex
 import sys
 import tempfile
 import textwrap
@@ -21,9 +26,14 @@ OPENMP_TEST = textwrap.dedent(
 )
 
 
+def _env_flag(name):
+    """True when the environment variable is set to anything but empty or 0."""
+    return os.environ.get(name, "") not in ("", "0")
+
+
 def _openmp_flags(compiler):
     """Return (compile_args, link_args) enabling OpenMP, or None when unsupported."""
-    if os.environ.get("FASTDECODE_DISABLE_OPENMP"):
+    if _env_flag("FASTDECODE_DISABLE_OPENMP"):
         return None
     if compiler.compiler_type == "msvc":
         candidates = [(["/openmp"], [])]
@@ -35,10 +45,14 @@ def _openmp_flags(compiler):
         source = os.path.join(tmp, "omp_test.c")
         with open(source, "w") as f:
             f.write(OPENMP_TEST)
+        # The extensions are linked with LDFLAGS (e.g. -L of a Homebrew libomp) but a test
+        # executable is not: pass them explicitly so the test sees the same libraries.
+        env_ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
         for cflags, lflags in candidates:
             try:
                 objects = compiler.compile([source], output_dir=tmp, extra_postargs=cflags)
-                compiler.link_executable(objects, os.path.join(tmp, "omp_test"), extra_postargs=lflags)
+                compiler.link_executable(objects, os.path.join(tmp, "omp_test"),
+                                         extra_postargs=lflags + env_ldflags)
             except Exception:
                 continue
             return cflags, lflags
@@ -50,6 +64,9 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         flags = _openmp_flags(self.compiler)
+        if flags is None and _env_flag("FASTDECODE_REQUIRE_OPENMP"):
+            raise RuntimeError("fastdecode: FASTDECODE_REQUIRE_OPENMP is set but the compiler "
+                               "cannot build and link an OpenMP program")
         if flags is None:
             print("fastdecode: OpenMP not available, building serial kernels")
         else:
