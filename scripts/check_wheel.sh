@@ -90,7 +90,7 @@ sfiles = set(names)
 wfiles = set(zipfile.ZipFile(wheel).namelist())
 
 # Every source, test, benchmark, script and data file of the checkout is in the sdist.
-wanted = ["README.md", "setup.py", "pyproject.toml", "MANIFEST.in"]
+wanted = ["README.md", "LICENSE", "setup.py", "pyproject.toml", "MANIFEST.in"]
 for pattern in ["fastdecode/**/*.py", "fastdecode/**/*.pyx", "fastdecode/**/*.pxd",
                 "fastdecode/**/*.h", "fastdecode/**/*.mat", "fastdecode/**/*.md",
                 "fastdecode/**/*.gz", "tests/**/*.py", "benchmarks/**/*.py", "scripts/*"]:
