@@ -15,16 +15,14 @@ from . import _api
 from ._validation import as_int, float_array, overflow_error, resolve_threads
 from .decoding import _check_network, _check_unpool, decode_with_bias
 from .network import _printable
+from .paper import PAPER_TABLE1, format_table1, paper_reference  # noqa: F401  importable here too
 
 __all__ = [
-    "ReconstructionError", "reconstruction_error", "table1", "format_table1", "PAPER_TABLE1",
+    "ReconstructionError", "reconstruction_error", "table1",
     "FilterScores", "filter_scores", "ActivationMatrix", "max_activation_matrix",
     "ClassifierAccuracy", "classifier_accuracy", "TopImages", "top_images",
     "SelfConsistency", "self_consistency", "threshold_filters",
 ]
-
-#: Table 1 of the paper (nearest unpooling, MNIST LeNet): Eq. 3 error at L3, L5 and L7.
-PAPER_TABLE1 = (("L3", 0.002), ("L5", 0.012), ("L7", 0.078))
 
 #: Bytes of responses one batch may hold (R and D of every layer evaluated in the pass).
 BATCH_BYTES = 64 * 2**20
@@ -314,37 +312,6 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     results = _error_pass(net, images, jobs, batch_size=batch_size, n_threads=threads,
                           progress=progress, desc="Table 1")
     return dict(zip(keys, results))
-
-
-def paper_reference(net, layer):
-    """The paper's Table 1 value for ``layer`` of a LeNet-shaped net (4 conv layers), else None."""
-    convs = net.conv_layers
-    if len(convs) != 4:
-        return None
-    name = net.layers[net.conv_index(layer)].name
-    pos = convs.index(name)
-    return PAPER_TABLE1[pos - 1][1] if pos >= 1 else None
-
-
-def format_table1(net, results, *, title=None):
-    """Table 1 as text: one row per layer, mean +- std per method, and the paper's value."""
-    if not results:
-        raise ValueError("results is empty: pass what table1 returns")
-    layers = list(dict.fromkeys(k[0] for k in results))
-    methods = list(dict.fromkeys(k[1] for k in results))
-    n = len(next(iter(results.values())).per_image)
-    lines = [title or "Table 1: Eq. 3 reconstruction error, mean +- std over %d images" % n]
-    lines.append("%-10s %-10s" % ("layer", "paper") + "".join(" %19s" % m for m in methods))
-    for layer in layers:
-        ref = paper_reference(net, layer)
-        paper = ("%s %.3f" % (PAPER_TABLE1[net.conv_layers.index(layer) - 1][0], ref)
-                 if ref is not None else "-")
-        row = "%-10s %-10s" % (_printable(layer), paper)
-        for m in methods:
-            r = results[(layer, m)]
-            row += " %19s" % ("%.4f +- %.4f" % (r.mean, r.std))
-        lines.append(row)
-    return "\n".join(lines)
 
 
 # --- scores over a dataset: Figure 1, classifier, top images -----------------------------------

@@ -17,6 +17,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import evaluation as ev
+from . import paper
 from .decoding import decode
 from .network import _printable
 
@@ -237,14 +238,14 @@ def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
         t0 = time.time()
         table = ev.table1(net, x, methods=methods, bias=bias, n_threads=n_threads,
                           progress=progress)
-        text = ev.format_table1(net, table, title=(
+        text = paper.format_table1(net, table, title=(
             "Table 1: Eq. 3 reconstruction error%s, mean +- std over %d images (%.1f s)"
             % (" (decoded bias included)" if bias else "", len(x), time.time() - t0)))
         lines.append(text)
         _say()
         _say(text)
         results["table1"] = {"%s/%s" % k: {"mean": r.mean, "std": r.std,
-                                           "paper": ev.paper_reference(net, k[0])}
+                                           "paper": paper.paper_reference(net, k[0])}
                              for k, r in table.items()}
     figure_method = methods[0]
     dec = {top: decode(net, top, unpool=figure_method, n_threads=n_threads)}

@@ -15,7 +15,7 @@ import pytest
 
 import fastdecode as fd
 from fastdecode import datasets, models
-from fastdecode import evaluation as ev
+from fastdecode import paper
 from fastdecode.cli import main
 
 
@@ -300,7 +300,7 @@ def test_evaluate_shipped_mnist_on_real_digits(shared_data, capsys):
                                  ds.labels[8000:8300].astype(int))
     assert acc.network > 0.9
     assert "the network's own %.4f" % acc.network in out
-    assert ev.paper_reference(net, "layer7") == 0.078
+    assert paper.paper_reference(net, "layer7") == 0.078
 
 
 def test_load_data_start_and_limit_on_the_shipped_sample():

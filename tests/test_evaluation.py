@@ -206,15 +206,6 @@ def test_table1_equals_reconstruction_error_per_layer_and_method():
     for (layer, method), r in table.items():
         one = fd.reconstruction_error(net, x, layer, unpool=method, progress=False)
         np.testing.assert_allclose(r.per_image, one.per_image, rtol=1e-12)
-    text = ev.format_table1(net, table)
-    assert "L3 0.002" in text and "L5 0.012" in text and "L7 0.078" in text
-    assert "%.4f" % table[("layer5", "bilinear")].mean in text
-
-
-def test_paper_reference_only_for_lenet_shapes():
-    assert ev.paper_reference(small_lenet(), "layer3") == 0.002
-    assert ev.paper_reference(small_lenet(), "layer1") is None
-    assert ev.paper_reference(linear_net(), "layer3") is None
 
 
 @pytest.mark.parametrize("call", [
@@ -438,8 +429,6 @@ def test_table1_arguments():
         fd.table1(net, x, layers=[], progress=False)
     with pytest.raises(ValueError, match="methods is empty"):
         fd.table1(net, x, methods=(), progress=False)
-    with pytest.raises(ValueError, match="results is empty"):
-        ev.format_table1(net, {})
 
 
 def test_scores_must_be_non_empty_and_of_one_shape():
