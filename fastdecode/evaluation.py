@@ -172,10 +172,43 @@ def _forward_batch(net, x, keep, n_threads, buffers):
     return responses
 
 
-def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None, key=None):
-    """Correlation of the checked images with checked decoded filters at the layer's stride and
-    padding, plus the decoded bias (into ``buffers.get(key, ...)`` when buffers are given:
-    valid until the next batch)."""
+def decoded_response(net, images, layer, filters, bias, n_threads, buffers=None, key=None):
+    """The correlation D of images with a conv layer's decoded filters, as Eq. 3 compares it.
+
+    The images are correlated with the filters at the layer's cumulative stride and padding
+    (``net.stride(layer)``, ``net.padding(layer)``), and the decoded bias is added.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network the filters were decoded from.
+    images : numpy.ndarray
+        (N, C, H, W) preprocessed images in ``net.dtype``, already checked (finite, C-contiguous).
+    layer : str or int
+        The conv layer's name or index.
+    filters : numpy.ndarray
+        (K, C, h, w) decoded filters of ``layer`` in ``net.dtype`` (see
+        :func:`fastdecode.decode`).
+    bias : numpy.ndarray or None
+        (K,) decoded bias to add (see :func:`fastdecode.decoded_bias`), or None.
+    n_threads : int or None
+        Threads to use (None: all cores).
+    buffers : optional
+        Arrays reused across batches; with ``key``, D is written into ``buffers.get(key, ...)``
+        and is valid until the next batch.
+    key : hashable, optional
+        The name of D's array in ``buffers``.
+
+    Returns
+    -------
+    numpy.ndarray
+        D, (N, K, Ho, Wo) in ``net.dtype``, the grid of the layer's responses.
+
+    Raises
+    ------
+    ValueError
+        When the correlation overflows the network's dtype.
+    """
     (sy, sx), (pt, pb, pl, pr) = net.stride(layer), net.padding(layer)
     n_threads = resolve_threads(n_threads)
     out = None
@@ -191,10 +224,20 @@ def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None
     return D
 
 
-def _normalise(maps):
-    """Each image's maps (N, K, H, W) rescaled to [0, 1] by their own min and max, in float64.
+def rescale_per_image(maps):
+    """Each image's maps rescaled to [0, 1] by their own minimum and maximum: Eq. 3's rescaling.
 
-    A constant image (range 0) becomes all zeros; returns (normalised, constant mask (N,)).
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        (N, K, H, W) responses of N images.
+
+    Returns
+    -------
+    rescaled : numpy.ndarray
+        (N, K, H, W) float64; an image whose maps are constant (range 0) becomes all zeros.
+    constant : numpy.ndarray
+        (N,) bool, True for the images whose maps were constant.
     """
     m = maps.astype(np.float64)
     flat = m.reshape(m.shape[0], -1)
@@ -246,7 +289,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
         x = images[start:start + bs]
         responses = _forward_batch(net, x, layers, threads, buffers)
         for acc, (layer, filters, bias) in zip(accs, jobs):
-            D = _decoded_response(net, x, layer, filters, bias, threads, buffers, "decoded")
+            D = decoded_response(net, x, layer, filters, bias, threads, buffers, "decoded")
             acc.add(start, responses[net.index(layer)], D, threads)
     return [a.result() for a in accs]
 
@@ -341,7 +384,7 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
         x = images[start:start + bs]
         R[start:start + len(x)] = _forward_batch(net, x, [idx], threads, buffers)[idx].max(
             axis=(2, 3))
-        D[start:start + len(x)] = _decoded_response(net, x, idx, filters, b, threads, buffers,
+        D[start:start + len(x)] = decoded_response(net, x, idx, filters, b, threads, buffers,
                                                     "decoded").max(axis=(2, 3))
     return FilterScores(R, D, net.layers[idx].name)
 

@@ -342,7 +342,7 @@ def _figures_per_layer(net, name, ds, *, method, n_threads, outputs):
             title="Figure 4: decoded filters of %s (%s, %dx%d)\n%s, %s unpooling"
                   % (_printable(l), what, D.shape[2], D.shape[3], name, method))
         R = net.forward(x, upto=l, n_threads=n_threads)[0]
-        Dr = ev._decoded_response(net, x, l, D, None, n_threads)[0]
+        Dr = ev.decoded_response(net, x, l, D, None, n_threads)[0]
         layers.append((_printable(l), R, Dr))
     path = outputs.path("fig3_responses.png")
     plotting.save_response_figure(

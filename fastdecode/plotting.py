@@ -9,7 +9,7 @@ import numpy as np
 
 from ._io import atomic_path
 from ._validation import float_array
-from .evaluation import _normalise, threshold_filters
+from .evaluation import rescale_per_image, threshold_filters
 
 __all__ = ["save_filter_grid", "save_response_figure", "save_activation_matrix",
            "save_top_images", "filter_mosaic"]
@@ -165,8 +165,8 @@ def save_response_figure(image, layers, path, *, title=None, n_maps=8):
     ax.set_title("input", fontsize=9)
     ax.axis("off")
     for r, (name, R, D) in enumerate(layers):
-        Rn = _normalise(np.asarray(R)[None])[0][0]  # Eq. 3's rescaling, one image
-        Dn = _normalise(np.asarray(D)[None])[0][0]
+        Rn = rescale_per_image(np.asarray(R)[None])[0][0]  # Eq. 3's rescaling, one image
+        Dn = rescale_per_image(np.asarray(D)[None])[0][0]
         err = float(np.mean((Rn - Dn) ** 2))  # Eq. 3 for this image
         K = R.shape[0]
         if R.shape[1] * R.shape[2] > 1:

@@ -462,3 +462,24 @@ def test_overflow_is_refused_not_averaged_into_nan():
     x = images(3).astype(np.float32) * np.float32(3e37)
     with pytest.raises(ValueError, match="overflows float32"):
         fd.reconstruction_error(net, x, "layer3", progress=False)
+
+
+def test_rescale_per_image_maps_each_image_to_0_1_and_constant_ones_to_zeros():
+    maps = np.stack([np.arange(24.0).reshape(2, 3, 4) - 5, np.full((2, 3, 4), 7.0)])
+    out, constant = ev.rescale_per_image(maps.astype(np.float32))
+    assert out.dtype == np.float64 and out.shape == maps.shape
+    np.testing.assert_allclose(out[0], (maps[0] - maps[0].min()) / np.ptp(maps[0]))
+    np.testing.assert_array_equal(out[1], 0.0)
+    np.testing.assert_array_equal(constant, [False, True])
+    np.testing.assert_allclose(out[0], normalise_reference(maps[0]))
+
+
+def test_decoded_response_is_the_correlation_at_the_layer_grid_plus_bias():
+    net = small_lenet()
+    x = images(2)
+    dec = fd.decode_with_bias(net, "layer5")
+    D = ev.decoded_response(net, x, "layer5", dec.filters, dec.bias, 1)
+    assert D.shape == net.forward(x, upto="layer5").shape
+    plain = ev.decoded_response(net, x, 4, dec.filters, None, None)
+    np.testing.assert_allclose(D - plain, np.broadcast_to(dec.bias[None, :, None, None], D.shape),
+                               rtol=1e-10, atol=1e-10)
