@@ -44,20 +44,12 @@ def _parse_filters(text, count, layer):
 
 
 def _cmd_decode(args):
-    import contextlib
-    import os
-    from ._io import atomic_path
+    from ._io import atomic_paths, check_output_file
     from .decoding import decode
-    for flag, path in (("--save", args.save), ("--out", args.out)):
-        if path == "":
-            raise ValueError("%s must name a file, got an empty string" % flag)
-    outputs = [p for p in (args.save, args.out) if p]
-    for path in outputs:  # refuse before any work, so that nothing is left half done
-        if os.path.isdir(path):
-            raise IsADirectoryError("output path is a directory: %s" % path)
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise FileNotFoundError("output directory does not exist: %s" % parent)
+    files = [(path, flag, suffix) for path, flag, suffix in
+             ((args.save, "--save", ".npy"), (args.out, "--out", ".png")) if path is not None]
+    for path, flag, _ in files:  # refuse before any work, so that nothing is left half done
+        check_output_file(path, flag)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ValueError("--threshold must be a fraction in [0, 1], got %g" % args.threshold)
     net = load_model(args.model)
@@ -67,21 +59,25 @@ def _cmd_decode(args):
     D = decode(net, args.layer, filters=filters, unpool=args.unpool, n_threads=args.threads)
     name = _printable(net[args.layer].name)  # control characters from real files escaped
     print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
-    with contextlib.ExitStack() as stack:  # both files appear together, or neither
-        if args.save:
-            tmp = stack.enter_context(atomic_path(args.save, suffix=".npy"))
-            np.save(tmp, D)
-        if args.out:
-            from .plotting import save_filter_grid
-            tmp = stack.enter_context(atomic_path(args.out, suffix=".png"))
-            labels = (np.arange(D.shape[0]) if filters is None
-                      else np.arange(net[args.layer].num_filters)[filters])
-            save_filter_grid(D, tmp, threshold=args.threshold,
-                             labels=labels if len(labels) <= 200 else None,
-                             title="%s, layer %s (%s unpooling)" % (args.model, name, args.unpool))
-    for path in outputs:
+    with atomic_paths([(path, suffix) for path, _, suffix in files]) as tmps:
+        for tmp, (_, flag, _) in zip(tmps, files):  # both files appear together, or neither
+            if flag == "--save":
+                np.save(tmp, D)
+            else:
+                _save_grid(args, net, D, filters, name, tmp)
+    for path, _, _ in files:
         print("wrote %s" % path)
     return 0
+
+
+def _save_grid(args, net, D, filters, name, path):
+    """The PNG grid of ``decode --out``: the decoded filters, labelled by their index."""
+    from .plotting import save_filter_grid
+    labels = (np.arange(D.shape[0]) if filters is None
+              else np.arange(net[args.layer].num_filters)[filters])
+    save_filter_grid(D, path, threshold=args.threshold,
+                     labels=labels if len(labels) <= 200 else None,
+                     title="%s, layer %s (%s unpooling)" % (args.model, name, args.unpool))
 
 
 def _cmd_demo(args):

@@ -4,13 +4,9 @@
 commands; they print their results and return an exit status.
 """
 
-import contextlib
 import json
 import os
-import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import namedtuple
 
@@ -18,6 +14,7 @@ import numpy as np
 
 from . import evaluation as ev
 from . import paper
+from ._io import OutputDirectory, check_output_dir
 from .decoding import decode
 from .network import _printable
 
@@ -121,99 +118,6 @@ def _grid_selection(k, most=GRID_MAX_FILTERS):
     """Every n-th of k filters, n the smallest step that keeps at most ``most``."""
     step = -(-k // most)
     return np.arange(0, k, step)
-
-
-class _Outputs:
-    """The --out directory, all or nothing: files are written to a hidden staging directory
-    inside it and moved into place together by :meth:`commit`; :meth:`discard` removes them and
-    any directory made for them, so a run that fails leaves nothing behind."""
-
-    def __init__(self, out):
-        self.out = None if out is None else os.fspath(out)
-        self.written = []   # final paths, in the order written
-        self._stage = None
-        self._made = []     # directories created for --out, deepest first
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        if kind is None:
-            try:
-                self.commit()
-            except BaseException:
-                self.discard()
-                raise
-        else:
-            self.discard()
-
-    def path(self, name):
-        """Where to write the file ``name`` (made a safe file name), or None without --out."""
-        if self.out is None:
-            return None
-        if self._stage is None:
-            if os.path.exists(self.out) and not os.path.isdir(self.out):
-                raise NotADirectoryError("--out is not a directory: %s" % self.out)
-            missing, d = [], os.path.abspath(self.out)
-            while not os.path.exists(d):
-                missing.append(d)
-                d = os.path.dirname(d)
-            os.makedirs(self.out, exist_ok=True)
-            self._made = missing
-            self._stage = tempfile.mkdtemp(prefix=".fastdecode-", dir=self.out)
-        name = _safe_file_name(name)
-        stem, ext = os.path.splitext(name)
-        n = 1
-        while os.path.join(self.out, name) in self.written:  # names that became the same
-            n += 1
-            name = "%s-%d%s" % (stem, n, ext)
-        self.written.append(os.path.join(self.out, name))
-        return os.path.join(self._stage, name)
-
-    def text(self, name, text):
-        path = self.path(name)
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text)
-
-    def commit(self):
-        if self._stage is None:
-            return
-        for path in self.written:
-            os.replace(os.path.join(self._stage, os.path.basename(path)), path)
-        os.rmdir(self._stage)
-        self._stage = None
-
-    def discard(self):
-        if self._stage is not None:
-            shutil.rmtree(self._stage, ignore_errors=True)
-            self._stage = None
-        for d in self._made:
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
-        self.written = []
-
-
-def _safe_file_name(name):
-    """A file name from a layer's name: characters other than letters, digits, '.', '_' and '-'
-    (slashes, control characters from real files) become '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
-def _check_out(out):
-    """Refuse an --out that cannot become a directory, before any work is done."""
-    if out is None:
-        return
-    out = os.fspath(out)
-    if not out:
-        raise ValueError("--out must name a directory, got an empty string")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise NotADirectoryError("--out is not a directory: %s" % out)
-    ancestor = os.path.dirname(os.path.abspath(out))  # created with --out when missing
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise NotADirectoryError("--out %s lies under a file: %s" % (out, ancestor))
 
 
 def _evaluate(net, name, ds, *, methods, bias, n_threads, progress, outputs):
@@ -362,10 +266,11 @@ def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, p
     """Load the model and data, evaluate, write the figures (all or nothing), print a summary."""
     t0 = time.time()
     methods = (methods,) if isinstance(methods, str) else tuple(dict.fromkeys(methods))
-    _check_out(out)
+    if out is not None:
+        check_output_dir(out)
     net = load_model(model)
     ds = load_data(data, start=start, limit=limit)
-    with _Outputs(out) as outputs:
+    with OutputDirectory(out) as outputs:
         _evaluate(net, model, ds, methods=methods, bias=bias, n_threads=n_threads,
                   progress=progress, outputs=outputs)
         if figures:
