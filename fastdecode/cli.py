@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from .experiments import load_model
+from ._app import load_model
 from .network import _printable
 
 DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
@@ -81,14 +81,14 @@ def _save_grid(args, net, D, filters, name, path):
 
 
 def _cmd_demo(args):
-    from .experiments import run_demo
+    from ._app import run_demo
     return run_demo(model=args.model, data=args.data, out=args.out, n_threads=args.threads,
                     limit=args.limit, start=args.start, bias=args.bias,
                     progress=not args.no_progress)
 
 
 def _cmd_evaluate(args):
-    from .experiments import run_evaluate
+    from ._app import run_evaluate
     return run_evaluate(model=args.model, data=args.data, out=args.out, unpool=args.unpool,
                         n_threads=args.threads, limit=args.limit, start=args.start,
                         bias=args.bias, progress=not args.no_progress)

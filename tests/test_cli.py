@@ -303,27 +303,6 @@ def test_evaluate_shipped_mnist_on_real_digits(shared_data, capsys):
     assert paper.paper_reference(net, "layer7") == 0.078
 
 
-def test_load_data_start_and_limit_on_the_shipped_sample():
-    from fastdecode.experiments import load_data
-    sample = datasets.fashion_sample()
-    ds = load_data(None, start=10, limit=5)
-    np.testing.assert_array_equal(ds.images, sample.images[10:15])
-    np.testing.assert_array_equal(ds.labels, sample.labels[10:15])
-    assert ds.first == 10 and "Fashion-MNIST" in ds.source
-    assert len(load_data(None, start=995, limit=50).images) == 5
-    with pytest.raises(ValueError, match="--limit"):
-        load_data(None, limit=0)
-
-
-def test_class_names_from_meta_or_the_data_set():
-    from fastdecode.experiments import class_names
-    net = tiny_lenet()
-    assert class_names(net, 10) == ["c%d" % i for i in range(10)]
-    net.meta.pop("classes")
-    assert class_names(net, 10) == [str(i) for i in range(10)]
-    assert class_names(net, 10, "lenet-fashion") == list(datasets.FASHION_CLASSES)
-
-
 # --- all or nothing in --out --------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["demo", "evaluate"])
