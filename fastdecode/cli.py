@@ -109,11 +109,18 @@ def build_parser():
     p = _Parser(prog="fastdecode", description=DESCRIPTION)
     p.add_argument("--version", action="version", version="fastdecode %s" % __version__)
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_info, _add_decode, _add_demo, _add_evaluate):
+        add(sub)
+    return p
 
+
+def _add_info(sub):
     s = sub.add_parser("info", help="print a network's layers, strides and decoded sizes")
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.set_defaults(func=_cmd_info)
 
+
+def _add_decode(sub):
     s = sub.add_parser("decode", help="decode the filters of one conv layer")
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.add_argument("--layer", required=True, help="conv layer name (e.g. layer5) or index")
@@ -128,6 +135,8 @@ def build_parser():
     s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     s.set_defaults(func=_cmd_decode)
 
+
+def _add_demo(sub):
     s = sub.add_parser("demo", help="the paper end to end on a shipped model")
     s.add_argument("--model", default="lenet-fashion",
                    help="a shipped model's name or a .mat file (default: lenet-fashion)")
@@ -138,6 +147,8 @@ def build_parser():
     _add_run_options(s)
     s.set_defaults(func=_cmd_demo)
 
+
+def _add_evaluate(sub):
     s = sub.add_parser("evaluate", help="Table 1, Figure 1 and self-consistency on a dataset")
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.add_argument("--data", required=True, help="directory of IDX test files")
@@ -147,7 +158,6 @@ def build_parser():
     s.add_argument("--out", default=None, help="output directory for results and figures")
     _add_run_options(s)
     s.set_defaults(func=_cmd_evaluate)
-    return p
 
 
 class _Parser(argparse.ArgumentParser):

@@ -167,41 +167,48 @@ def save_response_figure(image, layers, path, *, title=None, n_maps=8):
     for r, (name, R, D) in enumerate(layers):
         Rn = rescale_per_image(np.asarray(R)[None])[0][0]  # Eq. 3's rescaling, one image
         Dn = rescale_per_image(np.asarray(D)[None])[0][0]
-        err = float(np.mean((Rn - Dn) ** 2))  # Eq. 3 for this image
-        K = R.shape[0]
         if R.shape[1] * R.shape[2] > 1:
-            k = min(n_maps, K)
+            k = min(n_maps, R.shape[0])
             for c, (label, maps) in enumerate((("network response R", Rn), ("decoded D", Dn))):
-                ax = fig.add_subplot(gs[r, 1 + c])
-                _show_mosaic(ax, filter_mosaic(maps[:k], -(-k // 2)),
-                             title="%s: %s, maps 0-%d of %d" % (name, label, k - 1, K))
+                _show_mosaic(fig.add_subplot(gs[r, 1 + c]), filter_mosaic(maps[:k], -(-k // 2)),
+                             title="%s: %s, maps 0-%d of %d" % (name, label, k - 1, R.shape[0]))
         else:
-            ax = fig.add_subplot(gs[r, 1:3])
-            shown = min(K, N_BARS)
-            idx = np.arange(shown)
-            ax.bar(idx - 0.2, Rn[:shown, 0, 0], width=0.4, label="network response R")
-            ax.bar(idx + 0.2, Dn[:shown, 0, 0], width=0.4, label="decoded D")
-            ax.set_xticks(idx[::max(1, shown // 25)])
-            ax.set_xlim(-0.6, shown - 0.4)
-            ax.set_ylim(0, 1.25)
-            ax.set_xlabel("filter", fontsize=8)
-            ax.set_ylabel("normalised", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.legend(fontsize=7, loc="upper right", ncol=2)
-            ax.set_title("%s: %s%d filters, 1x1 outputs" % (
-                name, "filters 0-%d of " % (shown - 1) if shown < K else "", K), fontsize=10)
-        ax = fig.add_subplot(gs[r, 3])
-        ax.plot(Rn.ravel(), Dn.ravel(), ".", ms=2, alpha=0.5)
-        ax.plot([0, 1], [0, 1], "k-", lw=0.6)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("R", fontsize=8)
-        ax.set_ylabel("D", fontsize=8)
-        ax.set_title("Eq. 3 error %.4f" % err, fontsize=9)
+            _response_bars(fig.add_subplot(gs[r, 1:3]), name, Rn, Dn)
+        _response_scatter(fig.add_subplot(gs[r, 3]), Rn, Dn)
     _finish(fig, title)
     return _save(fig, path)
+
+
+def _response_bars(ax, name, Rn, Dn):
+    """Figure 3 for a layer with 1x1 outputs: R and D of the first filters as bars."""
+    K = Rn.shape[0]
+    shown = min(K, N_BARS)
+    idx = np.arange(shown)
+    ax.bar(idx - 0.2, Rn[:shown, 0, 0], width=0.4, label="network response R")
+    ax.bar(idx + 0.2, Dn[:shown, 0, 0], width=0.4, label="decoded D")
+    ax.set_xticks(idx[::max(1, shown // 25)])
+    ax.set_xlim(-0.6, shown - 0.4)
+    ax.set_ylim(0, 1.25)
+    ax.set_xlabel("filter", fontsize=8)
+    ax.set_ylabel("normalised", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    ax.set_title("%s: %s%d filters, 1x1 outputs" % (
+        name, "filters 0-%d of " % (shown - 1) if shown < K else "", K), fontsize=10)
+
+
+def _response_scatter(ax, Rn, Dn):
+    """Every normalised value of D against R, titled with the image's Eq. 3 error."""
+    err = float(np.mean((Rn - Dn) ** 2))  # Eq. 3 for this image
+    ax.plot(Rn.ravel(), Dn.ravel(), ".", ms=2, alpha=0.5)
+    ax.plot([0, 1], [0, 1], "k-", lw=0.6)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("R", fontsize=8)
+    ax.set_ylabel("D", fontsize=8)
+    ax.set_title("Eq. 3 error %.4f" % err, fontsize=9)
 
 
 def _image_tiles(images):
