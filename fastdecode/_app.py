@@ -24,8 +24,9 @@ from .decoding import decode
 from .network import _printable
 
 __all__ = ["METHODS", "Dataset", "Evaluation", "load_model", "load_data", "class_names",
-           "prepare", "evaluate", "header_lines", "result_lines", "print_evaluation", "results_json", "write_results",
-           "save_evaluation_figures", "save_layer_figures", "run_demo", "run_evaluate"]
+           "prepare", "evaluate", "header_lines", "result_lines", "print_evaluation",
+           "results_json", "write_results", "save_evaluation_figures", "save_layer_figures",
+           "run_demo", "run_evaluate"]
 
 #: Unpooling methods of Table 1 by default; the first one is used for the figures.
 METHODS = ("nearest", "bilinear", "bicubic")
@@ -38,8 +39,19 @@ TOP_K = 8
 TOP_FILTERS = 10
 
 Dataset = namedtuple("Dataset", ["images", "labels", "source", "first"])
-Dataset.__doc__ = """Raw images uint8 (N, H, W), labels (N,) or None, a description of where they
-came from and the 0-based index of the first image in that source."""
+Dataset.__doc__ = """The images of a run.
+
+Attributes
+----------
+images : numpy.ndarray
+    Raw images, uint8 (N, H, W).
+labels : numpy.ndarray or None
+    (N,) labels, or None.
+source : str
+    Where the images came from, for the texts.
+first : int
+    The 0-based index of the first image in that source.
+"""
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -209,9 +221,40 @@ def _grid_selection(k, most=GRID_MAX_FILTERS):
 class Evaluation:
     """What :func:`evaluate` computed for one model on one data set.
 
-    ``table`` is None for a network with a single conv layer; ``accuracy`` is None without
-    labels (or with labels beyond the top layer's filters); ``decoded`` and ``tops`` hold the
-    top conv layer and, when there is one, the conv layer below it (``mid``).
+    Attributes
+    ----------
+    net : fastdecode.Network
+        The network.
+    model : str
+        Its name.
+    data : Dataset
+        The data set.
+    n_images : int
+        The number of images.
+    has_mean : bool
+        False when the network has no mean image and the raw pixels were used.
+    bias : bool
+        Whether the decoded biases were added.
+    method : str
+        The unpooling method of everything but Table 1.
+    top, mid : str
+        The top conv layer and the one below it (None for a single conv layer).
+    names : list of str
+        A name per filter of the top layer.
+    table : dict or None
+        :func:`fastdecode.table1`'s results; None for a single conv layer.
+    table_seconds : float
+        The time Table 1 took.
+    decoded : dict
+        ``{layer: decoded filters}`` of ``top`` and ``mid``.
+    matrix : fastdecode.evaluation.ActivationMatrix
+        Figure 1 of the top layer.
+    accuracy : fastdecode.evaluation.ClassifierAccuracy or None
+        None without labels, or with labels beyond the top layer's filters.
+    tops : dict
+        ``{layer: TopImages}`` of ``top`` and ``mid``.
+    consistency : fastdecode.evaluation.SelfConsistency
+        Self-consistency of the top layer.
     """
 
     net: Any
@@ -293,7 +336,26 @@ def evaluate(net, model, data, *, methods=METHODS, bias=False, n_threads=None, p
 # --- text and JSON ------------------------------------------------------------------------------
 
 def header_lines(net, model, data, n_images, has_mean):
-    """The two lines that open a run's output: the model's conv layers and the data used."""
+    """The two lines that open a run's output: the model's conv layers and the data used.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    model : str
+        Its name.
+    data : Dataset
+        The data set.
+    n_images : int
+        The number of images used.
+    has_mean : bool
+        False when the raw pixels are used (see :func:`prepare`).
+
+    Returns
+    -------
+    list of str
+        Two lines.
+    """
     return [
         "model %s: %s" % (model, ", ".join(
             "%s (%d filters, %dx%d)" % ((_printable(l), net[l].num_filters)
@@ -357,7 +419,13 @@ def result_lines(e):
 
 
 def print_evaluation(e):
-    """Print the results of an :class:`Evaluation` (Table 1 after a blank line, then the rest)."""
+    """Print the results of an :class:`Evaluation`: Table 1 after a blank line, then the rest.
+
+    Parameters
+    ----------
+    e : Evaluation
+        What :func:`evaluate` returned.
+    """
     lines = result_lines(e)
     if e.table is not None:
         _say()
@@ -524,10 +592,29 @@ def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, p
 
 def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threads=None,
              limit=None, start=0, bias=False, progress=True):
-    """``fastdecode demo``: evaluate, write every figure, print Table 1; returns 0.
+    """``fastdecode demo``: evaluate, print the results, write them and every figure.
 
-    The parameters are the command's options (see ``fastdecode demo --help``); errors are
-    raised, for the command line to report.
+    Parameters
+    ----------
+    model : str, optional
+        A shipped model's name or a MatConvNet file.
+    data : str, optional
+        A directory of IDX test files (default: the shipped Fashion-MNIST sample).
+    out : str, optional
+        The output directory, filled all or nothing.
+    n_threads : int, optional
+        Threads (default: all cores).
+    limit, start : int, optional
+        Use at most ``limit`` images from the ``start``-th (0-based) on.
+    bias : bool, optional
+        Add the decoded biases to the decoded filters' correlations.
+    progress : bool, optional
+        Show progress bars on stderr.
+
+    Returns
+    -------
+    int
+        0; errors are raised, for the command line to report.
     """
     return _run(model=model, data=data, out=out, methods=METHODS, figures=True,
                 n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress)
@@ -535,10 +622,32 @@ def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threa
 
 def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit=None, start=0,
                  bias=False, progress=True):
-    """``fastdecode evaluate``: Table 1, Figure 1 and self-consistency on a data set; returns 0.
+    """``fastdecode evaluate``: Table 1, Figure 1 and self-consistency on a data set.
 
-    The parameters are the command's options (see ``fastdecode evaluate --help``); errors are
-    raised, for the command line to report.
+    Parameters
+    ----------
+    model : str
+        A shipped model's name or a MatConvNet file.
+    data : str or None
+        A directory of IDX test files (None: the shipped Fashion-MNIST sample).
+    out : str, optional
+        The output directory for the results and figures, filled all or nothing (default:
+        none, the results are only printed).
+    unpool : str or sequence of str, optional
+        Unpooling methods of Table 1; the first one is used for the rest.
+    n_threads : int, optional
+        Threads (default: all cores).
+    limit, start : int, optional
+        Use at most ``limit`` images from the ``start``-th (0-based) on.
+    bias : bool, optional
+        Add the decoded biases to the decoded filters' correlations.
+    progress : bool, optional
+        Show progress bars on stderr.
+
+    Returns
+    -------
+    int
+        0; errors are raised, for the command line to report.
     """
     return _run(model=model, data=data, out=out, methods=unpool, figures=False,
                 n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress)

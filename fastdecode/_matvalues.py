@@ -50,6 +50,7 @@ def from_matlab(v):
 
 
 def number(x):
+    """A numpy scalar as int when integral (and exact in a double), else as its Python value."""
     x = x.item()
     if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
         return int(x)
@@ -81,6 +82,7 @@ def strings(v):
 
 
 def string_list(v):
+    """Class names and the like as a list of str (numbers written as text)."""
     if v is None:
         return []
     if isinstance(v, str):
@@ -102,6 +104,7 @@ def cell_items(v):
 
 
 def numeric(what, v):
+    """A real numeric array, as float (small integer classes as float32); ValueError otherwise."""
     if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
         raise ValueError("%s must be a real numeric array, got %s"
                          % (what, type(v).__name__ if not isinstance(v, np.ndarray) else v.dtype))
@@ -126,6 +129,7 @@ def ints(what, v):
 
 
 def scalar(what, v, default):
+    """A MATLAB number as float, ``default`` when absent or empty; ValueError otherwise."""
     if v is None or (isinstance(v, np.ndarray) and v.size == 0):
         return default
     a = np.asarray(v)
@@ -135,15 +139,18 @@ def scalar(what, v, default):
 
 
 def mshape(a):
+    """A shape in MATLAB's notation, e.g. ``5x5x1x20``."""
     shape = a.shape if hasattr(a, "shape") else tuple(a)
     return "x".join(str(int(s)) for s in shape)
 
 
 def row(values):
+    """Numbers as a 1xN double row vector."""
     return np.asarray(values, dtype=np.float64).reshape(1, -1)
 
 
 def cell(items):
+    """Values as a 1xN cell array."""
     out = np.empty((1, len(items)), dtype=object)
     for i, x in enumerate(items):
         out[0, i] = x

@@ -106,6 +106,14 @@ def _add_run_options(s):
 
 
 def build_parser():
+    """The argument parser of the ``fastdecode`` command and its subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A parser whose parsed arguments carry the subcommand's function as ``func``; usage
+        errors exit with status 2 and one line on stderr.
+    """
     p = _Parser(prog="fastdecode", description=DESCRIPTION)
     p.add_argument("--version", action="version", version="fastdecode %s" % __version__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,7 +184,23 @@ def _one_line(exc):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit status (0 success, 2 bad input, 1 failure)."""
+    """Run the ``fastdecode`` command line.
+
+    Errors are reported in one line on stderr (set the environment variable
+    ``FASTDECODE_DEBUG=1`` to raise them with their traceback instead).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for bad input (a usage error, a missing or unreadable
+        file, an unknown layer, ...), 1 for an unexpected failure, 130 when interrupted, 141
+        when the output pipe was closed.
+    """
     import os
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -32,50 +32,91 @@ ReconstructionError = namedtuple(
     "ReconstructionError", ["mean", "std", "per_image", "per_filter", "n_constant"])
 ReconstructionError.__doc__ = """Eq. 3 reconstruction error of one conv layer.
 
-mean, std: over images of the per-image error.
-per_image: (N,) mean squared difference of the normalised R and D of each image.
-per_filter: (K,) the same squared difference averaged over images and positions of one filter
-    (under the per-image normalisation); large values point at badly decoded filters. Its mean
-    equals ``mean``.
-n_constant: (images whose R was constant, images whose D was constant); such a map is mapped to
-    zeros by the normalisation.
+Attributes
+----------
+mean, std : float
+    Mean and standard deviation over images of the per-image error.
+per_image : numpy.ndarray
+    (N,) mean squared difference of the rescaled R and D of each image.
+per_filter : numpy.ndarray
+    (K,) the same squared difference averaged over images and positions of one filter (under
+    the per-image rescaling); large values point at badly decoded filters. Its mean equals
+    ``mean``.
+n_constant : tuple of int
+    (images whose R was constant, images whose D was constant); such maps are rescaled to
+    zeros.
 """
 
 FilterScores = namedtuple("FilterScores", ["network", "decoded", "layer"])
 FilterScores.__doc__ = """Per-image score of every filter of a layer: its maximum over positions.
 
-network: (N, K) from ``net.forward(images, upto=layer)``; decoded: (N, K) from the correlation of
-the images with the decoded filters (plus the decoded bias when requested); layer: its name.
+Attributes
+----------
+network : numpy.ndarray
+    (N, K) scores from ``net.forward(images, upto=layer)``.
+decoded : numpy.ndarray
+    (N, K) scores from the correlation of the images with the decoded filters (plus the decoded
+    bias when requested).
+layer : str
+    The layer's name.
 """
 
 ActivationMatrix = namedtuple("ActivationMatrix", ["network", "decoded", "network_images",
                                                    "decoded_images"])
 ActivationMatrix.__doc__ = """Figure 1: the maximum activations of a layer's filters over a dataset.
 
-network_images: (K,) index of the image that maximises filter j's network score;
-network: (K, K) with ``network[i, j]`` the network score of filter i on image network_images[j]
-(so the diagonal holds each filter's maximum). decoded_images and decoded: the same for the
-decoded filters' scores.
+Attributes
+----------
+network : numpy.ndarray
+    (K, K), ``network[i, j]`` the network score of filter i on image ``network_images[j]`` (so
+    the diagonal holds each filter's maximum).
+decoded : numpy.ndarray
+    (K, K), the same for the decoded filters' scores and ``decoded_images``.
+network_images : numpy.ndarray
+    (K,) index of the image that maximises filter j's network score.
+decoded_images : numpy.ndarray
+    (K,) index of the image that maximises decoded filter j's score.
 """
 
 ClassifierAccuracy = namedtuple("ClassifierAccuracy", ["decoded", "network", "decoded_predictions",
                                                        "network_predictions"])
-ClassifierAccuracy.__doc__ = """Accuracy (fraction in [0, 1]) of the top layer's decoded filters
-used alone as a classifier (class k scores the image's correlation with decoded filter k) next to
-the network's own accuracy (argmax of the top layer's responses), with the (N,) predictions."""
+ClassifierAccuracy.__doc__ = """The top layer's decoded filters used alone as a classifier.
+
+Class k scores the image's correlation with decoded filter k; the network's own prediction is
+the argmax of the top layer's responses.
+
+Attributes
+----------
+decoded, network : float
+    Accuracy (a fraction in [0, 1]) of the decoded filters and of the network.
+decoded_predictions, network_predictions : numpy.ndarray
+    (N,) the predicted classes.
+"""
 
 TopImages = namedtuple("TopImages", ["network", "decoded", "overlap"])
 TopImages.__doc__ = """The k highest-scoring images of each filter, best first.
 
-network, decoded: (K, k) image indices by the network's and by the decoded filter's score;
-overlap: (K,) fraction of the k images the two lists share."""
+Attributes
+----------
+network, decoded : numpy.ndarray
+    (K, k) image indices by the network's and by the decoded filter's score.
+overlap : numpy.ndarray
+    (K,) fraction of the k images the two lists share.
+"""
 
 SelfConsistency = namedtuple("SelfConsistency", ["fraction", "winners", "responses"])
 SelfConsistency.__doc__ = """Each decoded filter fed to the network as the input image.
 
-responses: (K, K), ``responses[i, j]`` the score of unit j (maximum over positions) for the
-decoded filter i as input; winners: (K,) the unit responding most strongly to decoded filter i;
-fraction: the fraction of filters i with ``winners[i] == i``."""
+Attributes
+----------
+fraction : float
+    The fraction of filters i with ``winners[i] == i``.
+winners : numpy.ndarray
+    (K,) the unit responding most strongly to decoded filter i.
+responses : numpy.ndarray
+    (K, K), ``responses[i, j]`` the score of unit j (maximum over positions) for the decoded
+    filter i as input.
+"""
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -95,7 +136,23 @@ def _batches(n_images, batch_size, desc, progress):
 
 
 def top_conv_layer(net):
-    """Name of the network's top conv layer (ValueError when it has none)."""
+    """The name of the network's top conv layer.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+
+    Returns
+    -------
+    str
+        The name of its last conv layer.
+
+    Raises
+    ------
+    ValueError
+        When the network has no conv layer.
+    """
     _check_network(net)
     if not net.conv_layers:
         raise ValueError("the network has no conv layers (layers: %s)"
@@ -307,10 +364,49 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     over all the image's values; the error is the mean squared difference. A constant R or D
     (range 0) is rescaled to zeros and counted in ``n_constant``.
 
-    images: (N, C, H, W) preprocessed; layer: conv layer name or index.
-    decoded: filters (K, C, h, w) from ``fastdecode.decode`` to use instead of decoding here.
-    batch_size: images per batch (default: about 64 MiB of responses).
-    Returns a :class:`ReconstructionError` ``(mean, std, per_image, per_filter, n_constant)``.
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    images : array_like
+        (N, C, H, W) images, preprocessed as the network expects them.
+    layer : str or int
+        A conv layer's name or index.
+    unpool : str, optional
+        The unpooling method of the decoding.
+    bias : bool, optional
+        Add the decoded biases to D.
+    decoded : array_like, optional
+        Filters (K, C, h, w) from :func:`fastdecode.decode` to use instead of decoding here.
+    batch_size : int, optional
+        Images per batch (default: about 64 MiB of responses).
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    ReconstructionError
+        ``(mean, std, per_image, per_filter, n_constant)``.
+
+    Raises
+    ------
+    ValueError
+        For images the network cannot take, decoded filters of the wrong shape, or values that
+        overflow the network's dtype.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-fashion")
+    >>> x = models.preprocess(net, datasets.fashion_sample().images[:100])
+    >>> r = fd.reconstruction_error(net, x, "layer3", progress=False)
+    >>> r.per_image.shape, r.per_filter.shape
+    ((100,), (50,))
+    >>> print("%.3f" % r.mean)
+    0.006
     """
     _check_network(net)
     idx = net.conv_index(layer)
@@ -326,7 +422,56 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     """Table 1: Eq. 3 error of every conv layer above the first for every unpooling method.
 
     Decodes each layer once per method, then makes one pass over the images.
-    Returns ``{(layer name, method): ReconstructionError}`` in layer-then-method order.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    images : array_like
+        (N, C, H, W) images, preprocessed as the network expects them.
+    layers : str, int or sequence, optional
+        The conv layers (default: every conv layer above the first).
+    methods : str or sequence of str, optional
+        The unpooling methods.
+    bias : bool, optional
+        Add the decoded biases to D (see :func:`reconstruction_error`).
+    batch_size : int, optional
+        Images per batch (default: about 64 MiB of responses).
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        ``{(layer name, method): ReconstructionError}`` in layer-then-method order.
+
+    Raises
+    ------
+    ValueError
+        For a network with fewer than two conv layers (without ``layers``), empty ``layers``
+        or ``methods``, an unknown method, or images the network cannot take.
+
+    See Also
+    --------
+    fastdecode.paper.format_table1 : the results as text, beside the paper's values.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-fashion")
+    >>> x = models.preprocess(net, datasets.fashion_sample().images[:100])
+    >>> table = fd.table1(net, x, methods=("nearest", "bilinear"), progress=False)
+    >>> for (layer, method), r in table.items():
+    ...     print(layer, method, "%.3f" % r.mean)
+    layer3 nearest 0.006
+    layer3 bilinear 0.006
+    layer5 nearest 0.015
+    layer5 bilinear 0.017
+    layer7 nearest 0.063
+    layer7 bilinear 0.064
     """
     _check_network(net)
     threads = resolve_threads(n_threads)
@@ -361,11 +506,51 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
 
 def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, decoded=None,
                   batch_size=None, n_threads=None, progress=True):
-    """Scores (N, K) of every filter of a conv layer (default: the top one) for every image.
+    """Scores of every filter of a conv layer for every image, by the network and decoded.
 
     A filter's score is its maximum over positions: of ``net.forward(images, upto=layer)`` for the
     network, of the correlation with the decoded filter (plus decoded bias if ``bias``) for the
-    decoded filters. Returns :class:`FilterScores`.
+    decoded filters.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    images : array_like
+        (N, C, H, W) images, preprocessed as the network expects them.
+    layer : str or int, optional
+        A conv layer's name or index (default: the top one).
+    unpool : str, optional
+        The unpooling method of the decoding.
+    bias : bool, optional
+        Add the decoded biases to the decoded filters' correlations.
+    decoded : array_like, optional
+        Filters (K, C, h, w) from :func:`fastdecode.decode` to use instead of decoding here.
+    batch_size : int, optional
+        Images per batch.
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    FilterScores
+        ``(network (N, K), decoded (N, K), layer name)``.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-fashion")
+    >>> sample = datasets.fashion_sample()
+    >>> scores = fd.filter_scores(net, models.preprocess(net, sample.images[:100]),
+    ...                           progress=False)
+    >>> scores.layer, scores.network.shape, scores.decoded.shape
+    ('layer7', (100, 10), (100, 10))
+    >>> acc = fd.classifier_accuracy(scores, sample.labels[:100])
+    >>> print("decoded %.2f, network %.2f" % (acc.decoded, acc.network))
+    decoded 0.62, network 0.88
     """
     _check_network(net)
     if layer is None:
@@ -401,8 +586,25 @@ def _as_scores(scores):
 
 
 def max_activation_matrix(scores):
-    """Figure 1's matrix from :func:`filter_scores`: each filter's top image and every filter's
-    score on it, for the network and for the decoded filters. Returns :class:`ActivationMatrix`."""
+    """Figure 1's matrix: each filter's top image and every filter's score on it.
+
+    Parameters
+    ----------
+    scores : FilterScores
+        What :func:`filter_scores` returned.
+
+    Returns
+    -------
+    ActivationMatrix
+        The matrices and the images, for the network and for the decoded filters.
+
+    Raises
+    ------
+    TypeError
+        When ``scores`` is not a :class:`FilterScores`.
+    ValueError
+        When its arrays are empty or differ in shape.
+    """
     s = _as_scores(scores)
     out = []
     for S in (s.network, s.decoded):
@@ -414,8 +616,22 @@ def max_activation_matrix(scores):
 def classifier_accuracy(scores, labels):
     """Accuracy of the decoded filters used alone as a classifier, next to the network's.
 
-    scores: :class:`FilterScores` of the top conv layer (one filter per class); labels (N,) ints
-    in 0..K-1. Returns :class:`ClassifierAccuracy`.
+    Parameters
+    ----------
+    scores : FilterScores
+        Scores of the top conv layer (one filter per class), from :func:`filter_scores`.
+    labels : array_like
+        (N,) integer labels in 0..K-1.
+
+    Returns
+    -------
+    ClassifierAccuracy
+        The two accuracies and the two predictions.
+
+    Raises
+    ------
+    ValueError
+        When the labels do not match the scores in number or range.
     """
     s = _as_scores(scores)
     labels = np.asarray(labels)
@@ -433,8 +649,39 @@ def classifier_accuracy(scores, labels):
 
 
 def top_images(scores, k=9):
-    """Figure 4c/d: the k images with the highest score per filter, by the network and by the
-    decoded filter, and the fraction they share. Returns :class:`TopImages`."""
+    """Figure 4c/d: the k best images of each filter, by the network and by the decoded filter.
+
+    Ties go to the lower image index.
+
+    Parameters
+    ----------
+    scores : FilterScores
+        What :func:`filter_scores` returned.
+    k : int, optional
+        Images per filter, at most the number of images scored.
+
+    Returns
+    -------
+    TopImages
+        ``(network (K, k), decoded (K, k), overlap (K,))``.
+
+    Raises
+    ------
+    ValueError
+        When ``k`` is below 1 or above the number of images.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-fashion")
+    >>> x = models.preprocess(net, datasets.fashion_sample().images[:100])
+    >>> tops = fd.top_images(fd.filter_scores(net, x, progress=False), k=5)
+    >>> tops.network.shape, tops.decoded.shape, tops.overlap.shape
+    ((10, 5), (10, 5), (10,))
+    >>> print("%.2f" % tops.overlap.mean())
+    0.42
+    """
     s = _as_scores(scores)
     k = as_int("k", k, minimum=1)
     N = s.network.shape[0]
@@ -450,11 +697,29 @@ def top_images(scores, k=9):
 # --- self-consistency ------------------------------------------------------------------------
 
 def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threads=None):
-    """Supplementary section 6: feed each decoded filter of a conv layer (default: the top one)
-    to the network as the input image and check which of the layer's units responds most.
+    """Supplementary section 6: which unit responds most to each decoded filter as input.
 
-    The decoded filters (K, C, h, w) live in the network's preprocessed input space and are fed
-    as they are (h, w being the layer's receptive field). Returns :class:`SelfConsistency`.
+    Each decoded filter of a conv layer is fed to the network as the input image and the layer's
+    units' responses compared. The decoded filters (K, C, h, w) live in the network's
+    preprocessed input space and are fed as they are (h, w being the layer's receptive field).
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    layer : str or int, optional
+        A conv layer's name or index (default: the top one).
+    unpool : str, optional
+        The unpooling method of the decoding.
+    decoded : array_like, optional
+        Filters (K, C, h, w) from :func:`fastdecode.decode` to use instead of decoding here.
+    n_threads : int, optional
+        Threads (default: all cores).
+
+    Returns
+    -------
+    SelfConsistency
+        ``(fraction, winners (K,), responses (K, K))``.
     """
     _check_network(net)
     if layer is None:
@@ -472,8 +737,25 @@ def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threa
 # --- thresholding (figures) ------------------------------------------------------------------
 
 def threshold_filters(filters, fraction=0.5):
-    """Keep each filter's values whose magnitude is at least ``fraction`` of that filter's
-    maximum magnitude (over channels and pixels); set the rest to zero. filters (K, C, h, w)."""
+    """Each filter's values of at least ``fraction`` of its largest magnitude; the rest zero.
+
+    Parameters
+    ----------
+    filters : array_like
+        (K, C, h, w) filters.
+    fraction : float, optional
+        In [0, 1], of each filter's maximum magnitude over channels and pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, C, h, w) in the filters' dtype.
+
+    Raises
+    ------
+    ValueError
+        When ``fraction`` lies outside [0, 1].
+    """
     f = float_array("filters", filters, ndim=4)
     fraction = float(fraction)
     if not 0.0 <= fraction <= 1.0:

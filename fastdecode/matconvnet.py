@@ -47,13 +47,42 @@ _DAGNN_MERGES = ("dagnn.Sum", "dagnn.Concat")
 # --- loading ------------------------------------------------------------------------------------
 
 def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
-    """A :class:`fastdecode.Network` from a MatConvNet ``.mat`` file (simplenn or DagNN chain).
+    """A network from a MatConvNet ``.mat`` file (simplenn, or a DagNN chain).
 
-    ``memory_limit``: bytes the file's arrays may take once read (default 2 GiB); a file that
-    declares more is refused before the memory is spent.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file: MAT v5/v7 (read with a guarded reader) or v7.3 (read with h5py).
+    memory_limit : int, optional
+        Bytes the file's arrays may take once read (default 2 GiB); a file that declares more is
+        refused before the memory is spent.
 
-    Raises FileNotFoundError for a missing path and :class:`MatConvNetError` (a ValueError) naming
-    the file, the layer and the problem for a file that is not a readable network.
+    Returns
+    -------
+    fastdecode.Network
+        The network, its loss layers dropped and listed in ``net.meta["losses"]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    MatConvNetError
+        A ValueError naming the file, the layer and the problem, for a file that is not a
+        readable network.
+
+    Examples
+    --------
+    >>> from importlib import resources
+    >>> import fastdecode as fd
+    >>> shipped = resources.files("fastdecode.models") / "lenet-mnist.mat"
+    >>> with resources.as_file(shipped) as path:
+    ...     net = fd.load_matconvnet(path)
+    >>> net.conv_layers
+    ['layer1', 'layer3', 'layer5', 'layer7']
+    >>> net.meta["losses"]
+    [{'name': 'layer8', 'type': 'softmaxloss'}]
+    >>> net.meta["normalization"]["averageImage"].shape
+    (1, 28, 28)
     """
     variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit,
                          skip_fields=_UNUSED_FIELDS)
@@ -451,11 +480,36 @@ def _find(root, key):
 # --- saving -------------------------------------------------------------------------------------
 
 def save_matconvnet(net, path):
-    """Write ``net`` as a MatConvNet simplenn file: a variable ``net`` with ``layers`` and ``meta``.
+    """Write a network as a MatConvNet simplenn file: a variable ``net`` with ``layers``, ``meta``.
 
     Filters are written ``[H W C K]`` and biases ``1xK`` in the network's dtype (single for float32
     networks), hyper-parameters as doubles, ``meta`` in MATLAB's orientation. The file is written
     whole or not at all.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    path : str or os.PathLike
+        The ``.mat`` file to write (MAT v5).
+
+    Raises
+    ------
+    TypeError
+        When ``net`` is not a network, or holds a layer or a meta value MATLAB cannot represent.
+    FileNotFoundError
+        When the directory of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import fastdecode as fd
+    >>> from fastdecode import models
+    >>> net = models.load("lenet-mnist")
+    >>> path = os.path.join(tempfile.mkdtemp(), "lenet.mat")
+    >>> fd.save_matconvnet(net, path)
+    >>> fd.load_matconvnet(path).conv_layers == net.conv_layers
+    True
     """
     import scipy.io
 
@@ -507,7 +561,8 @@ def _layer_to_matlab(layer):
     elif isinstance(layer, Dropout):
         rec.update(rate=float(layer.rate), precious=False)
     elif isinstance(layer, LRN):
-        rec.update(param=mv.row([layer.depth, layer.kappa, layer.alpha, layer.beta]), precious=False)
+        rec.update(param=mv.row([layer.depth, layer.kappa, layer.alpha, layer.beta]),
+                   precious=False)
     elif isinstance(layer, Softmax):
         rec.update(precious=False)
     else:
@@ -538,9 +593,29 @@ def _meta_to_matlab(meta):
 # --- info ---------------------------------------------------------------------------------------
 
 def format_info(net, title=None):
-    """A text report of a network: its layers, and for each conv layer the receptive field,
+    """A text report of a network, as ``fastdecode info`` prints it.
+
+    The report lists the network's layers, and for each conv layer the receptive field,
     cumulative stride and decoded filter size, in image pixels. Control characters in names are
-    printed escaped."""
+    printed escaped.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    title : str, optional
+        A first line, e.g. the file's name.
+
+    Returns
+    -------
+    str
+        The report, without a final newline.
+
+    Raises
+    ------
+    TypeError
+        When ``net`` is not a network.
+    """
     if not isinstance(net, Network):
         raise TypeError("net must be a fastdecode.Network, got %s" % type(net).__name__)
     lines = []
