@@ -6,7 +6,7 @@ from importlib import resources
 
 import pytest
 
-MODULES = ["fastdecode.evaluation", "fastdecode.plotting", "fastdecode.matconvnet",
+MODULES = ["fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting", "fastdecode.matconvnet",
            "fastdecode.datasets", "fastdecode.models", "fastdecode.paper"]
 
 
