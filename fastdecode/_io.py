@@ -100,6 +100,8 @@ def check_output_file(path, flag):
         When ``path`` is a directory.
     FileNotFoundError
         When the directory of ``path`` does not exist.
+    PermissionError
+        When files cannot be created in that directory.
     """
     path = os.fspath(path)
     if not path:
@@ -109,13 +111,14 @@ def check_output_file(path, flag):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError("output directory does not exist: %s" % parent)
+    _check_writable(parent, flag)
 
 
 def check_output_dir(out, flag="--out"):
     """Refuse an output directory that cannot be made or used, before any work is done.
 
     A missing directory is fine (it is made when the first file is written) as long as its
-    nearest existing ancestor is a directory.
+    nearest existing ancestor is a directory where files can be created.
 
     Parameters
     ----------
@@ -130,6 +133,9 @@ def check_output_dir(out, flag="--out"):
         When ``out`` is empty.
     NotADirectoryError
         When ``out`` is a file, or lies under one.
+    PermissionError
+        When files cannot be created in ``out`` (or, for a missing ``out``, in its nearest
+        existing ancestor).
     """
     out = os.fspath(out)
     if not out:
@@ -141,6 +147,14 @@ def check_output_dir(out, flag="--out"):
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
         raise NotADirectoryError("%s %s lies under a file: %s" % (flag, out, ancestor))
+    _check_writable(out if os.path.isdir(out) else ancestor, flag)
+
+
+def _check_writable(directory, flag):
+    """PermissionError when files cannot be created in ``directory``."""
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError("%s: cannot create files in %s (permission denied or a read-only "
+                              "file system)" % (flag, directory))
 
 
 def safe_file_name(name):

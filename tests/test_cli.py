@@ -373,3 +373,53 @@ def test_an_error_without_a_message_still_says_something(exc, said, workspace, c
     monkeypatch.setattr(fastdecode.decoding, "decode", fail)
     code, out, err = run(["decode", workspace["model"], "--layer", "layer1"], capsys)
     assert code == 2 and err == "fastdecode: error: %s\n" % said
+
+
+# --- refused before the work starts -----------------------------------------------------------------
+
+def no_work(*args, **kwargs):
+    raise AssertionError("the work started")
+
+
+@pytest.mark.parametrize("command", ["decode-out", "decode-save", "demo", "evaluate",
+                                     "evaluate-new-dir"])
+def test_an_output_directory_that_cannot_be_written_is_refused_first(command, workspace, tmp_path,
+                                                                    capsys, monkeypatch):
+    import fastdecode._app
+    import fastdecode.cli
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if os.path.abspath(path) == str(locked) else real_access(path, mode, **kw)))
+    monkeypatch.setattr(fastdecode.cli, "load_model", no_work)
+    monkeypatch.setattr(fastdecode._app, "load_model", no_work)
+    argv = {"decode-out": ["decode", workspace["model"], "--layer", "layer1",
+                           "--out", locked / "g.png"],
+            "decode-save": ["decode", workspace["model"], "--layer", "layer1",
+                            "--save", locked / "d.npy"],
+            "demo": ["demo", "--model", workspace["model"], "--out", locked],
+            "evaluate": ["evaluate", workspace["model"], "--data", workspace["data"],
+                         "--out", locked],
+            "evaluate-new-dir": ["evaluate", workspace["model"], "--data", workspace["data"],
+                                 "--out", locked / "new" / "dir"]}[command]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "cannot create files in %s" % locked in err
+    assert os.listdir(locked) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="permissions do not stop root")
+def test_a_read_only_directory_is_refused_first(workspace, tmp_path, capsys, monkeypatch):
+    import fastdecode.cli
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    monkeypatch.setattr(fastdecode.cli, "load_model", no_work)
+    try:
+        code, _, err = run(["decode", workspace["model"], "--layer", "layer1", "--save",
+                            locked / "d.npy"], capsys)
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and "cannot create files" in err
