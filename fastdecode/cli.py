@@ -1,7 +1,10 @@
 """The ``fastdecode`` command: info, decode, demo, evaluate."""
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -175,6 +178,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler, so that a run stops as it does on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """SIGTERM raises :class:`_Terminated` inside the block (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def _one_line(exc):
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
     text = " ".join(str(msg).split())
@@ -198,8 +222,8 @@ def main(argv=None):
     -------
     int
         The exit status: 0 on success, 2 for bad input (a usage error, a missing or unreadable
-        file, an unknown layer, ...), 1 for an unexpected failure, 130 when interrupted, 141
-        when the output pipe was closed.
+        file, an unknown layer, ...), 1 for an unexpected failure, 130 when interrupted
+        (SIGINT), 143 when terminated (SIGTERM), 141 when the output pipe was closed.
     """
     import os
     parser = build_parser()
@@ -207,7 +231,11 @@ def main(argv=None):
     if getattr(args, "layer", None) is not None and args.layer.lstrip("-").isdigit():
         args.layer = int(args.layer)
     try:
-        return args.func(args)
+        with _terminate_as_exception():
+            return args.func(args)
+    except _Terminated:  # SIGTERM: as an interrupt, files being written are removed
+        print("fastdecode: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("fastdecode: interrupted", file=sys.stderr)
         return 130

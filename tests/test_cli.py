@@ -375,7 +375,7 @@ def test_an_error_without_a_message_still_says_something(exc, said, workspace, c
     assert code == 2 and err == "fastdecode: error: %s\n" % said
 
 
-# --- refused before the work starts -----------------------------------------------------------------
+# --- refused before the work starts; SIGTERM as an interrupt ------------------------------------
 
 def no_work(*args, **kwargs):
     raise AssertionError("the work started")
@@ -423,3 +423,53 @@ def test_a_read_only_directory_is_refused_first(workspace, tmp_path, capsys, mon
     finally:
         locked.chmod(0o755)
     assert code == 2 and "cannot create files" in err
+
+
+@pytest.mark.parametrize("command", ["demo", "evaluate"])
+def test_sigterm_stops_like_an_interrupt_and_leaves_no_files(command, workspace, tmp_path,
+                                                             capsys, monkeypatch):
+    import signal
+    import time
+    from fastdecode import plotting
+
+    def terminated(*args, **kwargs):  # after results.txt is staged
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(plotting, "save_top_images", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    out_dir = tmp_path / "new" / "out"
+    argv = ([command, "--model", workspace["model"]] if command == "demo"
+            else [command, workspace["model"]])
+    code, out, err = run(argv + ["--data", workspace["data"], "--limit", "12", "--no-progress",
+                                 "--out", out_dir], capsys)
+    assert code == 143 and err == "fastdecode: terminated\n"
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_on_the_command_line_exits_143(workspace, tmp_path):
+    import signal
+    out_dir = tmp_path / "out"
+    cmd = [sys.executable, "-c", "import sys, time, fastdecode.plotting as p; "
+           "p.save_top_images = lambda *a, **k: (print('staged', flush=True), time.sleep(60)); "
+           "from fastdecode.cli import main; sys.exit(main(sys.argv[1:]))",
+           "evaluate", workspace["model"], "--data", workspace["data"], "--limit", "12",
+           "--unpool", "nearest", "--no-progress", "--out", str(out_dir)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(fd.__file__))] + sys.path))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("staged"):
+                break
+        assert [n for n in os.listdir(out_dir) if n.startswith(".fastdecode-")]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and err == "fastdecode: terminated\n"
+    assert not os.path.exists(out_dir)
