@@ -1,4 +1,8 @@
-"""The ``fastdecode`` command: info, decode, demo, evaluate."""
+"""The ``fastdecode`` command: info, decode, demo, evaluate.
+
+This module parses the arguments and dispatches to the runners in :mod:`fastdecode._app`; it
+reports their errors in one line and turns them, interrupts and SIGTERM into exit statuses.
+"""
 
 import argparse
 import contextlib
@@ -6,81 +10,22 @@ import signal
 import sys
 import threading
 
-import numpy as np
-
 from . import __version__
-from ._app import load_model
-from .network import _printable
 
 DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
                "trained CNN into image space and measure how well they predict its responses.")
 
 
 def _cmd_info(args):
-    from .matconvnet import format_info
-    print(format_info(load_model(args.model), title=args.model))
-    return 0
-
-
-def _parse_filters(text, count, layer):
-    """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]; IndexError for an index beyond the ``count`` filters
-    of ``layer`` (checked before a range is expanded)."""
-    import re
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise ValueError("--filters takes indices and ranges such as 0,3,10-19; got %r"
-                             % text)
-        lo = int(m.group(1))
-        hi = int(m.group(2) or lo)
-        if hi >= count:
-            raise IndexError("filter index %d out of range: layer %r has %d filters"
-                             % (hi, _printable(layer), count))
-        out.extend(range(lo, hi + 1))
-    if not out:
-        raise ValueError("--filters names no filter: %r" % text)
-    return out
+    from ._app import run_info
+    return run_info(args.model)
 
 
 def _cmd_decode(args):
-    from ._io import atomic_paths, check_output_file
-    from .decoding import decode
-    files = [(path, flag, suffix) for path, flag, suffix in
-             ((args.save, "--save", ".npy"), (args.out, "--out", ".png")) if path is not None]
-    for path, flag, _ in files:  # refuse before any work, so that nothing is left half done
-        check_output_file(path, flag)
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise ValueError("--threshold must be a fraction in [0, 1], got %g" % args.threshold)
-    net = load_model(args.model)
-    conv = net.layers[net.conv_index(args.layer)]
-    filters = (None if args.filters is None
-               else _parse_filters(args.filters, conv.num_filters, conv.name))
-    D = decode(net, args.layer, filters=filters, unpool=args.unpool, n_threads=args.threads)
-    name = _printable(net[args.layer].name)  # control characters from real files escaped
-    print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
-    with atomic_paths([(path, suffix) for path, _, suffix in files]) as tmps:
-        for tmp, (_, flag, _) in zip(tmps, files):  # both files appear together, or neither
-            if flag == "--save":
-                np.save(tmp, D)
-            else:
-                _save_grid(args, net, D, filters, name, tmp)
-    for path, _, _ in files:
-        print("wrote %s" % path)
-    return 0
-
-
-def _save_grid(args, net, D, filters, name, path):
-    """The PNG grid of ``decode --out``: the decoded filters, labelled by their index."""
-    from .plotting import save_filter_grid
-    labels = (np.arange(D.shape[0]) if filters is None
-              else np.arange(net[args.layer].num_filters)[filters])
-    save_filter_grid(D, path, threshold=args.threshold,
-                     labels=labels if len(labels) <= 200 else None,
-                     title="%s, layer %s (%s unpooling)" % (args.model, name, args.unpool))
+    from ._app import run_decode
+    return run_decode(model=args.model, layer=args.layer, filters=args.filters,
+                      unpool=args.unpool, out=args.out, save=args.save,
+                      threshold=args.threshold, n_threads=args.threads)
 
 
 def _cmd_demo(args):

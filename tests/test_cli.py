@@ -386,13 +386,11 @@ def no_work(*args, **kwargs):
 def test_an_output_directory_that_cannot_be_written_is_refused_first(command, workspace, tmp_path,
                                                                     capsys, monkeypatch):
     import fastdecode._app
-    import fastdecode.cli
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
         False if os.path.abspath(path) == str(locked) else real_access(path, mode, **kw)))
-    monkeypatch.setattr(fastdecode.cli, "load_model", no_work)
     monkeypatch.setattr(fastdecode._app, "load_model", no_work)
     argv = {"decode-out": ["decode", workspace["model"], "--layer", "layer1",
                            "--out", locked / "g.png"],
@@ -412,11 +410,11 @@ def test_an_output_directory_that_cannot_be_written_is_refused_first(command, wo
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
                     reason="permissions do not stop root")
 def test_a_read_only_directory_is_refused_first(workspace, tmp_path, capsys, monkeypatch):
-    import fastdecode.cli
+    import fastdecode._app
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    monkeypatch.setattr(fastdecode.cli, "load_model", no_work)
+    monkeypatch.setattr(fastdecode._app, "load_model", no_work)
     try:
         code, _, err = run(["decode", workspace["model"], "--layer", "layer1", "--save",
                             locked / "d.npy"], capsys)
