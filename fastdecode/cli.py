@@ -1,98 +1,42 @@
-"""The ``fastdecode`` command: info, decode, demo, evaluate."""
+"""The ``fastdecode`` command: info, decode, demo, evaluate.
+
+This module parses the arguments and dispatches to the runners in :mod:`fastdecode._app`; it
+reports their errors in one line and turns them, interrupts and SIGTERM into exit statuses.
+"""
 
 import argparse
+import contextlib
+import signal
 import sys
-
-import numpy as np
+import threading
 
 from . import __version__
-from .experiments import load_model
-from .network import _printable
 
 DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
                "trained CNN into image space and measure how well they predict its responses.")
 
 
 def _cmd_info(args):
-    from .matconvnet import format_info
-    print(format_info(load_model(args.model), title=args.model))
-    return 0
-
-
-def _parse_filters(text, count, layer):
-    """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]; IndexError for an index beyond the ``count`` filters
-    of ``layer`` (checked before a range is expanded)."""
-    import re
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise ValueError("--filters takes indices and ranges such as 0,3,10-19; got %r"
-                             % text)
-        lo = int(m.group(1))
-        hi = int(m.group(2) or lo)
-        if hi >= count:
-            raise IndexError("filter index %d out of range: layer %r has %d filters"
-                             % (hi, _printable(layer), count))
-        out.extend(range(lo, hi + 1))
-    if not out:
-        raise ValueError("--filters names no filter: %r" % text)
-    return out
+    from ._app import run_info
+    return run_info(args.model)
 
 
 def _cmd_decode(args):
-    import contextlib
-    import os
-    from ._io import atomic_path
-    from .decoding import decode
-    for flag, path in (("--save", args.save), ("--out", args.out)):
-        if path == "":
-            raise ValueError("%s must name a file, got an empty string" % flag)
-    outputs = [p for p in (args.save, args.out) if p]
-    for path in outputs:  # refuse before any work, so that nothing is left half done
-        if os.path.isdir(path):
-            raise IsADirectoryError("output path is a directory: %s" % path)
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise FileNotFoundError("output directory does not exist: %s" % parent)
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise ValueError("--threshold must be a fraction in [0, 1], got %g" % args.threshold)
-    net = load_model(args.model)
-    conv = net.layers[net.conv_index(args.layer)]
-    filters = (None if args.filters is None
-               else _parse_filters(args.filters, conv.num_filters, conv.name))
-    D = decode(net, args.layer, filters=filters, unpool=args.unpool, n_threads=args.threads)
-    name = _printable(net[args.layer].name)  # control characters from real files escaped
-    print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
-    with contextlib.ExitStack() as stack:  # both files appear together, or neither
-        if args.save:
-            tmp = stack.enter_context(atomic_path(args.save, suffix=".npy"))
-            np.save(tmp, D)
-        if args.out:
-            from .plotting import save_filter_grid
-            tmp = stack.enter_context(atomic_path(args.out, suffix=".png"))
-            labels = (np.arange(D.shape[0]) if filters is None
-                      else np.arange(net[args.layer].num_filters)[filters])
-            save_filter_grid(D, tmp, threshold=args.threshold,
-                             labels=labels if len(labels) <= 200 else None,
-                             title="%s, layer %s (%s unpooling)" % (args.model, name, args.unpool))
-    for path in outputs:
-        print("wrote %s" % path)
-    return 0
+    from ._app import run_decode
+    return run_decode(model=args.model, layer=args.layer, filters=args.filters,
+                      unpool=args.unpool, out=args.out, save=args.save,
+                      threshold=args.threshold, n_threads=args.threads)
 
 
 def _cmd_demo(args):
-    from .experiments import run_demo
+    from ._app import run_demo
     return run_demo(model=args.model, data=args.data, out=args.out, n_threads=args.threads,
                     limit=args.limit, start=args.start, bias=args.bias,
                     progress=not args.no_progress)
 
 
 def _cmd_evaluate(args):
-    from .experiments import run_evaluate
+    from ._app import run_evaluate
     return run_evaluate(model=args.model, data=args.data, out=args.out, unpool=args.unpool,
                         n_threads=args.threads, limit=args.limit, start=args.start,
                         bias=args.bias, progress=not args.no_progress)
@@ -110,14 +54,29 @@ def _add_run_options(s):
 
 
 def build_parser():
+    """The argument parser of the ``fastdecode`` command and its subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A parser whose parsed arguments carry the subcommand's function as ``func``; usage
+        errors exit with status 2 and one line on stderr.
+    """
     p = _Parser(prog="fastdecode", description=DESCRIPTION)
     p.add_argument("--version", action="version", version="fastdecode %s" % __version__)
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_info, _add_decode, _add_demo, _add_evaluate):
+        add(sub)
+    return p
 
+
+def _add_info(sub):
     s = sub.add_parser("info", help="print a network's layers, strides and decoded sizes")
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.set_defaults(func=_cmd_info)
 
+
+def _add_decode(sub):
     s = sub.add_parser("decode", help="decode the filters of one conv layer")
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.add_argument("--layer", required=True, help="conv layer name (e.g. layer5) or index")
@@ -132,6 +91,8 @@ def build_parser():
     s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     s.set_defaults(func=_cmd_decode)
 
+
+def _add_demo(sub):
     s = sub.add_parser("demo", help="the paper end to end on a shipped model")
     s.add_argument("--model", default="lenet-fashion",
                    help="a shipped model's name or a .mat file (default: lenet-fashion)")
@@ -142,6 +103,8 @@ def build_parser():
     _add_run_options(s)
     s.set_defaults(func=_cmd_demo)
 
+
+def _add_evaluate(sub):
     s = sub.add_parser("evaluate", help="Table 1, Figure 1 and self-consistency on a dataset")
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.add_argument("--data", required=True, help="directory of IDX test files")
@@ -151,7 +114,6 @@ def build_parser():
     s.add_argument("--out", default=None, help="output directory for results and figures")
     _add_run_options(s)
     s.set_defaults(func=_cmd_evaluate)
-    return p
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,6 +121,27 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler, so that a run stops as it does on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """SIGTERM raises :class:`_Terminated` inside the block (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _one_line(exc):
@@ -170,14 +153,34 @@ def _one_line(exc):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit status (0 success, 2 bad input, 1 failure)."""
+    """Run the ``fastdecode`` command line.
+
+    Errors are reported in one line on stderr (set the environment variable
+    ``FASTDECODE_DEBUG=1`` to raise them with their traceback instead).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for bad input (a usage error, a missing or unreadable
+        file, an unknown layer, ...), 1 for an unexpected failure, 130 when interrupted
+        (SIGINT), 143 when terminated (SIGTERM), 141 when the output pipe was closed.
+    """
     import os
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "layer", None) is not None and args.layer.lstrip("-").isdigit():
         args.layer = int(args.layer)
     try:
-        return args.func(args)
+        with _terminate_as_exception():
+            return args.func(args)
+    except _Terminated:  # SIGTERM: as an interrupt, files being written are removed
+        print("fastdecode: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("fastdecode: interrupted", file=sys.stderr)
         return 130

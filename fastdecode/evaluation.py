@@ -12,19 +12,19 @@ from collections import namedtuple
 import numpy as np
 
 from . import _api
+from ._scores import (ActivationMatrix, ClassifierAccuracy, FilterScores, TopImages,
+                      classifier_accuracy, max_activation_matrix, top_images)
 from ._validation import as_int, float_array, overflow_error, resolve_threads
 from .decoding import _check_network, _check_unpool, decode_with_bias
 from .network import _printable
+from .paper import PAPER_TABLE1, format_table1, paper_reference  # noqa: F401  importable here too
 
 __all__ = [
-    "ReconstructionError", "reconstruction_error", "table1", "format_table1", "PAPER_TABLE1",
+    "ReconstructionError", "reconstruction_error", "table1",
     "FilterScores", "filter_scores", "ActivationMatrix", "max_activation_matrix",
     "ClassifierAccuracy", "classifier_accuracy", "TopImages", "top_images",
     "SelfConsistency", "self_consistency", "threshold_filters",
 ]
-
-#: Table 1 of the paper (nearest unpooling, MNIST LeNet): Eq. 3 error at L3, L5 and L7.
-PAPER_TABLE1 = (("L3", 0.002), ("L5", 0.012), ("L7", 0.078))
 
 #: Bytes of responses one batch may hold (R and D of every layer evaluated in the pass).
 BATCH_BYTES = 64 * 2**20
@@ -34,50 +34,34 @@ ReconstructionError = namedtuple(
     "ReconstructionError", ["mean", "std", "per_image", "per_filter", "n_constant"])
 ReconstructionError.__doc__ = """Eq. 3 reconstruction error of one conv layer.
 
-mean, std: over images of the per-image error.
-per_image: (N,) mean squared difference of the normalised R and D of each image.
-per_filter: (K,) the same squared difference averaged over images and positions of one filter
-    (under the per-image normalisation); large values point at badly decoded filters. Its mean
-    equals ``mean``.
-n_constant: (images whose R was constant, images whose D was constant); such a map is mapped to
-    zeros by the normalisation.
+Attributes
+----------
+mean, std : float
+    Mean and standard deviation over images of the per-image error.
+per_image : numpy.ndarray
+    (N,) mean squared difference of the rescaled R and D of each image.
+per_filter : numpy.ndarray
+    (K,) the same squared difference averaged over images and positions of one filter (under
+    the per-image rescaling); large values point at badly decoded filters. Its mean equals
+    ``mean``.
+n_constant : tuple of int
+    (images whose R was constant, images whose D was constant); such maps are rescaled to
+    zeros.
 """
-
-FilterScores = namedtuple("FilterScores", ["network", "decoded", "layer"])
-FilterScores.__doc__ = """Per-image score of every filter of a layer: its maximum over positions.
-
-network: (N, K) from ``net.forward(images, upto=layer)``; decoded: (N, K) from the correlation of
-the images with the decoded filters (plus the decoded bias when requested); layer: its name.
-"""
-
-ActivationMatrix = namedtuple("ActivationMatrix", ["network", "decoded", "network_images",
-                                                   "decoded_images"])
-ActivationMatrix.__doc__ = """Figure 1: the maximum activations of a layer's filters over a dataset.
-
-network_images: (K,) index of the image that maximises filter j's network score;
-network: (K, K) with ``network[i, j]`` the network score of filter i on image network_images[j]
-(so the diagonal holds each filter's maximum). decoded_images and decoded: the same for the
-decoded filters' scores.
-"""
-
-ClassifierAccuracy = namedtuple("ClassifierAccuracy", ["decoded", "network", "decoded_predictions",
-                                                       "network_predictions"])
-ClassifierAccuracy.__doc__ = """Accuracy (fraction in [0, 1]) of the top layer's decoded filters
-used alone as a classifier (class k scores the image's correlation with decoded filter k) next to
-the network's own accuracy (argmax of the top layer's responses), with the (N,) predictions."""
-
-TopImages = namedtuple("TopImages", ["network", "decoded", "overlap"])
-TopImages.__doc__ = """The k highest-scoring images of each filter, best first.
-
-network, decoded: (K, k) image indices by the network's and by the decoded filter's score;
-overlap: (K,) fraction of the k images the two lists share."""
 
 SelfConsistency = namedtuple("SelfConsistency", ["fraction", "winners", "responses"])
 SelfConsistency.__doc__ = """Each decoded filter fed to the network as the input image.
 
-responses: (K, K), ``responses[i, j]`` the score of unit j (maximum over positions) for the
-decoded filter i as input; winners: (K,) the unit responding most strongly to decoded filter i;
-fraction: the fraction of filters i with ``winners[i] == i``."""
+Attributes
+----------
+fraction : float
+    The fraction of filters i with ``winners[i] == i``.
+winners : numpy.ndarray
+    (K,) the unit responding most strongly to decoded filter i.
+responses : numpy.ndarray
+    (K, K), ``responses[i, j]`` the score of unit j (maximum over positions) for the decoded
+    filter i as input.
+"""
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -97,7 +81,23 @@ def _batches(n_images, batch_size, desc, progress):
 
 
 def top_conv_layer(net):
-    """Name of the network's top conv layer (ValueError when it has none)."""
+    """The name of the network's top conv layer.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+
+    Returns
+    -------
+    str
+        The name of its last conv layer.
+
+    Raises
+    ------
+    ValueError
+        When the network has no conv layer.
+    """
     _check_network(net)
     if not net.conv_layers:
         raise ValueError("the network has no conv layers (layers: %s)"
@@ -174,10 +174,43 @@ def _forward_batch(net, x, keep, n_threads, buffers):
     return responses
 
 
-def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None, key=None):
-    """Correlation of the checked images with checked decoded filters at the layer's stride and
-    padding, plus the decoded bias (into ``buffers.get(key, ...)`` when buffers are given:
-    valid until the next batch)."""
+def decoded_response(net, images, layer, filters, bias, n_threads, buffers=None, key=None):
+    """The correlation D of images with a conv layer's decoded filters, as Eq. 3 compares it.
+
+    The images are correlated with the filters at the layer's cumulative stride and padding
+    (``net.stride(layer)``, ``net.padding(layer)``), and the decoded bias is added.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network the filters were decoded from.
+    images : numpy.ndarray
+        (N, C, H, W) preprocessed images in ``net.dtype``, already checked (finite, C-contiguous).
+    layer : str or int
+        The conv layer's name or index.
+    filters : numpy.ndarray
+        (K, C, h, w) decoded filters of ``layer`` in ``net.dtype`` (see
+        :func:`fastdecode.decode`).
+    bias : numpy.ndarray or None
+        (K,) decoded bias to add (see :func:`fastdecode.decoded_bias`), or None.
+    n_threads : int or None
+        Threads to use (None: all cores).
+    buffers : optional
+        Arrays reused across batches; with ``key``, D is written into ``buffers.get(key, ...)``
+        and is valid until the next batch.
+    key : hashable, optional
+        The name of D's array in ``buffers``.
+
+    Returns
+    -------
+    numpy.ndarray
+        D, (N, K, Ho, Wo) in ``net.dtype``, the grid of the layer's responses.
+
+    Raises
+    ------
+    ValueError
+        When the correlation overflows the network's dtype.
+    """
     (sy, sx), (pt, pb, pl, pr) = net.stride(layer), net.padding(layer)
     n_threads = resolve_threads(n_threads)
     out = None
@@ -193,10 +226,20 @@ def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None
     return D
 
 
-def _normalise(maps):
-    """Each image's maps (N, K, H, W) rescaled to [0, 1] by their own min and max, in float64.
+def rescale_per_image(maps):
+    """Each image's maps rescaled to [0, 1] by their own minimum and maximum: Eq. 3's rescaling.
 
-    A constant image (range 0) becomes all zeros; returns (normalised, constant mask (N,)).
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        (N, K, H, W) responses of N images.
+
+    Returns
+    -------
+    rescaled : numpy.ndarray
+        (N, K, H, W) float64; an image whose maps are constant (range 0) becomes all zeros.
+    constant : numpy.ndarray
+        (N,) bool, True for the images whose maps were constant.
     """
     m = maps.astype(np.float64)
     flat = m.reshape(m.shape[0], -1)
@@ -248,7 +291,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
         x = images[start:start + bs]
         responses = _forward_batch(net, x, layers, threads, buffers)
         for acc, (layer, filters, bias) in zip(accs, jobs):
-            D = _decoded_response(net, x, layer, filters, bias, threads, buffers, "decoded")
+            D = decoded_response(net, x, layer, filters, bias, threads, buffers, "decoded")
             acc.add(start, responses[net.index(layer)], D, threads)
     return [a.result() for a in accs]
 
@@ -266,10 +309,49 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     over all the image's values; the error is the mean squared difference. A constant R or D
     (range 0) is rescaled to zeros and counted in ``n_constant``.
 
-    images: (N, C, H, W) preprocessed; layer: conv layer name or index.
-    decoded: filters (K, C, h, w) from ``fastdecode.decode`` to use instead of decoding here.
-    batch_size: images per batch (default: about 64 MiB of responses).
-    Returns a :class:`ReconstructionError` ``(mean, std, per_image, per_filter, n_constant)``.
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    images : array_like
+        (N, C, H, W) images, preprocessed as the network expects them.
+    layer : str or int
+        A conv layer's name or index.
+    unpool : str, optional
+        The unpooling method of the decoding.
+    bias : bool, optional
+        Add the decoded biases to D.
+    decoded : array_like, optional
+        Filters (K, C, h, w) from :func:`fastdecode.decode` to use instead of decoding here.
+    batch_size : int, optional
+        Images per batch (default: about 64 MiB of responses).
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    ReconstructionError
+        ``(mean, std, per_image, per_filter, n_constant)``.
+
+    Raises
+    ------
+    ValueError
+        For images the network cannot take, decoded filters of the wrong shape, or values that
+        overflow the network's dtype.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-fashion")
+    >>> x = models.preprocess(net, datasets.fashion_sample().images[:100])
+    >>> r = fd.reconstruction_error(net, x, "layer3", progress=False)
+    >>> r.per_image.shape, r.per_filter.shape
+    ((100,), (50,))
+    >>> print("%.3f" % r.mean)
+    0.006
     """
     _check_network(net)
     idx = net.conv_index(layer)
@@ -285,7 +367,56 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     """Table 1: Eq. 3 error of every conv layer above the first for every unpooling method.
 
     Decodes each layer once per method, then makes one pass over the images.
-    Returns ``{(layer name, method): ReconstructionError}`` in layer-then-method order.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    images : array_like
+        (N, C, H, W) images, preprocessed as the network expects them.
+    layers : str, int or sequence, optional
+        The conv layers (default: every conv layer above the first).
+    methods : str or sequence of str, optional
+        The unpooling methods.
+    bias : bool, optional
+        Add the decoded biases to D (see :func:`reconstruction_error`).
+    batch_size : int, optional
+        Images per batch (default: about 64 MiB of responses).
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        ``{(layer name, method): ReconstructionError}`` in layer-then-method order.
+
+    Raises
+    ------
+    ValueError
+        For a network with fewer than two conv layers (without ``layers``), empty ``layers``
+        or ``methods``, an unknown method, or images the network cannot take.
+
+    See Also
+    --------
+    fastdecode.paper.format_table1 : the results as text, beside the paper's values.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-fashion")
+    >>> x = models.preprocess(net, datasets.fashion_sample().images[:100])
+    >>> table = fd.table1(net, x, methods=("nearest", "bilinear"), progress=False)
+    >>> for (layer, method), r in table.items():
+    ...     print(layer, method, "%.3f" % r.mean)
+    layer3 nearest 0.006
+    layer3 bilinear 0.006
+    layer5 nearest 0.015
+    layer5 bilinear 0.017
+    layer7 nearest 0.063
+    layer7 bilinear 0.064
     """
     _check_network(net)
     threads = resolve_threads(n_threads)
@@ -316,46 +447,55 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     return dict(zip(keys, results))
 
 
-def paper_reference(net, layer):
-    """The paper's Table 1 value for ``layer`` of a LeNet-shaped net (4 conv layers), else None."""
-    convs = net.conv_layers
-    if len(convs) != 4:
-        return None
-    name = net.layers[net.conv_index(layer)].name
-    pos = convs.index(name)
-    return PAPER_TABLE1[pos - 1][1] if pos >= 1 else None
-
-
-def format_table1(net, results, *, title=None):
-    """Table 1 as text: one row per layer, mean +- std per method, and the paper's value."""
-    if not results:
-        raise ValueError("results is empty: pass what table1 returns")
-    layers = list(dict.fromkeys(k[0] for k in results))
-    methods = list(dict.fromkeys(k[1] for k in results))
-    n = len(next(iter(results.values())).per_image)
-    lines = [title or "Table 1: Eq. 3 reconstruction error, mean +- std over %d images" % n]
-    lines.append("%-10s %-10s" % ("layer", "paper") + "".join(" %19s" % m for m in methods))
-    for layer in layers:
-        ref = paper_reference(net, layer)
-        paper = ("%s %.3f" % (PAPER_TABLE1[net.conv_layers.index(layer) - 1][0], ref)
-                 if ref is not None else "-")
-        row = "%-10s %-10s" % (_printable(layer), paper)
-        for m in methods:
-            r = results[(layer, m)]
-            row += " %19s" % ("%.4f +- %.4f" % (r.mean, r.std))
-        lines.append(row)
-    return "\n".join(lines)
-
-
-# --- scores over a dataset: Figure 1, classifier, top images -----------------------------------
+# --- scores over a dataset (Figure 1, the classifier and top images: see _scores) -------------
 
 def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, decoded=None,
                   batch_size=None, n_threads=None, progress=True):
-    """Scores (N, K) of every filter of a conv layer (default: the top one) for every image.
+    """Scores of every filter of a conv layer for every image, by the network and decoded.
 
     A filter's score is its maximum over positions: of ``net.forward(images, upto=layer)`` for the
     network, of the correlation with the decoded filter (plus decoded bias if ``bias``) for the
-    decoded filters. Returns :class:`FilterScores`.
+    decoded filters.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    images : array_like
+        (N, C, H, W) images, preprocessed as the network expects them.
+    layer : str or int, optional
+        A conv layer's name or index (default: the top one).
+    unpool : str, optional
+        The unpooling method of the decoding.
+    bias : bool, optional
+        Add the decoded biases to the decoded filters' correlations.
+    decoded : array_like, optional
+        Filters (K, C, h, w) from :func:`fastdecode.decode` to use instead of decoding here.
+    batch_size : int, optional
+        Images per batch.
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    FilterScores
+        ``(network (N, K), decoded (N, K), layer name)``.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-fashion")
+    >>> sample = datasets.fashion_sample()
+    >>> scores = fd.filter_scores(net, models.preprocess(net, sample.images[:100]),
+    ...                           progress=False)
+    >>> scores.layer, scores.network.shape, scores.decoded.shape
+    ('layer7', (100, 10), (100, 10))
+    >>> acc = fd.classifier_accuracy(scores, sample.labels[:100])
+    >>> print("decoded %.2f, network %.2f" % (acc.decoded, acc.network))
+    decoded 0.62, network 0.88
     """
     _check_network(net)
     if layer is None:
@@ -374,77 +514,37 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
         x = images[start:start + bs]
         R[start:start + len(x)] = _forward_batch(net, x, [idx], threads, buffers)[idx].max(
             axis=(2, 3))
-        D[start:start + len(x)] = _decoded_response(net, x, idx, filters, b, threads, buffers,
+        D[start:start + len(x)] = decoded_response(net, x, idx, filters, b, threads, buffers,
                                                     "decoded").max(axis=(2, 3))
     return FilterScores(R, D, net.layers[idx].name)
-
-
-def _as_scores(scores):
-    if not isinstance(scores, FilterScores):
-        raise TypeError("scores must be a FilterScores from filter_scores, got %s"
-                        % type(scores).__name__)
-    shapes = (np.shape(scores.network), np.shape(scores.decoded))
-    if len(shapes[0]) != 2 or shapes[0] != shapes[1] or min(shapes[0]) == 0:
-        raise ValueError("scores.network and scores.decoded must be non-empty (N, K) arrays of "
-                         "one shape, got %s and %s" % shapes)
-    return scores
-
-
-def max_activation_matrix(scores):
-    """Figure 1's matrix from :func:`filter_scores`: each filter's top image and every filter's
-    score on it, for the network and for the decoded filters. Returns :class:`ActivationMatrix`."""
-    s = _as_scores(scores)
-    out = []
-    for S in (s.network, s.decoded):
-        best = S.argmax(axis=0)            # (K,) image maximising each filter
-        out.append((S[best].T, best))      # [i, j]: filter i on filter j's best image
-    return ActivationMatrix(out[0][0], out[1][0], out[0][1], out[1][1])
-
-
-def classifier_accuracy(scores, labels):
-    """Accuracy of the decoded filters used alone as a classifier, next to the network's.
-
-    scores: :class:`FilterScores` of the top conv layer (one filter per class); labels (N,) ints
-    in 0..K-1. Returns :class:`ClassifierAccuracy`.
-    """
-    s = _as_scores(scores)
-    labels = np.asarray(labels)
-    N, K = s.network.shape
-    if labels.shape != (N,):
-        raise ValueError("labels must have shape (%d,) to match the scores, got %s"
-                         % (N, labels.shape))
-    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= K:
-        raise ValueError("labels must be integers in 0..%d (layer %r has %d filters); got %s "
-                         "values in %s..%s" % (K - 1, s.layer, K, labels.dtype, labels.min(),
-                                                labels.max()))
-    pd = s.decoded.argmax(axis=1)
-    pn = s.network.argmax(axis=1)
-    return ClassifierAccuracy(float(np.mean(pd == labels)), float(np.mean(pn == labels)), pd, pn)
-
-
-def top_images(scores, k=9):
-    """Figure 4c/d: the k images with the highest score per filter, by the network and by the
-    decoded filter, and the fraction they share. Returns :class:`TopImages`."""
-    s = _as_scores(scores)
-    k = as_int("k", k, minimum=1)
-    N = s.network.shape[0]
-    if k > N:
-        raise ValueError("k=%d is larger than the %d images scored" % (k, N))
-    # stable sort of the negated scores: ties go to the lower image index
-    tn = np.argsort(-s.network, axis=0, kind="stable")[:k].T
-    td = np.argsort(-s.decoded, axis=0, kind="stable")[:k].T
-    overlap = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(tn, td)])
-    return TopImages(tn, td, overlap)
 
 
 # --- self-consistency ------------------------------------------------------------------------
 
 def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threads=None):
-    """Supplementary section 6: feed each decoded filter of a conv layer (default: the top one)
-    to the network as the input image and check which of the layer's units responds most.
+    """Supplementary section 6: which unit responds most to each decoded filter as input.
 
-    The decoded filters (K, C, h, w) live in the network's preprocessed input space and are fed
-    as they are (h, w being the layer's receptive field). Returns :class:`SelfConsistency`.
+    Each decoded filter of a conv layer is fed to the network as the input image and the layer's
+    units' responses compared. The decoded filters (K, C, h, w) live in the network's
+    preprocessed input space and are fed as they are (h, w being the layer's receptive field).
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    layer : str or int, optional
+        A conv layer's name or index (default: the top one).
+    unpool : str, optional
+        The unpooling method of the decoding.
+    decoded : array_like, optional
+        Filters (K, C, h, w) from :func:`fastdecode.decode` to use instead of decoding here.
+    n_threads : int, optional
+        Threads (default: all cores).
+
+    Returns
+    -------
+    SelfConsistency
+        ``(fraction, winners (K,), responses (K, K))``.
     """
     _check_network(net)
     if layer is None:
@@ -462,8 +562,25 @@ def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threa
 # --- thresholding (figures) ------------------------------------------------------------------
 
 def threshold_filters(filters, fraction=0.5):
-    """Keep each filter's values whose magnitude is at least ``fraction`` of that filter's
-    maximum magnitude (over channels and pixels); set the rest to zero. filters (K, C, h, w)."""
+    """Each filter's values of at least ``fraction`` of its largest magnitude; the rest zero.
+
+    Parameters
+    ----------
+    filters : array_like
+        (K, C, h, w) filters.
+    fraction : float, optional
+        In [0, 1], of each filter's maximum magnitude over channels and pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, C, h, w) in the filters' dtype.
+
+    Raises
+    ------
+    ValueError
+        When ``fraction`` lies outside [0, 1].
+    """
     f = float_array("filters", filters, ndim=4)
     fraction = float(fraction)
     if not 0.0 <= fraction <= 1.0:

@@ -27,6 +27,7 @@ import numbers
 
 import numpy as np
 
+from . import _matvalues as mv
 from ._io import atomic_path
 from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
                        read_mat)
@@ -46,13 +47,42 @@ _DAGNN_MERGES = ("dagnn.Sum", "dagnn.Concat")
 # --- loading ------------------------------------------------------------------------------------
 
 def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
-    """A :class:`fastdecode.Network` from a MatConvNet ``.mat`` file (simplenn or DagNN chain).
+    """A network from a MatConvNet ``.mat`` file (simplenn, or a DagNN chain).
 
-    ``memory_limit``: bytes the file's arrays may take once read (default 2 GiB); a file that
-    declares more is refused before the memory is spent.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file: MAT v5/v7 (read with a guarded reader) or v7.3 (read with h5py).
+    memory_limit : int, optional
+        Bytes the file's arrays may take once read (default 2 GiB); a file that declares more is
+        refused before the memory is spent.
 
-    Raises FileNotFoundError for a missing path and :class:`MatConvNetError` (a ValueError) naming
-    the file, the layer and the problem for a file that is not a readable network.
+    Returns
+    -------
+    fastdecode.Network
+        The network, its loss layers dropped and listed in ``net.meta["losses"]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    MatConvNetError
+        A ValueError naming the file, the layer and the problem, for a file that is not a
+        readable network.
+
+    Examples
+    --------
+    >>> from importlib import resources
+    >>> import fastdecode as fd
+    >>> shipped = resources.files("fastdecode.models") / "lenet-mnist.mat"
+    >>> with resources.as_file(shipped) as path:
+    ...     net = fd.load_matconvnet(path)
+    >>> net.conv_layers
+    ['layer1', 'layer3', 'layer5', 'layer7']
+    >>> net.meta["losses"]
+    [{'name': 'layer8', 'type': 'softmaxloss'}]
+    >>> net.meta["normalization"]["averageImage"].shape
+    (1, 28, 28)
     """
     variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit,
                          skip_fields=_UNUSED_FIELDS)
@@ -79,9 +109,9 @@ class _Loader:
             layers, losses = self._simplenn(layers_value)
         first = next((l for l in layers if isinstance(l, Conv)), None)
         channels = None if first is None else first.weights.shape[1]
-        size = _from_matlab(_find_value(root, "inputSize"))
+        size = mv.from_matlab(_find_value(root, "inputSize"))
         if size is None:  # older files: normalization.imageSize
-            size = _from_matlab((_find(root, "normalization") or {}).get("imageSize"))
+            size = mv.from_matlab((_find(root, "normalization") or {}).get("imageSize"))
         if isinstance(size, tuple) and len(size) >= 3 and isinstance(size[2], int) \
                 and size[2] > 0 and (channels is None or size[2] % channels == 0):
             channels = size[2]  # a grouped first conv (its filters see part of the input), or none
@@ -130,8 +160,20 @@ class _Loader:
         label = "<unnamed>" if name is None else "'%s'" % _printable(name)
         return "layer %d of %d %s (%s)" % (index + 1, count, label, type_)
 
+    def _layer(self, where, build, *args):
+        """``build(*args)``, its errors reported as those of the layer at ``where``."""
+        try:
+            layer = build(*args)
+        except MatConvNetError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            self.fail("%s: %s" % (where, exc.args[0] if exc.args else exc))
+        self.wheres.append(where)
+        return layer
+
     # -- simplenn ----------------------------------------------------------------------------
-    def _simplenn(self, value):
+    def _simplenn_records(self, value):
+        """The layer structs of a simplenn 'layers' (a cell array or a struct array), as dicts."""
         if isinstance(value, np.ndarray) and value.dtype == object:
             items = list(value.ravel(order="F"))
         elif isinstance(value, StructArray):
@@ -147,9 +189,13 @@ class _Loader:
             records.append(rec)
         if not records:
             self.fail("'layers' is empty")
+        return records
+
+    def _simplenn(self, value):
+        records = self._simplenn_records(value)
         count = len(records)
-        names = [_text(r.get("name")) or None for r in records]
-        types = [_text(r.get("type")) for r in records]
+        names = [mv.text(r.get("name")) or None for r in records]
+        types = [mv.text(r.get("type")) for r in records]
         for i, t in enumerate(types):
             if not t:
                 self.fail("%s has no 'type' field" % self.where(i, count, names[i], "?"))
@@ -164,21 +210,16 @@ class _Loader:
             if types[i] in _SIMPLENN_LOSSES:
                 self.fail("%s is a loss layer followed by other layers; only losses at the end "
                           "of the network are dropped" % where)
-            try:
-                layers.append(self._simplenn_layer(records[i], names[i], types[i]))
-                self.wheres.append(where)
-            except MatConvNetError:
-                raise
-            except (ValueError, TypeError, KeyError) as exc:
-                self.fail("%s: %s" % (where, exc.args[0] if exc.args else exc))
+            layers.append(self._layer(where, self._simplenn_layer, records[i], names[i],
+                                      types[i]))
         if not layers:
             self.fail("the network has only loss layers")
         return layers, losses
 
     def _simplenn_layer(self, rec, name, type_):
         if type_ == "conv":
-            if "weights" in rec and _cell_items(rec["weights"]):
-                params = _cell_items(rec["weights"])
+            if "weights" in rec and mv.cell_items(rec["weights"]):
+                params = mv.cell_items(rec["weights"])
             elif "filters" in rec:
                 params = [rec["filters"], rec.get("biases")]
             else:
@@ -187,19 +228,19 @@ class _Loader:
                               stride=rec.get("stride", 1), pad=rec.get("pad", 0),
                               dilate=rec.get("dilate", 1))
         if type_ == "pool":
-            return Pool(_text(rec.get("method")) or "max", size=_ints("pool", rec.get("pool")),
-                        stride=_ints("stride", rec.get("stride", 1)),
-                        pad=_ints("pad", rec.get("pad", 0)), name=name)
+            return Pool(mv.text(rec.get("method")) or "max", size=mv.ints("pool", rec.get("pool")),
+                        stride=mv.ints("stride", rec.get("stride", 1)),
+                        pad=mv.ints("pad", rec.get("pad", 0)), name=name)
         if type_ == "relu":
-            return ReLU(name, leak=_scalar("leak", rec.get("leak"), 0.0))
+            return ReLU(name, leak=mv.scalar("leak", rec.get("leak"), 0.0))
         if type_ == "bnorm":
-            params = _cell_items(rec.get("weights"))
+            params = mv.cell_items(rec.get("weights"))
             if len(params) != 3:
                 raise ValueError("'weights' must hold {gain, bias, moments}, got %d arrays"
                                  % len(params))
             return self._bnorm(*params, name=name)
         if type_ == "dropout":
-            return Dropout(_scalar("rate", rec.get("rate"), 0.5), name=name)
+            return Dropout(mv.scalar("rate", rec.get("rate"), 0.5), name=name)
         if type_ in ("lrn", "normalize"):
             return self._lrn(rec.get("param"), name)
         if type_ == "softmax":
@@ -209,73 +250,73 @@ class _Loader:
 
     @staticmethod
     def _conv(weights, bias, name, *, stride, pad, dilate, declared=None):
-        w = _numeric("filters", weights)
+        w = mv.numeric("filters", weights)
         if w.ndim > 4 or w.size == 0:
             raise ValueError("filters must be a non-empty [H W C K] array, got MATLAB shape %s"
-                             % _mshape(w))
+                             % mv.mshape(w))
         w4 = w.reshape(w.shape + (1,) * (4 - w.ndim))  # MATLAB drops trailing singletons
         if declared is not None and tuple(declared) != w4.shape:
             raise ValueError("the block declares size %s but the filters are %s"
-                             % (_mshape(declared), _mshape(w4)))
-        b = None if bias is None else _numeric("bias", bias)
+                             % (mv.mshape(declared), mv.mshape(w4)))
+        b = None if bias is None else mv.numeric("bias", bias)
         if b is not None and b.size and (b.ndim != 2 or min(b.shape) != 1):
-            raise ValueError("bias must be 1xK or Kx1, got MATLAB shape %s" % _mshape(b))
+            raise ValueError("bias must be 1xK or Kx1, got MATLAB shape %s" % mv.mshape(b))
         if b is not None and b.size and b.size != w4.shape[3]:
             raise ValueError("bias has %d values but the filters %s have %d outputs"
-                             % (b.size, _mshape(w4), w4.shape[3]))
+                             % (b.size, mv.mshape(w4), w4.shape[3]))
         return Conv(np.ascontiguousarray(w4.transpose(3, 2, 0, 1)),
                     None if b is None or b.size == 0 else b.ravel(order="F"),
-                    stride=_ints("stride", stride), pad=_ints("pad", pad),
-                    dilate=_ints("dilate", dilate), name=name)
+                    stride=mv.ints("stride", stride), pad=mv.ints("pad", pad),
+                    dilate=mv.ints("dilate", dilate), name=name)
 
     @staticmethod
     def _bnorm(gain, bias, moments, *, name):
-        g, b, m = (_numeric(n, a)
+        g, b, m = (mv.numeric(n, a)
                    for n, a in (("gain", gain), ("bias", bias), ("moments", moments)))
         K = g.size
         if m.shape != (K, 2):
             raise ValueError("moments must be Kx2 [mean sigma] with K = %d, got MATLAB shape %s"
-                             % (K, _mshape(m)))
+                             % (K, mv.mshape(m)))
         return BatchNorm(g.ravel(), b.ravel(), m[:, 0], m[:, 1], name=name)
 
     @staticmethod
     def _lrn(param, name):
-        p = _numeric("param", param).ravel(order="F") if param is not None else None
+        p = mv.numeric("param", param).ravel(order="F") if param is not None else None
         if p is None or p.size != 4:
             raise ValueError("'param' must be [N kappa alpha beta]")
         return LRN(p[0], p[1], p[2], p[3], name=name)
 
     # -- DagNN -------------------------------------------------------------------------------
     def _dagnn(self, layers, params):
-        if not isinstance(params, StructArray) or not {"name", "value"} <= set(params.fields):
-            self.fail("DagNN 'layers' without a 'params' struct array of name and value")
-        values = {}
-        for rec in params.records:
-            values[_text(rec["name"])] = rec["value"]
-        nodes = []
-        for rec in layers.records:
-            nodes.append({"name": _text(rec.get("name")), "type": _text(rec.get("type")),
-                          "inputs": _strings(rec.get("inputs")),
-                          "outputs": _strings(rec.get("outputs")),
-                          "params": _strings(rec.get("params")),
-                          "block": (rec.get("block").scalar()
-                                    if isinstance(rec.get("block"), StructArray) else None) or {}})
-        count = len(nodes)
-        if not count:
+        values = self._dagnn_params(params)
+        nodes = [_dagnn_node(rec) for rec in layers.records]
+        if not nodes:
             self.fail("the DagNN has no layers")
-        consumers = {}
-        for n in nodes:
-            for v in n["inputs"]:
-                consumers.setdefault(v, []).append(n)
+        feeding = {v for n in nodes for v in n["inputs"]}
         # Losses: sink layers of a loss type (their outputs feed nothing).
         losses = [n for n in nodes if n["type"] in _DAGNN_LOSSES
-                  and not any(v in consumers for v in n["outputs"])]
+                  and not any(v in feeding for v in n["outputs"])]
         chain = [n for n in nodes if not any(n is l for l in losses)]
         for i, n in enumerate(nodes):
             if any(n is c for c in chain) and (n["type"] in _DAGNN_MERGES or len(n["inputs"]) != 1):
                 self.fail("the DagNN is not a chain: %s merges %d inputs (%s); only chains of "
-                          "layers load" % (self.where(i, count, n["name"], n["type"]),
+                          "layers load" % (self.where(i, len(nodes), n["name"], n["type"]),
                                            len(n["inputs"]), ", ".join(n["inputs"])))
+        out = []
+        for n in self._chain_order(chain):
+            i = next(k for k, m in enumerate(nodes) if m is n)
+            where = self.where(i, len(nodes), n["name"], n["type"])
+            out.append(self._layer(where, self._dagnn_layer, n, values))
+        return out, [{"name": n["name"], "type": n["type"]} for n in losses]
+
+    def _dagnn_params(self, params):
+        """{parameter name: value} of a DagNN's 'params' struct array."""
+        if not isinstance(params, StructArray) or not {"name", "value"} <= set(params.fields):
+            self.fail("DagNN 'layers' without a 'params' struct array of name and value")
+        return {mv.text(rec["name"]): rec["value"] for rec in params.records}
+
+    def _chain_order(self, chain):
+        """The layers of ``chain`` (one input each) from the network's input to its output."""
         consumers = {}
         for n in chain:
             consumers.setdefault(n["inputs"][0], []).append(n)
@@ -301,55 +342,23 @@ class _Loader:
         if len(ordered) != len(chain):
             self.fail("the DagNN is not a chain: %d of its %d layers are not connected to the "
                       "input" % (len(chain) - len(ordered), len(chain)))
-        out = []
-        for n in ordered:
-            i = next(k for k, m in enumerate(nodes) if m is n)
-            where = self.where(i, count, n["name"], n["type"])
-            try:
-                out.append(self._dagnn_layer(n, values))
-                self.wheres.append(where)
-            except MatConvNetError:
-                raise
-            except (ValueError, TypeError, KeyError) as exc:
-                self.fail("%s: %s" % (where, exc.args[0] if exc.args else exc))
-        return out, [{"name": n["name"], "type": n["type"]} for n in losses]
+        return ordered
 
     def _dagnn_layer(self, node, values):
         block, name, type_ = node["block"], node["name"], node["type"]
-
-        def param(k):
-            names = node["params"]
-            if k >= len(names):
-                raise ValueError("expects %d parameters, lists %d" % (k + 1, len(names)))
-            if names[k] not in values:
-                raise ValueError("parameter %r is not in the file's params" % names[k])
-            return values[names[k]]
-
         if type_ == "dagnn.Conv":
-            has_bias = bool(_scalar("hasBias", block.get("hasBias"), 1.0))
-            declared = block.get("size")
-            declared = None if declared is None else tuple(_ints("size", declared))
-            if declared is not None and len(declared) != 4:
-                raise ValueError("the block's size must be [H W C K], got %s" % (declared,))
-            return self._conv(param(0), param(1) if has_bias and len(node["params"]) > 1 else None,
-                              name, stride=block.get("stride", 1), pad=block.get("pad", 0),
-                              dilate=block.get("dilate", 1), declared=declared)
+            return self._dagnn_conv(node, values)
         if type_ == "dagnn.Pooling":
-            return Pool(_text(block.get("method")) or "max",
-                        size=_ints("poolSize", block.get("poolSize", 1)),
-                        stride=_ints("stride", block.get("stride", 1)),
-                        pad=_ints("pad", block.get("pad", 0)), name=name)
+            return Pool(mv.text(block.get("method")) or "max",
+                        size=mv.ints("poolSize", block.get("poolSize", 1)),
+                        stride=mv.ints("stride", block.get("stride", 1)),
+                        pad=mv.ints("pad", block.get("pad", 0)), name=name)
         if type_ == "dagnn.ReLU":
-            return ReLU(name, leak=_scalar("leak", block.get("leak"), 0.0))
+            return ReLU(name, leak=mv.scalar("leak", block.get("leak"), 0.0))
         if type_ == "dagnn.BatchNorm":
-            layer = self._bnorm(param(0), param(1), param(2), name=name)
-            declared = block.get("numChannels")
-            if declared is not None and _scalar("numChannels", declared, 0) != layer.num_channels:
-                raise ValueError("the block declares %g channels but gain has %d"
-                                 % (_scalar("numChannels", declared, 0), layer.num_channels))
-            return layer
+            return self._dagnn_bnorm(node, values)
         if type_ == "dagnn.DropOut":
-            return Dropout(_scalar("rate", block.get("rate"), 0.5), name=name)
+            return Dropout(mv.scalar("rate", block.get("rate"), 0.5), name=name)
         if type_ == "dagnn.LRN":
             return self._lrn(block.get("param"), name)
         if type_ == "dagnn.SoftMax":
@@ -358,15 +367,38 @@ class _Loader:
                          "dagnn.ReLU, dagnn.BatchNorm, dagnn.DropOut, dagnn.LRN, dagnn.SoftMax, "
                          "and losses at the end)" % type_)
 
+    def _dagnn_conv(self, node, values):
+        block = node["block"]
+        has_bias = bool(mv.scalar("hasBias", block.get("hasBias"), 1.0))
+        declared = block.get("size")
+        declared = None if declared is None else tuple(mv.ints("size", declared))
+        if declared is not None and len(declared) != 4:
+            raise ValueError("the block's size must be [H W C K], got %s" % (declared,))
+        weights = _dagnn_param(node, values, 0)
+        bias = (_dagnn_param(node, values, 1) if has_bias and len(node["params"]) > 1
+                else None)
+        return self._conv(weights, bias, node["name"],
+                          stride=block.get("stride", 1), pad=block.get("pad", 0),
+                          dilate=block.get("dilate", 1), declared=declared)
+
+    def _dagnn_bnorm(self, node, values):
+        layer = self._bnorm(*(_dagnn_param(node, values, k) for k in range(3)),
+                            name=node["name"])
+        declared = node["block"].get("numChannels")
+        if declared is not None and mv.scalar("numChannels", declared, 0) != layer.num_channels:
+            raise ValueError("the block declares %g channels but gain has %d"
+                             % (mv.scalar("numChannels", declared, 0), layer.num_channels))
+        return layer
+
     # -- meta --------------------------------------------------------------------------------
     def _meta(self, root, layers, losses, channels):
         raw = root.get("meta")
-        meta = _from_matlab(raw) if raw is not None else {}
+        meta = mv.from_matlab(raw) if raw is not None else {}
         if not isinstance(meta, dict):
             meta = {}
         for key in ("normalization", "classes"):  # older files keep them beside 'layers'
             if key in root and key not in meta:
-                value = _from_matlab(root[key])
+                value = mv.from_matlab(root[key])
                 if value is not None:
                     meta[key] = value
         if "inputSize" in meta:
@@ -385,7 +417,7 @@ class _Loader:
         if isinstance(classes, dict):
             for key in ("name", "description"):
                 if key in classes:
-                    classes[key] = _string_list(classes[key])
+                    classes[key] = mv.string_list(classes[key])
         previous = meta.get("losses")
         meta["losses"] = (list(previous) if isinstance(previous, list) else []) + losses
         return meta
@@ -405,8 +437,27 @@ class _Loader:
         elif a.ndim == 2:
             out = a[None]
         else:
-            self.fail("meta.normalization.averageImage has MATLAB shape %s" % _mshape(a))
+            self.fail("meta.normalization.averageImage has MATLAB shape %s" % mv.mshape(a))
         return np.ascontiguousarray(out)
+
+
+def _dagnn_node(rec):
+    """One DagNN layer struct as a dict of str and lists of str, its block a dict."""
+    block = rec.get("block")
+    return {"name": mv.text(rec.get("name")), "type": mv.text(rec.get("type")),
+            "inputs": mv.strings(rec.get("inputs")), "outputs": mv.strings(rec.get("outputs")),
+            "params": mv.strings(rec.get("params")),
+            "block": (block.scalar() if isinstance(block, StructArray) else None) or {}}
+
+
+def _dagnn_param(node, values, k):
+    """The value of the k-th parameter a DagNN layer lists (ValueError when it has none)."""
+    names = node["params"]
+    if k >= len(names):
+        raise ValueError("expects %d parameters, lists %d" % (k + 1, len(names)))
+    if names[k] not in values:
+        raise ValueError("parameter %r is not in the file's params" % names[k])
+    return values[names[k]]
 
 
 def _find_value(root, key):
@@ -426,140 +477,39 @@ def _find(root, key):
     return value.scalar() if isinstance(value, StructArray) else None
 
 
-# --- MATLAB values -> Python ---------------------------------------------------------------------
-
-_DROP = object()
-
-
-def _from_matlab(v):
-    """A MATLAB value as a plain Python value (see the module docstring); _DROP for opaque ones."""
-    if isinstance(v, Opaque):
-        return _DROP
-    if isinstance(v, StructArray):
-        recs = [{k: x for k, x in ((k, _from_matlab(x)) for k, x in r.items()) if x is not _DROP}
-                for r in v.records]
-        if v.shape == (1, 1):
-            return recs[0]
-        return recs if recs else {}
-    if isinstance(v, (str, list)):
-        return v
-    if isinstance(v, np.ndarray):
-        if v.dtype == object:
-            return [x for x in (_from_matlab(x) for x in v.ravel(order="F")) if x is not _DROP]
-        if v.size == 0:
-            return None
-        if v.dtype.kind == "b":
-            items = [bool(x) for x in v.ravel(order="F")]
-        elif v.dtype.kind in "iuf":
-            items = [_number(x) for x in v.ravel(order="F")]
-        else:
-            return v
-        if v.size == 1:
-            return items[0]
-        if v.ndim == 2 and min(v.shape) == 1:
-            return tuple(items)
-        return v.copy()
-    return v
-
-
-def _number(x):
-    x = x.item()
-    if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
-        return int(x)
-    return x
-
-
-def _text(v):
-    """A char value as str ('' for absent or non-text)."""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], str):
-        return v[0]
-    if isinstance(v, np.ndarray) and v.dtype == object and v.size == 1:
-        return _text(v.flat[0])
-    return ""
-
-
-def _strings(v):
-    """A cell array of strings (or one string) as a list of str."""
-    if v is None:
-        return []
-    if isinstance(v, str):
-        return [v] if v else []
-    if isinstance(v, np.ndarray) and v.dtype == object:
-        return [_text(x) for x in v.ravel(order="F")]
-    if isinstance(v, list):
-        return [str(x) for x in v]
-    raise ValueError("expected a cell array of strings, got %s" % type(v).__name__)
-
-
-def _string_list(v):
-    if v is None:
-        return []
-    if isinstance(v, str):
-        return [v]
-    if isinstance(v, (list, tuple)):
-        return [x if isinstance(x, str) else str(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return [str(_number(x)) for x in v.ravel(order="F")]
-    return [str(v)]
-
-
-def _cell_items(v):
-    """The items of a cell array, column-major (an empty list for an absent or empty cell)."""
-    if isinstance(v, np.ndarray) and v.dtype == object:
-        return list(v.ravel(order="F"))
-    if v is None or (isinstance(v, np.ndarray) and v.size == 0):
-        return []
-    raise ValueError("expected a cell array, got %s" % type(v).__name__)
-
-
-def _numeric(what, v):
-    if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
-        raise ValueError("%s must be a real numeric array, got %s"
-                         % (what, type(v).__name__ if not isinstance(v, np.ndarray) else v.dtype))
-    if v.dtype.kind == "f":
-        return v
-    return v.astype(np.float32 if v.dtype.itemsize <= 2 else np.float64)
-
-
-def _ints(what, v):
-    """A MATLAB hyper-parameter (scalar, pair or 4-vector, any numeric class) as ints."""
-    if v is None:
-        raise ValueError("%s is missing" % what)
-    a = np.asarray(v)
-    if a.dtype.kind not in "biuf" or a.size == 0:
-        raise ValueError("%s must be numeric, got %r" % (what, v))
-    values = a.ravel(order="F").tolist()
-    for x in values:
-        if not float(x).is_integer():
-            raise ValueError("%s must be integers, got %s" % (what, values))
-    values = [int(x) for x in values]
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def _scalar(what, v, default):
-    if v is None or (isinstance(v, np.ndarray) and v.size == 0):
-        return default
-    a = np.asarray(v)
-    if a.dtype.kind not in "biuf" or a.size != 1:
-        raise ValueError("%s must be a number, got %r" % (what, v))
-    return float(a.ravel()[0])
-
-
-def _mshape(a):
-    shape = a.shape if hasattr(a, "shape") else tuple(a)
-    return "x".join(str(int(s)) for s in shape)
-
-
 # --- saving -------------------------------------------------------------------------------------
 
 def save_matconvnet(net, path):
-    """Write ``net`` as a MatConvNet simplenn file: a variable ``net`` with ``layers`` and ``meta``.
+    """Write a network as a MatConvNet simplenn file: a variable ``net`` with ``layers``, ``meta``.
 
     Filters are written ``[H W C K]`` and biases ``1xK`` in the network's dtype (single for float32
     networks), hyper-parameters as doubles, ``meta`` in MATLAB's orientation. The file is written
     whole or not at all.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    path : str or os.PathLike
+        The ``.mat`` file to write (MAT v5).
+
+    Raises
+    ------
+    TypeError
+        When ``net`` is not a network, or holds a layer or a meta value MATLAB cannot represent.
+    FileNotFoundError
+        When the directory of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import fastdecode as fd
+    >>> from fastdecode import models
+    >>> net = models.load("lenet-mnist")
+    >>> path = os.path.join(tempfile.mkdtemp(), "lenet.mat")
+    >>> fd.save_matconvnet(net, path)
+    >>> fd.load_matconvnet(path).conv_layers == net.conv_layers
+    True
     """
     import scipy.io
 
@@ -590,39 +540,29 @@ def _with_input_channels(net):
     return meta
 
 
-def _row(values):
-    return np.asarray(values, dtype=np.float64).reshape(1, -1)
-
-
-def _cell(items):
-    out = np.empty((1, len(items)), dtype=object)
-    for i, x in enumerate(items):
-        out[0, i] = x
-    return out
-
-
 def _layer_to_matlab(layer):
     rec = {"name": layer.name, "type": layer.type}
     if isinstance(layer, Conv):
         w = np.asarray(layer.weights).transpose(2, 3, 1, 0)  # (K, C, H, W) -> [H W C K]
         b = (np.zeros((0, 0), layer.weights.dtype) if layer.bias is None
              else layer.bias.reshape(1, -1))
-        rec.update(weights=_cell([w, b]), stride=_row(layer.stride_), pad=_row(layer.pad_),
-                   dilate=_row(layer.dilate), opts=np.empty((0, 0), dtype=object),
+        rec.update(weights=mv.cell([w, b]), stride=mv.row(layer.stride_), pad=mv.row(layer.pad_),
+                   dilate=mv.row(layer.dilate), opts=np.empty((0, 0), dtype=object),
                    precious=False)
     elif isinstance(layer, Pool):
-        rec.update(method=layer.method, pool=_row(layer.kernel), stride=_row(layer.stride_),
-                   pad=_row(layer.pad_), opts=np.empty((0, 0), dtype=object), precious=False)
+        rec.update(method=layer.method, pool=mv.row(layer.kernel), stride=mv.row(layer.stride_),
+                   pad=mv.row(layer.pad_), opts=np.empty((0, 0), dtype=object), precious=False)
     elif isinstance(layer, ReLU):
         rec.update(leak=float(layer.leak), precious=False)
     elif isinstance(layer, BatchNorm):
         moments = np.stack([layer.mean, layer.sigma], axis=1)
-        rec.update(weights=_cell([layer.gain.reshape(-1, 1), layer.bias.reshape(-1, 1), moments]),
+        rec.update(weights=mv.cell([layer.gain.reshape(-1, 1), layer.bias.reshape(-1, 1), moments]),
                    epsilon=1e-5, opts=np.empty((0, 0), dtype=object), precious=False)
     elif isinstance(layer, Dropout):
         rec.update(rate=float(layer.rate), precious=False)
     elif isinstance(layer, LRN):
-        rec.update(param=_row([layer.depth, layer.kappa, layer.alpha, layer.beta]), precious=False)
+        rec.update(param=mv.row([layer.depth, layer.kappa, layer.alpha, layer.beta]),
+                   precious=False)
     elif isinstance(layer, Softmax):
         rec.update(precious=False)
     else:
@@ -636,54 +576,46 @@ def _meta_to_matlab(meta):
     out = {}
     for key, value in meta.items():
         if key == "inputSize" and value is not None:
-            out[key] = _row(value)
+            out[key] = mv.row(value)
         elif key == "normalization" and isinstance(value, dict):
             norm = {}
             for k, v in value.items():
                 if k == "averageImage" and isinstance(v, np.ndarray) and v.ndim == 3:
                     norm[k] = np.asarray(v).transpose(1, 2, 0)  # (C, H, W) -> [H W C]
                 else:
-                    norm[k] = _to_matlab(v, "meta.normalization." + k)
+                    norm[k] = mv.to_matlab(v, "meta.normalization." + k)
             out[key] = norm
         else:
-            out[key] = _to_matlab(value, "meta." + key)
+            out[key] = mv.to_matlab(value, "meta." + key)
     return out
-
-
-def _to_matlab(v, where):
-    """A Python value as what scipy.io.savemat writes as the matching MATLAB value."""
-    if v is None:
-        return np.zeros((0, 0))
-    if isinstance(v, (bool, np.bool_)):
-        return np.array([[bool(v)]])
-    if isinstance(v, numbers.Real):
-        return float(v)
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict):
-        return {str(k): _to_matlab(x, "%s.%s" % (where, k)) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        # Sequences of numbers are MATLAB row vectors (they load back as tuples).
-        if v and all(isinstance(x, (bool, np.bool_)) for x in v):
-            return np.array([list(v)], dtype=bool)
-        if v and all(isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
-                     for x in v):
-            return _row(v)
-        return _cell([_to_matlab(x, "%s{%d}" % (where, i + 1)) for i, x in enumerate(v)])
-    if isinstance(v, np.ndarray):
-        if v.dtype == object:
-            return _cell([_to_matlab(x, where) for x in v.ravel()])
-        return v
-    raise TypeError("%s is a %s, which cannot be written to a MAT file"
-                    % (where, type(v).__name__))
 
 
 # --- info ---------------------------------------------------------------------------------------
 
 def format_info(net, title=None):
-    """A text report of a network: its layers, and for each conv layer the receptive field,
+    """A text report of a network, as ``fastdecode info`` prints it.
+
+    The report lists the network's layers, and for each conv layer the receptive field,
     cumulative stride and decoded filter size, in image pixels. Control characters in names are
-    printed escaped."""
+    printed escaped.
+
+    Parameters
+    ----------
+    net : fastdecode.Network
+        The network.
+    title : str, optional
+        A first line, e.g. the file's name.
+
+    Returns
+    -------
+    str
+        The report, without a final newline.
+
+    Raises
+    ------
+    TypeError
+        When ``net`` is not a network.
+    """
     if not isinstance(net, Network):
         raise TypeError("net must be a fastdecode.Network, got %s" % type(net).__name__)
     lines = []

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._io import atomic_path
 from ._validation import float_array
-from .evaluation import _normalise, threshold_filters
+from .evaluation import rescale_per_image, threshold_filters
 
 __all__ = ["save_filter_grid", "save_response_figure", "save_activation_matrix",
            "save_top_images", "filter_mosaic"]
@@ -65,7 +65,22 @@ def _minmax(img):
 
 
 def filter_mosaic(tiles, ncols, gap=1):
-    """Tile (n, h, w) or (n, h, w, 3) images in [0, 1] into rows of ``ncols``; gaps are NaN."""
+    """Tile images into one array, ``ncols`` per row, with NaN in the gaps.
+
+    Parameters
+    ----------
+    tiles : array_like
+        (n, h, w) or (n, h, w, 3) images in [0, 1].
+    ncols : int
+        Tiles per row.
+    gap : int, optional
+        Pixels between tiles.
+
+    Returns
+    -------
+    numpy.ndarray
+        (rows * (h + gap) - gap, ncols * (w + gap) - gap[, 3]) float64.
+    """
     tiles = np.asarray(tiles, dtype=np.float64)
     n, h, w = tiles.shape[:3]
     rest = tiles.shape[3:]
@@ -100,13 +115,50 @@ def _label_tiles(ax, labels, ncols, h, w, gap=1):
 
 
 def save_filter_grid(filters, path, *, title=None, threshold=None, labels=None, ncols=None):
-    """Save a grid of filters (F, C, h, w) as PNG; C = 3 is shown in colour, else the channel mean.
+    """Save a grid of filters as a PNG file (Figure 4).
 
-    threshold: None for the raw filters only; a fraction in [0, 1] to add, beside the raw grid,
-    the thresholded filters (values below that fraction of each filter's max |value| set to
-    zero, see :func:`fastdecode.evaluation.threshold_filters`).
-    labels: one label per filter (default: none), e.g. the filter indices; drawn on tiles of at
-    least 10x10 pixels.
+    Filters of three channels are shown in colour, others as their channel mean.
+
+    Parameters
+    ----------
+    filters : array_like
+        (F, C, h, w) filters, e.g. from :func:`fastdecode.decode`.
+    path : str or os.PathLike
+        The PNG file to write (whole or not at all).
+    title : str, optional
+        The figure's title.
+    threshold : float, optional
+        None for the raw filters only; a fraction in [0, 1] to add, beside the raw grid, the
+        thresholded filters (values below that fraction of each filter's max ``|value|`` set to
+        zero, see :func:`fastdecode.threshold_filters`).
+    labels : sequence, optional
+        One label per filter, e.g. the filter indices; drawn on tiles of at least 10x10 pixels.
+    ncols : int, optional
+        Filters per row (default: about a square grid).
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        When ``labels`` does not hold one label per filter.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import fastdecode as fd
+    >>> from fastdecode import models
+    >>> from fastdecode.plotting import save_filter_grid
+    >>> net = models.load("lenet-mnist")
+    >>> D = fd.decode(net, "layer3")
+    >>> D.shape
+    (50, 1, 14, 14)
+    >>> path = os.path.join(tempfile.mkdtemp(), "layer3.png")
+    >>> save_filter_grid(D, path, threshold=0.5, title="lenet-mnist, layer3") == path
+    True
     """
     filters = float_array("filters", filters, ndim=4)
     F, C, h, w = filters.shape
@@ -149,11 +201,28 @@ def save_filter_grid(filters, path, *, title=None, threshold=None, labels=None, 
 def save_response_figure(image, layers, path, *, title=None, n_maps=8):
     """Figure 3: a network's responses next to the decoded filters' correlations for one image.
 
-    image: (C, H, W) or (H, W) as shown (e.g. the raw pixels).
-    layers: [(name, R (K, Ho, Wo), D (K, Ho, Wo))], each pair rescaled here to [0, 1] by its own
-    min and max over the layer (Eq. 3's normalisation). Spatial layers show the first ``n_maps``
-    maps of R and of D; layers with 1x1 outputs show R and D per filter. The last column plots
-    every normalised value of D against R.
+    Each R and D is rescaled to [0, 1] by its own minimum and maximum over the layer (Eq. 3's
+    rescaling). Spatial layers show the first ``n_maps`` maps of R and of D; layers with 1x1
+    outputs show R and D per filter as bars. The last column plots every rescaled value of D
+    against R, titled with the image's Eq. 3 error.
+
+    Parameters
+    ----------
+    image : array_like
+        (C, H, W) or (H, W), as shown (e.g. the raw pixels).
+    layers : sequence of tuple
+        ``(name, R (K, Ho, Wo), D (K, Ho, Wo))`` per layer, one row each.
+    path : str or os.PathLike
+        The PNG file to write.
+    title : str, optional
+        The figure's title.
+    n_maps : int, optional
+        Maps shown per spatial layer.
+
+    Returns
+    -------
+    str
+        ``path``.
     """
     rows = len(layers)
     fig = _figure(12.0, 2.4 * rows + 0.6)
@@ -165,43 +234,50 @@ def save_response_figure(image, layers, path, *, title=None, n_maps=8):
     ax.set_title("input", fontsize=9)
     ax.axis("off")
     for r, (name, R, D) in enumerate(layers):
-        Rn = _normalise(np.asarray(R)[None])[0][0]  # Eq. 3's rescaling, one image
-        Dn = _normalise(np.asarray(D)[None])[0][0]
-        err = float(np.mean((Rn - Dn) ** 2))  # Eq. 3 for this image
-        K = R.shape[0]
+        Rn = rescale_per_image(np.asarray(R)[None])[0][0]  # Eq. 3's rescaling, one image
+        Dn = rescale_per_image(np.asarray(D)[None])[0][0]
         if R.shape[1] * R.shape[2] > 1:
-            k = min(n_maps, K)
+            k = min(n_maps, R.shape[0])
             for c, (label, maps) in enumerate((("network response R", Rn), ("decoded D", Dn))):
-                ax = fig.add_subplot(gs[r, 1 + c])
-                _show_mosaic(ax, filter_mosaic(maps[:k], -(-k // 2)),
-                             title="%s: %s, maps 0-%d of %d" % (name, label, k - 1, K))
+                _show_mosaic(fig.add_subplot(gs[r, 1 + c]), filter_mosaic(maps[:k], -(-k // 2)),
+                             title="%s: %s, maps 0-%d of %d" % (name, label, k - 1, R.shape[0]))
         else:
-            ax = fig.add_subplot(gs[r, 1:3])
-            shown = min(K, N_BARS)
-            idx = np.arange(shown)
-            ax.bar(idx - 0.2, Rn[:shown, 0, 0], width=0.4, label="network response R")
-            ax.bar(idx + 0.2, Dn[:shown, 0, 0], width=0.4, label="decoded D")
-            ax.set_xticks(idx[::max(1, shown // 25)])
-            ax.set_xlim(-0.6, shown - 0.4)
-            ax.set_ylim(0, 1.25)
-            ax.set_xlabel("filter", fontsize=8)
-            ax.set_ylabel("normalised", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.legend(fontsize=7, loc="upper right", ncol=2)
-            ax.set_title("%s: %s%d filters, 1x1 outputs" % (
-                name, "filters 0-%d of " % (shown - 1) if shown < K else "", K), fontsize=10)
-        ax = fig.add_subplot(gs[r, 3])
-        ax.plot(Rn.ravel(), Dn.ravel(), ".", ms=2, alpha=0.5)
-        ax.plot([0, 1], [0, 1], "k-", lw=0.6)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("R", fontsize=8)
-        ax.set_ylabel("D", fontsize=8)
-        ax.set_title("Eq. 3 error %.4f" % err, fontsize=9)
+            _response_bars(fig.add_subplot(gs[r, 1:3]), name, Rn, Dn)
+        _response_scatter(fig.add_subplot(gs[r, 3]), Rn, Dn)
     _finish(fig, title)
     return _save(fig, path)
+
+
+def _response_bars(ax, name, Rn, Dn):
+    """Figure 3 for a layer with 1x1 outputs: R and D of the first filters as bars."""
+    K = Rn.shape[0]
+    shown = min(K, N_BARS)
+    idx = np.arange(shown)
+    ax.bar(idx - 0.2, Rn[:shown, 0, 0], width=0.4, label="network response R")
+    ax.bar(idx + 0.2, Dn[:shown, 0, 0], width=0.4, label="decoded D")
+    ax.set_xticks(idx[::max(1, shown // 25)])
+    ax.set_xlim(-0.6, shown - 0.4)
+    ax.set_ylim(0, 1.25)
+    ax.set_xlabel("filter", fontsize=8)
+    ax.set_ylabel("normalised", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    ax.set_title("%s: %s%d filters, 1x1 outputs" % (
+        name, "filters 0-%d of " % (shown - 1) if shown < K else "", K), fontsize=10)
+
+
+def _response_scatter(ax, Rn, Dn):
+    """Every normalised value of D against R, titled with the image's Eq. 3 error."""
+    err = float(np.mean((Rn - Dn) ** 2))  # Eq. 3 for this image
+    ax.plot(Rn.ravel(), Dn.ravel(), ".", ms=2, alpha=0.5)
+    ax.plot([0, 1], [0, 1], "k-", lw=0.6)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("R", fontsize=8)
+    ax.set_ylabel("D", fontsize=8)
+    ax.set_title("Eq. 3 error %.4f" % err, fontsize=9)
 
 
 def _image_tiles(images):
@@ -250,9 +326,32 @@ def save_activation_matrix(matrix, decoded, path, *, class_names=None, title=Non
                            threshold=THRESHOLD):
     """Figure 1: maximum activations of a layer's filters over a dataset.
 
-    matrix: {heading: (M (K, K), images (K, ...))} with ``M[i, j]`` filter i's score on the
-    image maximising filter j (see :func:`fastdecode.evaluation.max_activation_matrix`);
-    decoded: the layer's decoded filters (K, C, h, w), drawn raw and thresholded beside the rows.
+    Parameters
+    ----------
+    matrix : dict
+        ``{heading: (M (K, K), images (K, ...))}``, one block each, with ``M[i, j]`` filter i's
+        score on the image maximising filter j (see :func:`fastdecode.max_activation_matrix`)
+        and the images as shown.
+    decoded : array_like
+        The layer's decoded filters (K, C, h, w), drawn raw and thresholded beside the rows.
+    path : str or os.PathLike
+        The PNG file to write.
+    class_names : sequence of str, optional
+        A name per filter (default: its index).
+    title : str, optional
+        The figure's title.
+    threshold : float, optional
+        The fraction of :func:`fastdecode.threshold_filters` for the thresholded filters.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        When the shapes of the blocks, the filters and the names disagree.
     """
     decoded = float_array("decoded", decoded, ndim=4)
     K = decoded.shape[0]
@@ -275,9 +374,37 @@ def save_activation_matrix(matrix, decoded, path, *, class_names=None, title=Non
 
 def save_top_images(images, network_top, decoded_top, decoded, path, *, filters=None,
                     labels=None, title=None):
-    """Figure 4c/d: for each filter, its decoded filter, then its top images by the network and
-    by the decoded filter (rows of k). images (N, ...) as shown; *_top (K, k) image indices;
-    filters: the filters to show (default all); labels: a name per filter (default its index).
+    """Figure 4c/d: each filter's decoded filter and its top images, by the network and decoded.
+
+    One row per filter: the decoded filter, its k top images by the network, its k top images by
+    the decoded filter; images in both lists are framed.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, H, W) or (N, C, H, W) images as shown (e.g. the raw pixels).
+    network_top, decoded_top : array_like
+        (K, k) image indices, as :class:`fastdecode.evaluation.TopImages` holds them.
+    decoded : array_like
+        The layer's decoded filters (K, C, h, w).
+    path : str or os.PathLike
+        The PNG file to write.
+    filters : sequence of int, optional
+        The filters to show (default: all).
+    labels : sequence of str, optional
+        A name per filter (default: its index).
+    title : str, optional
+        The figure's title.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        When the two lists differ in shape, or ``labels`` does not name every filter.
     """
     network_top = np.asarray(network_top)
     decoded_top = np.asarray(decoded_top)

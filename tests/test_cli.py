@@ -15,7 +15,7 @@ import pytest
 
 import fastdecode as fd
 from fastdecode import datasets, models
-from fastdecode import evaluation as ev
+from fastdecode import paper
 from fastdecode.cli import main
 
 
@@ -300,28 +300,7 @@ def test_evaluate_shipped_mnist_on_real_digits(shared_data, capsys):
                                  ds.labels[8000:8300].astype(int))
     assert acc.network > 0.9
     assert "the network's own %.4f" % acc.network in out
-    assert ev.paper_reference(net, "layer7") == 0.078
-
-
-def test_load_data_start_and_limit_on_the_shipped_sample():
-    from fastdecode.experiments import load_data
-    sample = datasets.fashion_sample()
-    ds = load_data(None, start=10, limit=5)
-    np.testing.assert_array_equal(ds.images, sample.images[10:15])
-    np.testing.assert_array_equal(ds.labels, sample.labels[10:15])
-    assert ds.first == 10 and "Fashion-MNIST" in ds.source
-    assert len(load_data(None, start=995, limit=50).images) == 5
-    with pytest.raises(ValueError, match="--limit"):
-        load_data(None, limit=0)
-
-
-def test_class_names_from_meta_or_the_data_set():
-    from fastdecode.experiments import class_names
-    net = tiny_lenet()
-    assert class_names(net, 10) == ["c%d" % i for i in range(10)]
-    net.meta.pop("classes")
-    assert class_names(net, 10) == [str(i) for i in range(10)]
-    assert class_names(net, 10, "lenet-fashion") == list(datasets.FASHION_CLASSES)
+    assert paper.paper_reference(net, "layer7") == 0.078
 
 
 # --- all or nothing in --out --------------------------------------------------------------------
@@ -394,3 +373,101 @@ def test_an_error_without_a_message_still_says_something(exc, said, workspace, c
     monkeypatch.setattr(fastdecode.decoding, "decode", fail)
     code, out, err = run(["decode", workspace["model"], "--layer", "layer1"], capsys)
     assert code == 2 and err == "fastdecode: error: %s\n" % said
+
+
+# --- refused before the work starts; SIGTERM as an interrupt ------------------------------------
+
+def no_work(*args, **kwargs):
+    raise AssertionError("the work started")
+
+
+@pytest.mark.parametrize("command", ["decode-out", "decode-save", "demo", "evaluate",
+                                     "evaluate-new-dir"])
+def test_an_output_directory_that_cannot_be_written_is_refused_first(command, workspace, tmp_path,
+                                                                    capsys, monkeypatch):
+    import fastdecode._app
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if os.path.abspath(path) == str(locked) else real_access(path, mode, **kw)))
+    monkeypatch.setattr(fastdecode._app, "load_model", no_work)
+    argv = {"decode-out": ["decode", workspace["model"], "--layer", "layer1",
+                           "--out", locked / "g.png"],
+            "decode-save": ["decode", workspace["model"], "--layer", "layer1",
+                            "--save", locked / "d.npy"],
+            "demo": ["demo", "--model", workspace["model"], "--out", locked],
+            "evaluate": ["evaluate", workspace["model"], "--data", workspace["data"],
+                         "--out", locked],
+            "evaluate-new-dir": ["evaluate", workspace["model"], "--data", workspace["data"],
+                                 "--out", locked / "new" / "dir"]}[command]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "cannot create files in %s" % locked in err
+    assert os.listdir(locked) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="permissions do not stop root")
+def test_a_read_only_directory_is_refused_first(workspace, tmp_path, capsys, monkeypatch):
+    import fastdecode._app
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    monkeypatch.setattr(fastdecode._app, "load_model", no_work)
+    try:
+        code, _, err = run(["decode", workspace["model"], "--layer", "layer1", "--save",
+                            locked / "d.npy"], capsys)
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and "cannot create files" in err
+
+
+@pytest.mark.parametrize("command", ["demo", "evaluate"])
+def test_sigterm_stops_like_an_interrupt_and_leaves_no_files(command, workspace, tmp_path,
+                                                             capsys, monkeypatch):
+    import signal
+    import time
+    from fastdecode import plotting
+
+    def terminated(*args, **kwargs):  # after results.txt is staged
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(plotting, "save_top_images", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    out_dir = tmp_path / "new" / "out"
+    argv = ([command, "--model", workspace["model"]] if command == "demo"
+            else [command, workspace["model"]])
+    code, out, err = run(argv + ["--data", workspace["data"], "--limit", "12", "--no-progress",
+                                 "--out", out_dir], capsys)
+    assert code == 143 and err == "fastdecode: terminated\n"
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_on_the_command_line_exits_143(workspace, tmp_path):
+    import signal
+    out_dir = tmp_path / "out"
+    cmd = [sys.executable, "-c", "import sys, time, fastdecode.plotting as p; "
+           "p.save_top_images = lambda *a, **k: (print('staged', flush=True), time.sleep(60)); "
+           "from fastdecode.cli import main; sys.exit(main(sys.argv[1:]))",
+           "evaluate", workspace["model"], "--data", workspace["data"], "--limit", "12",
+           "--unpool", "nearest", "--no-progress", "--out", str(out_dir)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(fd.__file__))] + sys.path))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("staged"):
+                break
+        assert [n for n in os.listdir(out_dir) if n.startswith(".fastdecode-")]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and err == "fastdecode: terminated\n"
+    assert not os.path.exists(out_dir)

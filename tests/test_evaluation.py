@@ -206,15 +206,6 @@ def test_table1_equals_reconstruction_error_per_layer_and_method():
     for (layer, method), r in table.items():
         one = fd.reconstruction_error(net, x, layer, unpool=method, progress=False)
         np.testing.assert_allclose(r.per_image, one.per_image, rtol=1e-12)
-    text = ev.format_table1(net, table)
-    assert "L3 0.002" in text and "L5 0.012" in text and "L7 0.078" in text
-    assert "%.4f" % table[("layer5", "bilinear")].mean in text
-
-
-def test_paper_reference_only_for_lenet_shapes():
-    assert ev.paper_reference(small_lenet(), "layer3") == 0.002
-    assert ev.paper_reference(small_lenet(), "layer1") is None
-    assert ev.paper_reference(linear_net(), "layer3") is None
 
 
 @pytest.mark.parametrize("call", [
@@ -438,8 +429,6 @@ def test_table1_arguments():
         fd.table1(net, x, layers=[], progress=False)
     with pytest.raises(ValueError, match="methods is empty"):
         fd.table1(net, x, methods=(), progress=False)
-    with pytest.raises(ValueError, match="results is empty"):
-        ev.format_table1(net, {})
 
 
 def test_scores_must_be_non_empty_and_of_one_shape():
@@ -473,3 +462,24 @@ def test_overflow_is_refused_not_averaged_into_nan():
     x = images(3).astype(np.float32) * np.float32(3e37)
     with pytest.raises(ValueError, match="overflows float32"):
         fd.reconstruction_error(net, x, "layer3", progress=False)
+
+
+def test_rescale_per_image_maps_each_image_to_0_1_and_constant_ones_to_zeros():
+    maps = np.stack([np.arange(24.0).reshape(2, 3, 4) - 5, np.full((2, 3, 4), 7.0)])
+    out, constant = ev.rescale_per_image(maps.astype(np.float32))
+    assert out.dtype == np.float64 and out.shape == maps.shape
+    np.testing.assert_allclose(out[0], (maps[0] - maps[0].min()) / np.ptp(maps[0]))
+    np.testing.assert_array_equal(out[1], 0.0)
+    np.testing.assert_array_equal(constant, [False, True])
+    np.testing.assert_allclose(out[0], normalise_reference(maps[0]))
+
+
+def test_decoded_response_is_the_correlation_at_the_layer_grid_plus_bias():
+    net = small_lenet()
+    x = images(2)
+    dec = fd.decode_with_bias(net, "layer5")
+    D = ev.decoded_response(net, x, "layer5", dec.filters, dec.bias, 1)
+    assert D.shape == net.forward(x, upto="layer5").shape
+    plain = ev.decoded_response(net, x, 4, dec.filters, None, None)
+    np.testing.assert_allclose(D - plain, np.broadcast_to(dec.bias[None, :, None, None], D.shape),
+                               rtol=1e-10, atol=1e-10)

@@ -33,7 +33,15 @@ MNIST_CLASSES = tuple("0123456789")
 MAX_IDX_BYTES = 2**30
 
 IDX = namedtuple("IDX", ["images", "labels"])
-IDX.__doc__ = """Images ``uint8 (N, rows, cols)`` and labels ``uint8 (N,)`` (or None)."""
+IDX.__doc__ = """Images and labels read from IDX files.
+
+Attributes
+----------
+images : numpy.ndarray
+    uint8 (N, rows, cols).
+labels : numpy.ndarray or None
+    uint8 (N,), or None when no label file was read.
+"""
 
 _UINT8 = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -97,8 +105,8 @@ def _read_idx(path, ndim, what, max_bytes):
             nbytes = math.prod(sizes)
             if nbytes > max_bytes:
                 raise ValueError("%s: IDX header declares %s = %d bytes of %s, more than the "
-                                 "limit of %d bytes (max_bytes)" % (path, " x ".join(map(str, sizes)),
-                                                                    nbytes, what, max_bytes))
+                                 "limit of %d bytes (max_bytes)"
+                                 % (path, " x ".join(map(str, sizes)), nbytes, what, max_bytes))
             data = _read_exactly(stream, nbytes, path, what)
             extra = stream.read(1)
             if extra:
@@ -115,16 +123,40 @@ def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES):
 
     Parameters
     ----------
-    images_path : path of an image file (magic number 2051: uint8, 3 dimensions).
-    labels_path : path of the matching label file (magic number 2049: uint8, 1 dimension), or None.
-    max_bytes : refuse a file whose header declares more data than this many bytes.
+    images_path : str or os.PathLike
+        An image file (magic number 2051: uint8, 3 dimensions).
+    labels_path : str or os.PathLike, optional
+        The matching label file (magic number 2049: uint8, 1 dimension).
+    max_bytes : int, optional
+        Refuse a file whose header declares more data than this many bytes.
 
     Returns
     -------
-    IDX(images uint8 (N, rows, cols), labels uint8 (N,) or None)
+    IDX
+        ``(images uint8 (N, rows, cols), labels uint8 (N,) or None)``.
 
-    Raises FileNotFoundError for a missing file and ValueError, naming the file, for a wrong magic
-    number, a truncated or oversized file, or image and label counts that differ.
+    Raises
+    ------
+    FileNotFoundError
+        When a file is missing.
+    IsADirectoryError
+        When a path is a directory (:func:`load_directory` reads one).
+    ValueError
+        Naming the file, for a wrong magic number, a truncated or oversized file, or image and
+        label counts that differ.
+
+    Examples
+    --------
+    >>> from importlib import resources
+    >>> from fastdecode.datasets import FASHION_CLASSES, load_idx
+    >>> root = resources.files("fastdecode.datasets")
+    >>> with resources.as_file(root / "fashion-mnist-t10k-1000-images-idx3-ubyte.gz") as images:
+    ...     with resources.as_file(root / "fashion-mnist-t10k-1000-labels-idx1-ubyte.gz") as labels:
+    ...         data = load_idx(images, labels)
+    >>> data.images.shape, data.images.dtype, data.labels.shape
+    ((1000, 28, 28), dtype('uint8'), (1000,))
+    >>> FASHION_CLASSES[data.labels[0]]
+    'Ankle boot'
     """
     images = _read_idx(images_path, 3, "images", max_bytes)
     if labels_path is None:
@@ -148,9 +180,30 @@ def _find(directory, stem):
 def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES):
     """Images and labels of one split from a directory laid out like MNIST's distribution.
 
-    ``split`` "test" reads ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, "train" reads
-    ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, each gzipped (``.gz``) or not.
-    Returns IDX(images uint8 (N, rows, cols), labels uint8 (N,)).
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The directory holding the IDX files.
+    split : {"test", "train"}, optional
+        "test" reads ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, "train" reads
+        ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, each gzipped (``.gz``) or
+        not.
+    max_bytes : int, optional
+        Refuse a file whose header declares more data than this many bytes.
+
+    Returns
+    -------
+    IDX
+        ``(images uint8 (N, rows, cols), labels uint8 (N,))``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown split, or an unreadable file (see :func:`load_idx`).
+    NotADirectoryError
+        When ``directory`` is a file.
+    FileNotFoundError
+        When the directory, or one of the split's two files, is missing.
     """
     if split not in _SPLITS:
         raise ValueError("split must be one of %s, got %r" % (", ".join(map(repr, _SPLITS)), split))
@@ -174,8 +227,11 @@ def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES):
 def fashion_sample():
     """The shipped sample: the first 1,000 Fashion-MNIST test images and their labels.
 
-    Returns IDX(images uint8 (1000, 28, 28), labels uint8 (1000,)); class names in
-    :data:`FASHION_CLASSES`.
+    Returns
+    -------
+    IDX
+        ``(images uint8 (1000, 28, 28), labels uint8 (1000,))``; the class names are in
+        ``FASHION_CLASSES``.
     """
     root = resources.files(__name__)
     with resources.as_file(root / _SAMPLE_IMAGES) as images, \

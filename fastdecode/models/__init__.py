@@ -21,12 +21,46 @@ _FILES = {
 
 
 def available():
-    """Names of the shipped models."""
+    """The names of the shipped models.
+
+    Returns
+    -------
+    list of str
+        The names :func:`load` takes, sorted.
+    """
     return sorted(_FILES)
 
 
 def load(name):
-    """A shipped model as a :class:`fastdecode.Network` (a fresh copy on every call)."""
+    """A shipped model, read from its MatConvNet file (a fresh copy on every call).
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available`: ``"lenet-mnist"`` or ``"lenet-fashion"``.
+
+    Returns
+    -------
+    fastdecode.Network
+        The network.
+
+    Raises
+    ------
+    KeyError
+        When no shipped model has that name.
+
+    Examples
+    --------
+    >>> from fastdecode import datasets, models
+    >>> models.available()
+    ['lenet-fashion', 'lenet-mnist']
+    >>> net = models.load("lenet-fashion")
+    >>> net.conv_layers
+    ['layer1', 'layer3', 'layer5', 'layer7']
+    >>> x = models.preprocess(net, datasets.fashion_sample().images[:8])
+    >>> x.shape, x.dtype
+    ((8, 1, 28, 28), dtype('float32'))
+    """
     if not isinstance(name, str) or name not in _FILES:
         raise KeyError("no shipped model named %r; available models: %s"
                        % (name, ", ".join(available())))
@@ -54,10 +88,27 @@ def _mean_image(net):
 def preprocess(net, images):
     """Images as the network expects them: pixels 0..255 minus the training mean image.
 
-    ``images`` are uint8 or float pixel values in 0..255, (N, H, W) for one channel or
-    (N, C, H, W); the network's ``meta['normalization']['averageImage']`` (C, H, W) is subtracted
-    (a per-channel mean (C, 1, 1) from every pixel).
-    Returns a float array (N, C, H, W) in ``net.dtype``.
+    Parameters
+    ----------
+    net : fastdecode.Network
+        A network whose ``meta['normalization']['averageImage']`` (C, H, W) is subtracted (a
+        per-channel mean (C, 1, 1) from every pixel).
+    images : array_like
+        uint8 or float pixel values in 0..255, (N, H, W) for one channel or (N, C, H, W).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, C, H, W) in ``net.dtype``.
+
+    Raises
+    ------
+    KeyError
+        When the network has no mean image.
+    TypeError
+        When the images are not real numbers.
+    ValueError
+        When the images do not match the mean image, or hold NaN or infinity.
     """
     mean = _mean_image(net)
     x = np.asarray(images)

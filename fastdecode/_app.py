@@ -1,0 +1,324 @@
+"""The runners of the ``fastdecode`` commands: ``info``, ``decode``, ``demo`` and ``evaluate``.
+
+Each takes the command's options as arguments, prints its results, writes its files whole or not
+at all (:mod:`fastdecode._io`) and returns the exit status; errors are raised, for
+:func:`fastdecode.cli.main` to report. ``demo`` and ``evaluate`` run the paper's evaluation
+(:mod:`fastdecode._pipeline`) on a model (:func:`load_model`) and data (:func:`load_data`).
+"""
+
+import os
+import re
+import time
+
+import numpy as np
+
+from ._io import OutputDirectory, atomic_paths, check_output_dir, check_output_file
+from ._pipeline import (METHODS, Dataset, evaluate, header_lines, prepare, print_evaluation,
+                        save_evaluation_figures, save_layer_figures, write_results)
+from .network import _printable
+
+__all__ = ["load_model", "load_data", "parse_filters", "run_info", "run_decode", "run_demo",
+           "run_evaluate"]
+
+
+def _say(text=""):
+    print(text, flush=True)
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+def load_model(spec):
+    """A network from a MatConvNet ``.mat`` path or a shipped model's name.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        A path to a MatConvNet file, or a name from :func:`fastdecode.models.available`.
+
+    Returns
+    -------
+    fastdecode.Network
+        The network.
+
+    Raises
+    ------
+    IsADirectoryError
+        When ``spec`` is a directory.
+    ValueError
+        When ``spec`` is not a regular file (a device or a pipe), or not a readable network.
+    FileNotFoundError
+        When ``spec`` looks like a path (ends in ``.mat`` or holds a separator) but is missing.
+    KeyError
+        When ``spec`` is neither a file nor a shipped model's name.
+    """
+    from . import models
+    spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        raise IsADirectoryError("the model %s is a directory, not a MatConvNet .mat file" % spec)
+    if os.path.isfile(spec):
+        from .matconvnet import load_matconvnet
+        return load_matconvnet(spec)
+    if os.path.exists(spec):  # a device or a pipe, which could block a reader
+        raise ValueError("the model %s is not a regular file" % spec)
+    if spec.endswith(".mat") or os.sep in spec:
+        raise FileNotFoundError("model file not found: %s" % spec)
+    if spec not in models.available():
+        raise KeyError("no shipped model named %r and no such file; shipped models: %s"
+                       % (spec, ", ".join(models.available())))
+    return models.load(spec)
+
+
+def load_data(data=None, *, start=0, limit=None):
+    """Test images and labels from an IDX directory, or the shipped Fashion-MNIST sample.
+
+    Parameters
+    ----------
+    data : str or os.PathLike, optional
+        A directory holding ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` (each
+        optionally gzipped); None for :func:`fastdecode.datasets.fashion_sample`.
+    start : int, optional
+        The 0-based index of the first image kept.
+    limit : int, optional
+        Keep at most this many images (default: all from ``start`` on).
+
+    Returns
+    -------
+    Dataset
+        The images kept, their labels, where they came from and ``start``.
+
+    Raises
+    ------
+    ValueError
+        When ``start`` lies outside the images or ``limit`` is below 1.
+    """
+    from . import datasets
+    if data is None:
+        ds = datasets.fashion_sample()
+        source = "the shipped Fashion-MNIST sample (first 1,000 test images)"
+    else:
+        ds = datasets.load_directory(data, split="test")
+        source = "the test images in %s" % os.fspath(data)
+    n = len(ds.images)
+    start = int(start or 0)
+    if start < 0 or start >= n:
+        raise ValueError("--start %d is outside the %d images of %s" % (start, n, source))
+    stop = n if limit is None else start + int(limit)
+    if limit is not None and limit < 1:
+        raise ValueError("--limit must be at least 1, got %d" % limit)
+    images = ds.images[start:stop]
+    labels = None if ds.labels is None else ds.labels[start:stop]
+    return Dataset(images, labels, source, start)
+
+
+def parse_filters(text, count, layer):
+    """The filter indices of ``decode --filters``: ``'0,3,5-9'`` is [0, 3, 5, 6, 7, 8, 9].
+
+    Parameters
+    ----------
+    text : str
+        Indices and inclusive ranges, separated by commas.
+    count : int
+        The number of filters of the layer.
+    layer : str
+        The layer's name, for the messages.
+
+    Returns
+    -------
+    list of int
+        The indices, in the order given.
+
+    Raises
+    ------
+    ValueError
+        When ``text`` is not a list of indices and ranges, or names no filter.
+    IndexError
+        For an index beyond the ``count`` filters (checked before a range is expanded).
+    """
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise ValueError("--filters takes indices and ranges such as 0,3,10-19; got %r"
+                             % text)
+        lo = int(m.group(1))
+        hi = int(m.group(2) or lo)
+        if hi >= count:
+            raise IndexError("filter index %d out of range: layer %r has %d filters"
+                             % (hi, _printable(layer), count))
+        out.extend(range(lo, hi + 1))
+    if not out:
+        raise ValueError("--filters names no filter: %r" % text)
+    return out
+
+
+# --- info and decode ----------------------------------------------------------------------------
+
+def run_info(model):
+    """``fastdecode info``: print a network's layers, strides and decoded sizes.
+
+    Parameters
+    ----------
+    model : str
+        A shipped model's name or a MatConvNet file.
+
+    Returns
+    -------
+    int
+        0.
+    """
+    from .matconvnet import format_info
+    print(format_info(load_model(model), title=model))
+    return 0
+
+
+def run_decode(*, model, layer, filters=None, unpool="nearest", out=None, save=None,
+               threshold=None, n_threads=None):
+    """``fastdecode decode``: decode a conv layer's filters, save them as .npy and a PNG grid.
+
+    Parameters
+    ----------
+    model : str
+        A shipped model's name or a MatConvNet file.
+    layer : str or int
+        The conv layer's name or index.
+    filters : str, optional
+        The ``--filters`` text (see :func:`parse_filters`; default: all filters).
+    unpool : str, optional
+        The unpooling method.
+    out, save : str, optional
+        The PNG grid and the .npy file to write; both appear, or neither.
+    threshold : float, optional
+        Also draw the thresholded filters (a fraction in [0, 1]).
+    n_threads : int, optional
+        Threads (default: all cores).
+
+    Returns
+    -------
+    int
+        0.
+    """
+    from .decoding import decode
+    files = [(path, flag, suffix) for path, flag, suffix in
+             ((save, "--save", ".npy"), (out, "--out", ".png")) if path is not None]
+    for path, flag, _ in files:  # refuse before any work, so that nothing is left half done
+        check_output_file(path, flag)
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise ValueError("--threshold must be a fraction in [0, 1], got %g" % threshold)
+    net = load_model(model)
+    conv = net.layers[net.conv_index(layer)]
+    chosen = None if filters is None else parse_filters(filters, conv.num_filters, conv.name)
+    D = decode(net, layer, filters=chosen, unpool=unpool, n_threads=n_threads)
+    name = _printable(net[layer].name)  # control characters from real files escaped
+    print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
+    labels = np.arange(conv.num_filters) if chosen is None else np.array(chosen)
+    title = "%s, layer %s (%s unpooling)" % (model, name, unpool)
+    with atomic_paths([(path, suffix) for path, _, suffix in files]) as tmps:
+        for tmp, (_, flag, _) in zip(tmps, files):  # both files appear together, or neither
+            if flag == "--save":
+                np.save(tmp, D)
+            else:
+                _save_grid(D, tmp, threshold, labels, title)
+    for path, _, _ in files:
+        print("wrote %s" % path)
+    return 0
+
+
+def _save_grid(D, path, threshold, labels, title):
+    """The PNG grid of ``decode --out``: the decoded filters, labelled by their index."""
+    from . import plotting
+    plotting.save_filter_grid(D, path, threshold=threshold,
+                              labels=labels if len(labels) <= 200 else None, title=title)
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, progress):
+    """Load the model and data, evaluate, write the figures (all or nothing), print a summary."""
+    t0 = time.time()
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    if out is not None:
+        check_output_dir(out)
+    net = load_model(model)
+    ds = load_data(data, start=start, limit=limit)
+    with OutputDirectory(out) as outputs:
+        x, has_mean = prepare(net, ds)
+        _say("\n".join(header_lines(net, model, ds, len(x), has_mean)))
+        e = evaluate(net, model, ds, methods=methods, bias=bias, n_threads=n_threads,
+                     progress=progress, prepared=(x, has_mean))
+        print_evaluation(e)
+        write_results(e, outputs)
+        save_evaluation_figures(e, outputs)
+        if figures:
+            save_layer_figures(net, model, ds, method=methods[0], n_threads=n_threads,
+                               outputs=outputs)
+    if outputs.written:
+        _say()
+        _say("wrote %s" % ", ".join(outputs.written))
+    _say("done in %.1f s" % (time.time() - t0))
+    return 0
+
+
+def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threads=None,
+             limit=None, start=0, bias=False, progress=True):
+    """``fastdecode demo``: evaluate, print the results, write them and every figure.
+
+    Parameters
+    ----------
+    model : str, optional
+        A shipped model's name or a MatConvNet file.
+    data : str, optional
+        A directory of IDX test files (default: the shipped Fashion-MNIST sample).
+    out : str, optional
+        The output directory, filled all or nothing.
+    n_threads : int, optional
+        Threads (default: all cores).
+    limit, start : int, optional
+        Use at most ``limit`` images from the ``start``-th (0-based) on.
+    bias : bool, optional
+        Add the decoded biases to the decoded filters' correlations.
+    progress : bool, optional
+        Show progress bars on stderr.
+
+    Returns
+    -------
+    int
+        0; errors are raised, for the command line to report.
+    """
+    return _run(model=model, data=data, out=out, methods=METHODS, figures=True,
+                n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress)
+
+
+def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit=None, start=0,
+                 bias=False, progress=True):
+    """``fastdecode evaluate``: Table 1, Figure 1 and self-consistency on a data set.
+
+    Parameters
+    ----------
+    model : str
+        A shipped model's name or a MatConvNet file.
+    data : str or None
+        A directory of IDX test files (None: the shipped Fashion-MNIST sample).
+    out : str, optional
+        The output directory for the results and figures, filled all or nothing (default:
+        none, the results are only printed).
+    unpool : str or sequence of str, optional
+        Unpooling methods of Table 1; the first one is used for the rest.
+    n_threads : int, optional
+        Threads (default: all cores).
+    limit, start : int, optional
+        Use at most ``limit`` images from the ``start``-th (0-based) on.
+    bias : bool, optional
+        Add the decoded biases to the decoded filters' correlations.
+    progress : bool, optional
+        Show progress bars on stderr.
+
+    Returns
+    -------
+    int
+        0; errors are raised, for the command line to report.
+    """
+    return _run(model=model, data=data, out=out, methods=unpool, figures=False,
+                n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress)

@@ -1,0 +1,22 @@
+"""The Examples sections of the docstrings run as written (they use the shipped models)."""
+
+import doctest
+import importlib
+from importlib import resources
+
+import pytest
+
+MODULES = ["fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting", "fastdecode.matconvnet",
+           "fastdecode.datasets", "fastdecode.models", "fastdecode.paper"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    for model in ("lenet-mnist", "lenet-fashion"):
+        if not (resources.files("fastdecode.models") / (model + ".mat")).is_file():
+            pytest.skip("shipped model %s not built" % model)
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.failed == 0
+    if name != "fastdecode.paper":
+        assert result.attempted > 0
