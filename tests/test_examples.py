@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import tempfile
 from importlib import resources
 
 import pytest
@@ -11,7 +12,8 @@ MODULES = ["fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting",
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name):
+def test_docstring_examples(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the examples' folders go there
     for model in ("lenet-mnist", "lenet-fashion"):
         if not (resources.files("fastdecode.models") / (model + ".mat")).is_file():
             pytest.skip("shipped model %s not built" % model)
