@@ -1,10 +1,12 @@
 """The atlas (``fastdecode.atlas.report`` and ``fastdecode report``) without a browser: the
 folder's contents, links that stay inside it, one tile per filter with its Eq. 3 error, the top
-images of ``fd.top_images``, the staging folder and refusals."""
+images of ``fd.top_images``, the staging folder, refusals and the command line."""
 
+import gzip
 import json
 import os
 import re
+import struct
 import warnings
 from html.parser import HTMLParser
 
@@ -14,6 +16,7 @@ import pytest
 import fastdecode as fd
 from fastdecode import datasets, models
 from fastdecode.atlas import MARKER, load_photos, report
+from fastdecode.cli import main
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -409,3 +412,98 @@ def test_photo_folder_errors(tmp_path):
         load_photos(bad, net)
     with pytest.raises(ValueError, match="std must be positive"):
         load_photos(_photo_folder(tmp_path / "p"), net, std=[0])
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def write_idx(directory, images, labels):
+    os.makedirs(directory, exist_ok=True)
+    with gzip.open(os.path.join(directory, "t10k-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">IIII", 2051, *images.shape) + images.tobytes())
+    with open(os.path.join(directory, "t10k-labels-idx1-ubyte"), "wb") as f:
+        f.write(struct.pack(">II", 2049, len(labels)) + labels.tobytes())
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    fd.save_matconvnet(tiny_lenet(), str(root / "tiny.mat"))
+    fd.save_matconvnet(tiny_rgb(), str(root / "rgb.mat"))
+    write_idx(root / "data", grey_images(30), (np.arange(30) % 10).astype(np.uint8))
+    _photo_folder(root / "photos")
+    return root
+
+
+def run(argv, capsys):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_report_from_idx_data(cli_files, tmp_path, capsys):
+    out = tmp_path / "atlas"
+    code, stdout, err = run(["report", cli_files / "tiny.mat", "--data", cli_files / "data",
+                             "--limit", 12, "--top-k", 4, "--no-progress", "--out", out], capsys)
+    assert code == 0, err
+    assert "wrote" in stdout and "12 images" in stdout
+    net = fd.load_matconvnet(str(cli_files / "tiny.mat"))
+    raw = datasets.load_directory(cli_files / "data").images[:12]
+    x = models.preprocess(net, raw)
+    page = read_page(page_of(str(out), net, "layer5"))
+    want = fd.reconstruction_error(net, x, "layer5", decoded=fd.decode_all(net)["layer5"],
+                                   progress=False).per_filter
+    np.testing.assert_array_equal([float(t["data-error"]) for t in page.with_class("filter")],
+                                  want)
+    data = json.loads(page.json["atlas-data"])
+    assert all(v["label"] == "c%d" % (int(i) % 10) for i, v in data["images"].items())
+
+
+def test_cli_report_from_photos(cli_files, tmp_path, capsys):
+    out = tmp_path / "photos-atlas"
+    code, stdout, err = run(["report", cli_files / "rgb.mat", "--images", cli_files / "photos",
+                             "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--size",
+                             "16,16", "--layers", "layer1,layer4", "--no-progress", "--out",
+                             out], capsys)
+    assert code == 0, err
+    assert "warning: skipped unreadable image" in err and "d.jpeg" in err
+    assert len(layer_pages(str(out))) == 2
+    data = json.loads(read_page(os.path.join(out, layer_pages(str(out))[0])).json["atlas-data"])
+    assert {v["name"] for v in data["images"].values()} <= {"a.png", "b.jpg", "c.png"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "DATA", "--limit", "0"], "--limit must be at least 1"),
+    (["--images", "EMPTY"], "no JPEG or PNG images"),
+    (["--layers", "bogus"], "unknown layer 'bogus'"),
+    (["--data", "DATA", "--size", "28,28"], "--size resizes photos"),
+    (["--images", "PHOTOS", "--mean", "a,b"], "--mean takes comma-separated numbers"),
+    (["--images", "PHOTOS", "--std", "1,2"], "std needs 1 or 1 values"),
+])
+def test_cli_report_errors(cli_files, tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    subs = {"DATA": cli_files / "data", "EMPTY": tmp_path / "empty",
+            "PHOTOS": cli_files / "photos"}
+    argv = ["report", cli_files / "tiny.mat"] + [subs.get(a, a) for a in args] + [
+        "--no-progress", "--out", tmp_path / "out"]
+    code, stdout, err = run(argv, capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_cli_report_refuses_a_folder_that_is_not_an_atlas(cli_files, tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, _, err = run(["report", "lenet-mnist", "--out", tmp_path / "mine"], capsys)
+    assert code == 2 and "not an earlier atlas" in err
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_cli_report_shipped_model_without_images(tmp_path, capsys):
+    code, stdout, err = run(["report", "lenet-mnist", "--layers", "layer1", "layer3",
+                             "--no-progress", "--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    assert len(layer_pages(str(tmp_path / "a"))) == 2
