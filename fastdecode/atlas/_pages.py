@@ -183,8 +183,8 @@ def layer_page(ctx, lay):
     if has_err:
         out.append('<option value="error-desc">by Eq. 3 error, worst first</option>'
                    '<option value="error-asc">by Eq. 3 error, best first</option>')
-    out.append('</select></label>\n<form id="jump" autocomplete="off"><label>Filter '
-               '<input id="jump-to" type="number" min="0" max="%d" step="1" '
+    out.append('</select></label>\n<form id="jump" autocomplete="off" novalidate><label>'
+               'Go to filter <input id="jump-to" type="number" min="0" max="%d" step="1" '
                'placeholder="0-%d"></label> <button type="submit">Show</button> '
                '<span id="jump-msg" role="status"></span></form>\n'
                '<span class="count">%d filters</span></div>\n'
