@@ -120,7 +120,7 @@ def test_folder_contents(grey):
     assert len(layer_pages(out)) == len(net.conv_layers)
     assert set(os.listdir(os.path.join(out, "assets"))) == {"atlas.css", "atlas.js", "icon.png"}
     sprites = os.listdir(os.path.join(out, "img"))
-    assert all(s.endswith(".png") for s in sprites)
+    assert all(s.endswith(".png") for s in sprites)  # grey images: no JPEG blur
     # a few sheets per layer, not a file per filter
     assert len(sprites) <= 3 * len(net.conv_layers) + 1
     with open(os.path.join(out, MARKER)) as f:
@@ -253,6 +253,44 @@ def test_patches_reaching_into_the_padding_are_tinted():
     np.testing.assert_array_equal(c[1:, :2, 0], img[:2, 2:])
 
 
+@pytest.mark.parametrize("side", [None, 60])
+def test_tiles_show_their_own_filter_from_the_sheets(tmp_path, monkeypatch, side):
+    """Each tile's class (sheet) and background position pick out its filter's pixels, also
+    when a layer's cells are split over several sheets."""
+    from fastdecode.atlas import _images, _pages
+    if side is not None:
+        monkeypatch.setattr(_images, "SHEET_SIDE", side)
+    net = tiny_lenet()
+    out = tmp_path / "sheets"
+    report(net, out, progress=False)
+    decoded = fd.decode_all(net)
+    counts = []
+    for layer in net.conv_layers:
+        page = read_page(page_of(str(out), net, layer))
+        D = decoded[layer]
+        thr = fd.threshold_filters(D, 0.5)
+        h, w = D.shape[2:]
+        scale = _pages.scale_for((w, h), _pages.TILE_PX)
+        pics = [a for a in page.with_class("pic")
+                if "background-position" in (a.get("style") or "")]
+        assert len(pics) == 2 * len(D)
+        sheets = set()
+        for n, attrs in enumerate(pics):
+            f, thresholded = n // 2, n % 2
+            sheet = int(attrs["class"].split()[1][1:])
+            sheets.add(sheet)
+            x, y = (abs(float(v[:-2])) / scale for v in
+                    attrs["style"].split(":")[1].split())
+            with Image.open(out / "img" / ("L%02d-filters-%d.png" % (net.index(layer), sheet))
+                            ) as im:
+                px = np.asarray(im)[int(y):int(y) + h, int(x):int(x) + w]
+            want = _images.filter_pixels((thr if thresholded else D)[f],
+                                         np.abs(D[f]).max())
+            np.testing.assert_array_equal(px, want)
+        counts.append(len(sheets))
+    assert (max(counts) > 1) == (side is not None)
+
+
 def test_without_images_every_filter_is_shown(tmp_path):
     net = tiny_lenet()
     out = tmp_path / "plain"
@@ -280,14 +318,18 @@ def test_layers_subset_and_first_layer_weights(tmp_path):
     assert other["weights"] is None
 
 
-def test_rgb_sprites_are_colour(tmp_path):
+def test_rgb_sprites_are_colour_and_photos_jpeg(tmp_path):
     net = tiny_rgb()
-    report(net, tmp_path / "rgb", progress=False)
-    sheet = os.path.join(tmp_path, "rgb", "img", "L00-filters-0.png")
-    with Image.open(sheet) as im:
+    rng = np.random.default_rng(6)
+    raw = rng.integers(0, 256, (6, 20, 20, 3)).astype(np.uint8)
+    x = models.preprocess(net, np.moveaxis(raw, -1, 1))
+    report(net, tmp_path / "rgb", images=x, display_images=raw, progress=False)
+    img = os.path.join(tmp_path, "rgb", "img")
+    with Image.open(os.path.join(img, "L00-filters-0.png")) as im:
         assert im.mode == "RGB"
-        K = net.conv_layers and net["layer1"].num_filters
-        assert im.size[0] * im.size[1] >= 2 * K * 9
+        assert im.size[0] * im.size[1] >= 2 * net["layer1"].num_filters * 9
+    for name in os.listdir(img):  # filters exact in PNG; photo patches in JPEG
+        assert name.endswith(".jpg" if "patches" in name else ".png"), name
 
 
 # --- the output folder: staging, refusal, interrupt --------------------------------------------

@@ -245,7 +245,7 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
                                                          r.tops.decoded.ravel()])
                                          for r in whole]))
         sheet = _images.Sheets("images", _images.cell_size(shown.shape[1:3], TOP_CELL),
-                               rgb=shown.ndim == 4)
+                               jpeg=shown.ndim == 4)
         ctx["image_cells"] = {int(i): sheet.add(shown[i]) for i in used}
         ctx["image_sheet"] = sheet
     first = net.conv_layers[0]
@@ -318,7 +318,7 @@ def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_name
         if patches:
             sheet = _images.Sheets("L%02d-patches" % res.index,
                                    _images.cell_size(res.decoded.shape[2:], TOP_CELL),
-                                   rgb=shown.ndim == 4)
+                                   jpeg=shown.ndim == 4)
             cells = {}
         else:
             sheet = ctx["image_sheet"]

@@ -108,12 +108,15 @@ class Sheets:
 
     ``add`` returns a cell's index; cells are laid out row by row, ``cols`` to a row and
     ``per_sheet`` to a sheet. ``spec`` describes the layout for the pages' script.
+    jpeg: write JPEG (quality 90) rather than PNG, for sheets of colour photos, which PNG
+    stores many times larger.
     """
 
-    def __init__(self, stem, cell, *, rgb=False):
+    def __init__(self, stem, cell, *, rgb=False, jpeg=False):
         self.stem = stem
         self.cell = (int(cell[0]), int(cell[1]))
-        self.rgb = rgb
+        self.rgb = rgb or jpeg
+        self.jpeg = jpeg
         self.cells = []
         h, w = self.cell
         self.cols = max(1, SHEET_SIDE // w)
@@ -133,7 +136,7 @@ class Sheets:
 
     def files(self):
         n = max(1, -(-len(self.cells) // self.per_sheet))
-        return ["%s-%d.png" % (self.stem, i) for i in range(n)]
+        return ["%s-%d.%s" % (self.stem, i, "jpg" if self.jpeg else "png") for i in range(n)]
 
     def sheet_shapes(self):
         h, w = self.cell
@@ -172,6 +175,10 @@ class Sheets:
                     px = np.repeat(px[..., None], 3, axis=-1)
                 r, c = divmod(i, self.cols)
                 sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = px
-            Image.fromarray(sheet).save(os.path.join(directory, name), format="PNG",
-                                        optimize=False, compress_level=6)
+            if self.jpeg:
+                Image.fromarray(sheet).save(os.path.join(directory, name), format="JPEG",
+                                            quality=90)
+            else:
+                Image.fromarray(sheet).save(os.path.join(directory, name), format="PNG",
+                                            compress_level=6)
         return names
