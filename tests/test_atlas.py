@@ -501,6 +501,10 @@ def test_cli_report_from_idx_data(cli_files, tmp_path, capsys):
                                   want)
     data = json.loads(page.json["atlas-data"])
     assert all(v["label"] == "c%d" % (int(i) % 10) for i, v in data["images"].items())
+    top = read_page(page_of(str(out), net, "layer7"))  # one filter per class: named tiles
+    assert json.loads(top.json["atlas-data"])["classes"] == ["c%d" % i for i in range(10)]
+    with open(page_of(str(out), net, "layer7"), encoding="utf-8") as f:
+        assert '<span class="cls">c3</span>' in f.read()
 
 
 def test_cli_report_from_photos(cli_files, tmp_path, capsys):

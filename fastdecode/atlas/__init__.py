@@ -145,7 +145,9 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
     ``fastdecode.models.preprocess``, or :func:`load_photos`); with them every filter gets its
     Eq. 3 error and its top images, and the overview Table 1.
     labels: optional (N,) label per image, shown under the top images (``class_names[label]``
-    when class names are given); image_names: optional (N,) names (e.g. file names).
+    when class names are given); image_names: optional (N,) names (e.g. file names);
+    class_names: names of the classes, also written on the tiles of the top conv layer when it
+    has one filter per class.
     layers: conv layer names or indices (default: all); unpool: "nearest", "bilinear",
     "bicubic" or "adjoint"; top_k: top images per filter; threshold: fraction of each filter's
     largest magnitude kept in the thresholded filters; limit: use at most the first ``limit``
@@ -166,6 +168,10 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         raise ValueError("limit must be a whole number of images, at least 1, got %r"
                          % (limit,))
+    if class_names is not None:
+        if isinstance(class_names, str):
+            raise TypeError("class_names must be a sequence of names, not one string")
+        class_names = [str(c) for c in class_names]
     names = _layer_names(net, layers)
     if images is not None:
         x, shown, labels, image_names = _check_images(
@@ -285,6 +291,9 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
             lay["weights_sheets"] = wsheet
             lay["weights"] = wsheet.spec("img/")
             lay["weights_scale"] = _pages.scale_for(lay["weights"]["cell"], _pages.LARGE_PX)
+        if (class_names is not None and r.name == net.conv_layers[-1]
+                and len(class_names) == K):  # the top layer's units are the classes
+            lay["classes"] = [str(c) for c in class_names]
         if r.error is not None:
             pf = r.error.per_filter
             lay["errors"] = [float(e) for e in pf]
@@ -309,6 +318,7 @@ def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_name
             "tiles": lay["tiles"], "large_scale": lay["large_scale"],
             "weights": lay.get("weights"), "weights_scale": lay.get("weights_scale"),
             "errors": lay.get("errors"), "n_images": ctx["n_images"],
+            "classes": lay.get("classes"),
             "unpool": ctx["unpool"], "rf": list(res.decoded.shape[2:]), "filters": None,
             "tops": None, "patches": False, "images": {}}
     if res.tops is not None:

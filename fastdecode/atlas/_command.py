@@ -114,11 +114,12 @@ def run_report(*, model, out, data=None, images=None, limit=None, layers=None,
                 x = raw.astype(net.dtype)
         kwargs.update(display_images=raw)
         if ds.labels is not None:
-            kwargs.update(labels=ds.labels, class_names=_class_names(net))
+            kwargs.update(labels=ds.labels)
         source = "%d images from %s" % (len(x), data)
     else:
         x = None
         source = "no images"
+    kwargs.update(class_names=_class_names(net))
     name = os.path.basename(os.fspath(model))
     path = report(net, out, images=x, layers=layer_list, unpool=unpool, top_k=top_k,
                   title=title or "%s atlas" % name, n_threads=n_threads, progress=progress,

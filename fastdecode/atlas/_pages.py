@@ -196,6 +196,8 @@ def layer_page(ctx, lay):
     for f in range(K):
         attrs = 'data-layer="%s" data-filter="%d"' % (esc(lay["name"]), f)
         cap = "<b>%d</b>" % f
+        if lay.get("classes") and lay["classes"][f] != str(f):  # digits need no name
+            cap += ' <span class="cls">%s</span>' % esc(lay["classes"][f])
         bar = ""
         if errors is not None:
             e = errors[f]

@@ -130,6 +130,7 @@
     detail.textContent = "";
     var head = el("div", "detail-head");
     var h = el("h2", null, "Filter " + f);
+    if (data.classes) { h.appendChild(el("span", "cls", " (class " + data.classes[f] + ")")); }
     h.appendChild(el("small", null, " of " + data.layer + " (" + K + " filters)"));
     head.appendChild(h);
     var nav = el("div", "detail-nav");
