@@ -397,6 +397,11 @@ def test_interrupted_work_leaves_nothing(tmp_path, monkeypatch, exc):
     ({"images": np.zeros((3, 1, 8, 8), np.float32)}, "too small"),
     ({"images": np.full((3, 1, 28, 28), np.nan, np.float32)}, "non-finite"),
     ({"images": np.zeros((3, 1, 28, 28), np.float32), "labels": [1]}, "labels has 1"),
+    ({"images": np.zeros((3, 1, 28, 28), np.float32), "image_names": "abcd"},
+     "image_names has 4"),
+    ({"images": np.zeros((3, 1, 28, 28), np.float32), "display_images": np.zeros((3, 9, 9))},
+     "do not match"),
+    ({"labels": [1, 2]}, "need images"),
 ])
 def test_bad_input_is_refused_before_any_output(tmp_path, kwargs, message):
     net = tiny_lenet()

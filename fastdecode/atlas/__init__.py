@@ -98,7 +98,8 @@ def _check_images(net, images, display, labels, image_names, limit, top_layer):
         if len(labels) != N:
             raise ValueError("labels has %d entries for %d images" % (len(labels), N))
     if image_names is not None:
-        image_names = [str(n) for n in image_names][:N]
+        image_names = [str(n) for n in image_names]
+        image_names = image_names[:N] if limit is not None else image_names
         if len(image_names) != N:
             raise ValueError("image_names has %d entries for %d images"
                              % (len(image_names), N))
@@ -120,7 +121,7 @@ def _geometry_text(pair):
     return "%dx%d" % tuple(pair)
 
 
-def _net_rows(net, shown):
+def _net_rows(net):
     rows = []
     for i, layer in enumerate(net.layers):
         conv = layer.name in net.conv_layers
@@ -238,7 +239,7 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
         lead += " No images were given: the pages show the decoded filters only."
     ctx = {"title": title, "version": fd.__version__, "unpool": unpool, "threshold": threshold,
            "n_images": n, "lead": lead, "summary": net.summary(),
-           "net_rows": _net_rows(net, x), "layers": [],
+           "net_rows": _net_rows(net), "layers": [],
            "made": "Written %s." % t0.strftime("%Y-%m-%d %H:%M UTC"),
            "table1_note": ("Eq. 3 of the paper: for each image the network's responses R and "
                            "the decoded filters' correlations D at the layer are rescaled to "
