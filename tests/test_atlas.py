@@ -6,7 +6,11 @@ import gzip
 import json
 import os
 import re
+import signal
 import struct
+import subprocess
+import sys
+import time
 import warnings
 from html.parser import HTMLParser
 
@@ -558,3 +562,28 @@ def test_cli_report_shipped_model_without_images(tmp_path, capsys):
                              "--no-progress", "--out", tmp_path / "a"], capsys)
     assert code == 0, err
     assert len(layer_pages(str(tmp_path / "a"))) == 2
+
+
+def test_cli_report_killed_midway_leaves_nothing(cli_files, tmp_path):
+    """SIGTERM while the atlas is being made: exit 130, no folder and no staging folder."""
+    rng = np.random.default_rng(8)
+    write_idx(tmp_path / "many", rng.integers(0, 256, (20000, 28, 28)).astype(np.uint8),
+              (np.arange(20000) % 10).astype(np.uint8))
+    out = tmp_path / "atlas"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(fd.__file__)))]
+        + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    proc = subprocess.Popen([sys.executable, "-m", "fastdecode", "report", "lenet-mnist",
+                             "--data", str(tmp_path / "many"), "--no-progress", "--threads", "1",
+                             "--out", str(out)], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not any(
+            n.startswith(".atlas.staging-") for n in os.listdir(tmp_path)):
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.skip("the run ended before it could be stopped")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert sorted(os.listdir(tmp_path)) == ["many"]

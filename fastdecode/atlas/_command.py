@@ -1,7 +1,10 @@
 """``fastdecode report``: the atlas from the command line."""
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -55,10 +58,34 @@ def _say_warnings(caught):
         print("fastdecode: warning: %s" % " ".join(str(w.message).split()), file=sys.stderr)
 
 
-def run_report(*, model, out, data=None, images=None, limit=None, layers=None,
-               unpool="nearest", mean=None, std=None, size=None, top_k=9, title=None,
-               n_threads=None, progress=True):
-    """Load the model and the images, check everything, then write the atlas; returns 0."""
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt meanwhile, so that a killed run removes its staging
+    folder as Ctrl-C does (main thread only, where Python delivers signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_report(**kwargs):
+    """Load the model and the images, check everything, then write the atlas; returns 0.
+
+    Keyword arguments as :func:`_run`."""
+    with _terminate_as_interrupt():
+        return _run(**kwargs)
+
+
+def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool="nearest",
+         mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True):
     # the experiments module is where the evaluate command reads models and IDX data
     from ..experiments import load_data, load_model
     from . import _output, report
