@@ -1,4 +1,4 @@
-"""The ``fastdecode`` command: info, decode, demo, evaluate.
+"""The ``fastdecode`` command: info, decode, demo, evaluate, report.
 
 This module parses the arguments and dispatches to the runners in :mod:`fastdecode._app`; it
 reports their errors in one line and turns them, interrupts and SIGTERM into exit statuses.
@@ -42,6 +42,14 @@ def _cmd_evaluate(args):
                         bias=args.bias, progress=not args.no_progress)
 
 
+def _cmd_report(args):
+    from .atlas._command import run_report
+    return run_report(model=args.model, out=args.out, data=args.data, images=args.images,
+                      limit=args.limit, layers=args.layers, unpool=args.unpool, mean=args.mean,
+                      std=args.std, size=args.size, top_k=args.top_k, title=args.title,
+                      n_threads=args.threads, progress=not args.no_progress)
+
+
 def _add_run_options(s):
     s.add_argument("--start", type=int, default=0,
                    help="skip this many images first (e.g. --start 8000 --limit 2000 for MNIST "
@@ -65,7 +73,7 @@ def build_parser():
     p = _Parser(prog="fastdecode", description=DESCRIPTION)
     p.add_argument("--version", action="version", version="fastdecode %s" % __version__)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_info, _add_decode, _add_demo, _add_evaluate):
+    for add in (_add_info, _add_decode, _add_demo, _add_evaluate, _add_report):
         add(sub)
     return p
 
@@ -114,6 +122,30 @@ def _add_evaluate(sub):
     s.add_argument("--out", default=None, help="output directory for results and figures")
     _add_run_options(s)
     s.set_defaults(func=_cmd_evaluate)
+
+
+def _add_report(sub):
+    s = sub.add_parser("report", help="the atlas: HTML pages of every decoded filter, with "
+                                      "Eq. 3 errors and top images when images are given")
+    s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
+    source = s.add_mutually_exclusive_group()
+    source.add_argument("--data", help="directory of MNIST-format IDX test files")
+    source.add_argument("--images", help="folder of JPEG/PNG photos")
+    s.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    s.add_argument("--layers", nargs="+", help="conv layers to show (default: all)")
+    s.add_argument("--unpool", default="nearest",
+                   choices=["nearest", "bilinear", "bicubic", "adjoint"])
+    s.add_argument("--mean", help="per-channel mean of pixels scaled to [0, 1], e.g. "
+                                  "0.485,0.456,0.406 (default: from the model file)")
+    s.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
+    s.add_argument("--size", help="H,W the photos are cropped to (default: the model's)")
+    s.add_argument("--top-k", type=int, default=9, help="top images per filter (default 9)")
+    s.add_argument("--title", help="title of the pages")
+    s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    s.add_argument("--out", required=True, help="output folder (new, empty or an earlier "
+                                                "atlas, which is replaced)")
+    s.set_defaults(func=_cmd_report)
 
 
 class _Parser(argparse.ArgumentParser):

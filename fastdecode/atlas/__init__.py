@@ -1,0 +1,393 @@
+"""The atlas: every decoded filter of a network as a browsable, self-contained set of HTML pages.
+
+``report(net, out)`` writes ``out/index.html`` (the model, its layers and, with images, Table 1)
+and a page per decoded conv layer with a tile for every filter (decoded and thresholded); a click
+on a tile shows the filter large, its Eq. 3 error and its top images by the network's response
+and by the decoded filter's correlation (Figure 4c/d of Rafegas & Vanrell for every filter).
+The pages open from ``file://`` with no server and no network.
+"""
+
+import datetime
+import os
+import shutil
+import sys
+from importlib import resources
+
+import numpy as np
+
+import fastdecode as fd
+
+from . import _analysis, _images, _output, _pages
+from ._inputs import Photos, load_photos, normalisation
+
+__all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]
+
+MARKER = _output.MARKER
+
+#: Largest side in pixels of a filter's cell in the sheets (larger filters are shrunk), and of a
+#: top image or patch.
+FILTER_CELL = 128
+TOP_CELL = 96
+
+UNPOOL = ("nearest", "bilinear", "bicubic", "adjoint")
+
+
+def _layer_names(net, layers):
+    """Names of the conv layers to show, bottom to top, from names or indices; ValueError for
+    anything else, naming the conv layers."""
+    convs = net.conv_layers
+    if not convs:
+        raise ValueError("the network has no conv layers to decode")
+    if layers is None:
+        return list(convs)
+    if isinstance(layers, (str, int, np.integer)):
+        layers = [layers]
+    names = []
+    for layer in layers:
+        try:
+            i = net.index(layer)
+        except (KeyError, IndexError, TypeError):
+            raise ValueError("unknown layer %r; the conv layers are %s"
+                             % (layer, ", ".join(convs))) from None
+        name = net.layers[i].name
+        if name not in convs:
+            raise ValueError("layer %r is a %s layer, not a conv layer; the conv layers are %s"
+                             % (name, net.layers[i].type, ", ".join(convs)))
+        names.append(name)
+    if not names:
+        raise ValueError("layers is empty: name at least one conv layer (%s)" % ", ".join(convs))
+    order = {n: i for i, n in enumerate(convs)}
+    return sorted(set(names), key=order.get)
+
+
+def _check_images(net, images, display, labels, image_names, limit, top_layer):
+    """The images, display pictures, labels and names cut to ``limit`` and checked."""
+    limit = None if limit is None else int(limit)
+    x = np.asarray(images)
+    if x.dtype == object or x.dtype.kind not in "biuf":
+        raise TypeError("images must be a real numeric array (N, C, H, W), got dtype %s"
+                        % x.dtype)
+    if x.ndim == 3 and net.input_channels == 1:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ValueError("images must be (N, C, H, W) as the network takes them, got shape %s"
+                         % (x.shape,))
+    if x.shape[0] == 0:
+        raise ValueError("images is empty: shape %s" % (x.shape,))
+    if x.shape[1] != net.input_channels:
+        raise ValueError("images have %d channels but the network takes %d: convert them (for "
+                         "photos, load_photos does it)" % (x.shape[1], net.input_channels))
+    if limit is not None:
+        x = x[:limit]
+    x = np.ascontiguousarray(x, dtype=net.dtype)
+    if not np.isfinite(x).all():
+        raise ValueError("images contain non-finite values (NaN or inf)")
+    net.check_input((1,) + x.shape[1:], upto=top_layer, name="images")
+    N = len(x)
+    if display is None:
+        shown = _images.rescaled_for_display(x)
+    else:
+        shown = _images.to_uint8_images(display)
+        if limit is not None:
+            shown = shown[:limit]
+        if len(shown) != N or shown.shape[1:3] != x.shape[2:]:
+            raise ValueError("display images %s do not match the images %s (N, H, W)"
+                             % (shown.shape, x.shape))
+    if labels is not None:
+        labels = list(labels)[:N] if limit is not None else list(labels)
+        if len(labels) != N:
+            raise ValueError("labels has %d entries for %d images" % (len(labels), N))
+    if image_names is not None:
+        image_names = [str(n) for n in image_names]
+        image_names = image_names[:N] if limit is not None else image_names
+        if len(image_names) != N:
+            raise ValueError("image_names has %d entries for %d images"
+                             % (len(image_names), N))
+    return x, shown, labels, image_names
+
+
+def _label_text(label, class_names):
+    if class_names is not None:
+        try:
+            return str(class_names[int(label)])
+        except (ValueError, TypeError, IndexError):
+            pass
+    if isinstance(label, (np.integer, np.floating)):
+        label = label.item()
+    return str(label)
+
+
+def _geometry_text(pair):
+    return "%dx%d" % tuple(pair)
+
+
+def _net_rows(net):
+    rows = []
+    for i, layer in enumerate(net.layers):
+        conv = layer.name in net.conv_layers
+        rows.append({"index": i, "name": layer.name, "describe": layer.describe(),
+                     "channels": net.channels(i), "stride": _geometry_text(net.stride(i)),
+                     "padding": ",".join(map(str, net.padding(i))),
+                     "receptive": _geometry_text(net.receptive_field(i)),
+                     "decoded": ("%d x %s" % (layer.num_filters, "x".join(
+                         map(str, net.decoded_shape(i))))) if conv else ""})
+    return rows
+
+
+def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest", top_k=9,
+           threshold=0.5, limit=None, display_images=None, image_names=None, class_names=None,
+           title=None, n_threads=None, progress=True):
+    """Write the atlas of ``net``'s decoded filters into the folder ``out``; returns its path.
+
+    out: a new or empty folder, or an earlier atlas (recognised by its marker file, replaced);
+    anything else is refused. The folder appears complete or not at all: the pages are written
+    into a staging folder beside it and renamed into place at the end.
+    images: optional (N, C, H, W) preprocessed as the network expects (e.g.
+    ``fastdecode.models.preprocess``, or :func:`load_photos`); with them every filter gets its
+    Eq. 3 error and its top images, and the overview Table 1.
+    labels: optional (N,) label per image, shown under the top images (``class_names[label]``
+    when class names are given); image_names: optional (N,) names (e.g. file names);
+    class_names: names of the classes, also written on the tiles of the top conv layer when it
+    has one filter per class.
+    layers: conv layer names or indices (default: all); unpool: "nearest", "bilinear",
+    "bicubic" or "adjoint"; top_k: top images per filter; threshold: fraction of each filter's
+    largest magnitude kept in the thresholded filters; limit: use at most the first ``limit``
+    images. display_images: the pictures to show for the images, uint8 (N, H, W[, 3]) or floats
+    in 0..255 or 0..1 (default: each image stretched by its own minimum and maximum).
+    title: of the pages (default: "fastdecode atlas").
+    """
+    t0 = datetime.datetime.now(datetime.timezone.utc)
+    if not isinstance(net, fd.Network):
+        raise TypeError("net must be a fastdecode Network, got %s" % type(net).__name__)
+    if unpool not in UNPOOL:
+        raise ValueError("unpool must be one of %s, got %r" % (", ".join(UNPOOL), unpool))
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError("top_k must be a whole number, at least 1, got %r" % (top_k,))
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError("threshold must be a fraction in [0, 1], got %g" % threshold)
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+        raise ValueError("limit must be a whole number of images, at least 1, got %r"
+                         % (limit,))
+    if class_names is not None:
+        if isinstance(class_names, str):
+            raise TypeError("class_names must be a sequence of names, not one string")
+        class_names = [str(c) for c in class_names]
+    names = _layer_names(net, layers)
+    if images is not None:
+        x, shown, labels, image_names = _check_images(
+            net, images, display_images, labels, image_names, limit, names[-1])
+    elif limit is not None or labels is not None or display_images is not None:
+        raise ValueError("limit, labels and display_images need images")
+    else:
+        x = shown = None
+    _output.check_out(out)
+    title = str(title) if title else "fastdecode atlas"
+
+    from tqdm.auto import tqdm
+    steps = 2 + 2 * len(names)
+    bar = tqdm(total=steps, desc="atlas", unit="step", file=sys.stderr, disable=not progress)
+    try:
+        with _output.staged(out, {"generator": "fastdecode atlas", "version": fd.__version__,
+                                  "layers": names}) as stage:
+            os.makedirs(os.path.join(stage, "img"))
+            os.makedirs(os.path.join(stage, "assets"))
+            bar.set_postfix_str("decoding")
+            if unpool in ("nearest", "adjoint") and len(names) == len(net.conv_layers):
+                decoded = fd.decode_all(net, unpool=unpool, n_threads=n_threads)
+            else:
+                decoded = {n: fd.decode(net, n, unpool=unpool, n_threads=n_threads)
+                           for n in names}
+            bar.update(1)
+            results = []
+            for name in names:
+                bar.set_postfix_str(name)
+                results.append(_analysis.analyse(
+                    net, name, decoded[name], x, unpool=unpool, threshold=threshold,
+                    top_k=int(top_k), n_threads=n_threads, progress=progress))
+                bar.update(1)
+            ctx = _context(net, results, x, shown, labels, image_names, class_names,
+                           title=title, unpool=unpool, threshold=threshold, t0=t0)
+            for lay, res in zip(ctx["layers"], results):
+                bar.set_postfix_str("pages %s" % res.name)
+                _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_names)
+                bar.update(1)
+            bar.set_postfix_str("writing")
+            if ctx.get("image_sheet") is not None:
+                ctx["image_sheet"].write(os.path.join(stage, "img"))
+            _write(os.path.join(stage, "index.html"), _pages.index_page(ctx))
+            _copy_assets(stage, results)
+            bar.update(1)
+    finally:
+        bar.close()
+    return os.path.abspath(out)
+
+
+def _context(net, results, x, shown, labels, image_names, class_names, *, title, unpool,
+             threshold, t0):
+    n = 0 if x is None else len(x)
+    convs = ", ".join("%s (%d filters, %s)" % (r.name, len(r.decoded),
+                                              _geometry_text(r.decoded.shape[2:]))
+                      for r in results)
+    lead = ("%d decoded layer%s: %s. Input: %d channel%s%s; %s unpooling." % (
+        len(results), "" if len(results) == 1 else "s", _pages.esc(convs), net.input_channels,
+        "" if net.input_channels == 1 else "s",
+        (", %dx%d pixels" % x.shape[2:]) if x is not None else "", _pages.esc(unpool)))
+    if n:
+        lead += " Eq. 3 errors and top images over %d image%s." % (n, "" if n == 1 else "s")
+    else:
+        lead += " No images were given: the pages show the decoded filters only."
+    ctx = {"title": title, "version": fd.__version__, "unpool": unpool, "threshold": threshold,
+           "n_images": n, "lead": lead, "summary": net.summary(),
+           "net_rows": _net_rows(net), "layers": [],
+           "made": "Written %s." % t0.strftime("%Y-%m-%d %H:%M UTC"),
+           "table1_note": ("Eq. 3 of the paper: for each image the network's responses R and "
+                           "the decoded filters' correlations D at the layer are rescaled to "
+                           "[0, 1] and their mean squared difference taken; mean &plusmn; std "
+                           "over %d images, %s unpooling." % (n, _pages.esc(unpool))),
+           "image_sheet": None}
+    whole = [r for r in results if r.tops is not None and r.network_pos is None]
+    if whole:  # one sheet of the images that are some filter's top image, shared by the pages
+        used = np.unique(np.concatenate([np.concatenate([r.tops.network.ravel(),
+                                                         r.tops.decoded.ravel()])
+                                         for r in whole]))
+        sheet = _images.Sheets("images", _images.cell_size(shown.shape[1:3], TOP_CELL),
+                               jpeg=shown.ndim == 4)
+        ctx["image_cells"] = {int(i): sheet.add(shown[i]) for i in used}
+        ctx["image_sheet"] = sheet
+    first = net.conv_layers[0]
+    for r in results:
+        K = len(r.decoded)
+        stem = "L%02d" % r.index
+        tiles = _images.Sheets(stem + "-filters",
+                               _images.cell_size(r.decoded.shape[2:], FILTER_CELL))
+        for f in range(K):
+            tiles.add(_images.filter_pixels(r.decoded[f]))
+        for f in range(K):  # same peak as the filter: the thresholded values keep their shade
+            tiles.add(_images.filter_pixels(r.thresholded[f],
+                                            np.abs(r.decoded[f]).max() if r.decoded.shape[1] in
+                                            (1, 3) else None))
+        spec = tiles.spec("img/")
+        layer = net[r.name]
+        rf = net.receptive_field(r.name)
+        lay = {"name": r.name, "index": r.index, "K": K, "page": _pages.page_name(r.index, r.name),
+               "describe": layer.describe(), "tiles": spec, "tiles_sheets": tiles,
+               "tile_scale": _pages.scale_for(spec["cell"], _pages.TILE_PX),
+               "preview_scale": _pages.scale_for(spec["cell"], 40), "n_preview": 24,
+               "large_scale": _pages.scale_for(spec["cell"], _pages.LARGE_PX),
+               "shape_text": "decoded %s, receptive field %s" % (
+                   "x".join(map(str, r.decoded.shape[1:])), _geometry_text(rf)),
+               "facts": " &middot; ".join([
+                   "%d filters" % K, "receptive field %s pixels" % _geometry_text(rf),
+                   "cumulative stride %s" % _geometry_text(net.stride(r.name)),
+                   "padding %s (top, bottom, left, right)" % ",".join(
+                       map(str, net.padding(r.name))),
+                   "decoded filters %s" % "x".join(map(str, r.decoded.shape[1:]))])}
+        if r.name == first:
+            w = layer.weights
+            wsheet = _images.Sheets(stem + "-weights", _images.cell_size(w.shape[2:],
+                                                                         FILTER_CELL))
+            for f in range(K):
+                wsheet.add(_images.filter_pixels(w[f]))
+            lay["weights_sheets"] = wsheet
+            lay["weights"] = wsheet.spec("img/")
+            lay["weights_scale"] = _pages.scale_for(lay["weights"]["cell"], _pages.LARGE_PX)
+        if (class_names is not None and r.name == net.conv_layers[-1]
+                and len(class_names) == K):  # the top layer's units are the classes
+            lay["classes"] = [str(c) for c in class_names]
+        if r.error is not None:
+            pf = r.error.per_filter
+            lay["errors"] = [float(e) for e in pf]
+            lay["table1"] = {"mean": r.error.mean, "std": r.error.std,
+                             "best": int(np.argmin(pf)), "best_error": float(pf.min()),
+                             "worst": int(np.argmax(pf)), "worst_error": float(pf.max())}
+        ctx["layers"].append(lay)
+    return ctx
+
+
+def _write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_names):
+    img_dir = os.path.join(stage, "img")
+    lay.pop("tiles_sheets").write(img_dir)
+    if "weights_sheets" in lay:
+        lay.pop("weights_sheets").write(img_dir)
+    data = {"layer": lay["name"], "K": lay["K"], "threshold": ctx["threshold"],
+            "tiles": lay["tiles"], "large_scale": lay["large_scale"],
+            "weights": lay.get("weights"), "weights_scale": lay.get("weights_scale"),
+            "errors": lay.get("errors"), "n_images": ctx["n_images"],
+            "classes": lay.get("classes"),
+            "unpool": ctx["unpool"], "rf": list(res.decoded.shape[2:]), "filters": None,
+            "tops": None, "patches": False, "images": {}}
+    if res.tops is not None:
+        tops, scores = res.tops, res.scores
+        k = tops.network.shape[1]
+        patches = res.network_pos is not None
+        if patches:
+            sheet = _images.Sheets("L%02d-patches" % res.index,
+                                   _images.cell_size(res.decoded.shape[2:], TOP_CELL),
+                                   jpeg=shown.ndim == 4)
+            cells = {}
+        else:
+            sheet = ctx["image_sheet"]
+            data["tops"] = sheet.spec("img/")
+        h, w = res.decoded.shape[2:]
+        filters = []
+        used = set()
+        for f in range(lay["K"]):
+            entry = {"o": float(tops.overlap[f])}
+            for key, top, S, pos in (("n", tops.network, scores.network, res.network_pos),
+                                     ("d", tops.decoded, scores.decoded, res.decoded_pos)):
+                items = []
+                for r in range(k):
+                    i = int(top[f, r])
+                    used.add(i)
+                    item = [i, float(S[i, f])]
+                    if patches:
+                        y0, x0 = (int(v) for v in pos[f, r])
+                        key3 = (i, y0, x0)
+                        if key3 not in cells:
+                            cells[key3] = sheet.add(_images.crop(shown[i], y0, x0, h, w))
+                        item += [cells[key3], y0, x0]
+                    else:
+                        item.append(ctx["image_cells"][i])
+                    items.append(item)
+                entry[key] = items
+            filters.append(entry)
+        if patches:
+            sheet.write(img_dir)
+            data["tops"] = sheet.spec("img/")
+        data["filters"] = filters
+        data["patches"] = patches
+        data["k"] = k
+        data["scores"] = {"network": "max response of the unit over positions",
+                          "decoded": "max correlation of the decoded filter over positions"}
+        for i in sorted(used):
+            info = {}
+            if labels is not None:
+                info["label"] = _label_text(labels[i], class_names)
+            if image_names is not None:
+                info["name"] = image_names[i]
+            data["images"][str(i)] = info
+        lay["tops"] = data["tops"]
+        lay["top_scale"] = _pages.scale_for(data["tops"]["cell"], _pages.TOP_PX)
+        data["top_scale"] = lay["top_scale"]
+    lay["data"] = data
+    _write(os.path.join(stage, lay["page"]), _pages.layer_page(ctx, lay))
+
+
+def _copy_assets(stage, results):
+    assets = os.path.join(stage, "assets")
+    root = resources.files(__name__) / "static"
+    for name in ("atlas.css", "atlas.js"):
+        with resources.as_file(root / name) as src:
+            shutil.copyfile(src, os.path.join(assets, name))
+    # the favicon: a decoded filter of the top layer, 16x16
+    from PIL import Image
+    top = results[-1].decoded[0]
+    icon = Image.fromarray(_images.filter_pixels(top)).resize((16, 16),
+                                                             Image.Resampling.BILINEAR)
+    icon.save(os.path.join(assets, "icon.png"), format="PNG")
