@@ -7,7 +7,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _kernels
+from ._engine import _correlation, _eq3, _maps, _resample, _substitution, _winograd
 from ._validation import (all_finite, as_int, as_pad, as_pair, check_bytes, float_array,
                           overflow_error, require_finite, resolve_threads, result_dtype)
 
@@ -330,7 +330,7 @@ def transpose_last2(a, threads, name="transpose"):
     """a (F, J, P) C-contiguous as an (F, P, J) C-contiguous array (a tiled, parallel copy)."""
     out = transient(name, (a.shape[0], a.shape[2], a.shape[1]), a.dtype)
     if a.size:
-        _kernels.transpose_last2(a, out, threads if a.size >= 1 << 16 else 1)
+        _maps.transpose_last2(a, out, threads if a.size >= 1 << 16 else 1)
     return out
 
 
@@ -423,7 +423,7 @@ def substitute_col2im(df, weights, out, sy, sx, threads, zero=False):
                                                                      threads, "maps")
         work = scratch("cols", out.dtype, threads, rb * W * min(cb, C) * kh * kw)
         with blas_single_threaded():
-            _kernels.substitute_gemm_maps(dl, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
+            _substitution.substitute_gemm_maps(dl, w2, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
                                           threads, planar, zero)
         return out
     if zero:
@@ -433,7 +433,7 @@ def substitute_col2im(df, weights, out, sy, sx, threads, zero=False):
     wt = transpose_last2(w2[None], threads, "weights")[0]
     work = scratch("cols", out.dtype, threads, rb * kw * min(fb, F) * H * W)
     with blas_single_threaded():
-        _kernels.substitute_gemm_weights(dl, wt, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
+        _substitution.substitute_gemm_weights(dl, wt, out, H, W, kh, kw, sy, sx, fb, cb, rb, work,
                                          threads)
     return out
 
@@ -442,7 +442,7 @@ def substitute_col2im(df, weights, out, sy, sx, threads, zero=False):
 #
 # Maps (F, C, H, W) stored as padded planes buf (F, C, S): pixel (y, x) at buf[f, c, off + y*P + x]
 # and zeros everywhere else. A substitution reads them with whole rows per GEMM (see
-# ``_kernels.substitute_phased``) and can write its result straight into the padded planes that
+# ``_substitution.substitute_phased``) and can write its result straight into the padded planes that
 # the next substitution reads: a chain of substitutions then makes no copies between steps.
 
 PaddedMaps = namedtuple("PaddedMaps", ["buf", "H", "W", "P", "off"])
@@ -491,7 +491,7 @@ def pad_maps(df, P, off, threads, out=None):
     S = off + H * P
     buf = (transient("padded", (F, J, S), df.dtype) if out is None
            else out.reshape(-1)[:F * J * S].reshape(F, J, S))
-    _kernels.pad_planes(df.reshape(F * J, H, W), buf.reshape(F * J, S), P, off,
+    _maps.pad_planes(df.reshape(F * J, H, W), buf.reshape(F * J, S), P, off,
                         threads if buf.size >= 1 << 16 else 1)
     return PaddedMaps(buf, H, W, P, off)
 
@@ -539,7 +539,7 @@ def substitute_phased(maps, wp, kernel, out, Po, off_out, sy, sx, threads):
                     2.0 * F * J * H * P * C * kh * kw)
     work = scratch("phased", buf.dtype, threads, sy * sx * cb * rb * P)
     with blas_single_threaded():
-        _kernels.substitute_phased(buf, wp, out, H, W, P, off, Ho, Wo, Po, off_out, kh, kw, sy, sx,
+        _substitution.substitute_phased(buf, wp, out, H, W, P, off, Ho, Wo, Po, off_out, kh, kw, sy, sx,
                                    rb, cb, work, threads)
     return PaddedMaps(out, Ho, Wo, Po, off_out)
 
@@ -597,7 +597,7 @@ def correlate_into(x, filters, out, sy, sx, threads, bias=None, pt=0, pl=0):
         threads = _team(threads, N * _ceil_div(K, kb) * _ceil_div(Ho, rb), 2.0 * N * K * P * CKK)
         patches = scratch("patches", out.dtype, threads, rb * Wo * CKK)
         with blas_single_threaded():
-            bad = _kernels.correlate_gemm_planes(x, filters.reshape(K, CKK), bias, out, h, w, sy,
+            bad = _correlation.correlate_gemm_planes(x, filters.reshape(K, CKK), bias, out, h, w, sy,
                                                  sx, pt, pl, kb, rb, patches, threads)
         return bad == 0
     nb, kb, pr = correlate_blocks(N, K, P, C * h * w)
@@ -605,42 +605,9 @@ def correlate_into(x, filters, out, sy, sx, threads, bias=None, pt=0, pl=0):
     patches = scratch("patches", out.dtype, threads, pr * C * h * w)
     prod = scratch("prod", out.dtype, threads, pr * min(kb, K))
     with blas_single_threaded():
-        bad = _kernels.correlate_gemm(x, filters.reshape(K, C * h * w), bias, out, h, w, sy, sx,
+        bad = _correlation.correlate_gemm(x, filters.reshape(K, C * h * w), bias, out, h, w, sy, sx,
                                       pt, pl, nb, kb, pr, patches, prod, threads)
     return bad == 0
-
-
-def substitute_reference(df, weights, *, stride=1, n_threads=None):
-    """The direct-loop substitution kernel (no BLAS), for tests and benchmarks.
-
-    Same arguments and result as :func:`substitute` for (K, J, H, W) maps.
-    """
-    df = float_array("df", df, ndim=4)
-    weights = float_array("weights", weights, ndim=4)
-    sy, sx = as_pair("stride", stride, minimum=1)
-    dtype = result_dtype(df, weights)
-    K, J, H, W = df.shape
-    _, C, h, w = weights.shape
-    out = np.zeros((K, C, (H - 1) * sy + h, (W - 1) * sx + w), dtype=dtype)
-    _kernels.substitute_full(df.astype(dtype, copy=False), weights.astype(dtype, copy=False),
-                             out, sy, sx, resolve_threads(n_threads))
-    return out
-
-
-def correlate_reference(x, filters, *, stride=1, n_threads=None):
-    """The direct-loop correlation kernel (no BLAS, no padding), for tests and benchmarks."""
-    x = float_array("x", x, ndim=4)
-    filters = float_array("filters", filters, ndim=4)
-    sy, sx = as_pair("stride", stride, minimum=1)
-    dtype = result_dtype(x, filters)
-    N, C, H, W = x.shape
-    K, _, h, w = filters.shape
-    Ho, Wo = (H - h) // sy + 1, (W - w) // sx + 1
-    x = np.ascontiguousarray(x[:, :, :(Ho - 1) * sy + h, :(Wo - 1) * sx + w], dtype=dtype)
-    out = np.zeros((N, K, Ho, Wo), dtype=dtype)
-    _kernels.correlate_valid(x, filters.astype(dtype, copy=False), out, sy, sx,
-                             resolve_threads(n_threads))
-    return out
 
 
 # --- unpooling -------------------------------------------------------------------------------
@@ -756,15 +723,15 @@ def unpool_checked(a, fy, fx, sz_y, sz_x, method, threads, out=None):
         if out is None:
             out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)
         wy, wx = (1.0, 1.0) if method == "nearest" else (1.0 / fy, 1.0 / fx)
-        _kernels.upsample_box(planes, out, fy, fx, wy, wx, threads)
+        _resample.upsample_box(planes, out, fy, fx, wy, wx, threads)
         return out.reshape(lead + (Ho, Wo))
     ridx, rw = _unpool_taps(H, fy, sz_y, method)
     cidx, cw = _unpool_taps(W, fx, sz_x, method)
     tmp = np.empty((planes.shape[0], Ho, W), dtype=a.dtype)
-    _kernels.resample_rows(planes, ridx, rw, tmp, threads)
+    _resample.resample_rows(planes, ridx, rw, tmp, threads)
     if out is None:
         out = np.empty((planes.shape[0], Ho, Wo), dtype=a.dtype)
-    _kernels.resample_cols(tmp, cidx, cw, out, threads)
+    _resample.resample_cols(tmp, cidx, cw, out, threads)
     return out.reshape(lead + (Ho, Wo))
 
 
@@ -820,7 +787,7 @@ def pool_into(x, out, method, size, stride, pad, threads):
     N, C, H, W = x.shape
     _check_out(out, (N, C) + window_grid((H, W), size, stride, pad), x.dtype, x)
     threads = max(1, min(threads, N * C))   # memory-bound: every thread helps
-    _kernels.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
+    _maps.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
                     out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],
                     pad[0], pad[2], method == "avg", threads)
     return out
@@ -842,7 +809,7 @@ def relu_into(x, out, leak, threads):
         _check_out(out, x.shape, x.dtype, x)
     elif not x.flags.c_contiguous:
         raise ValueError("relu in place needs a C-contiguous array")
-    _kernels.relu(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), leak, threads)
+    _maps.relu(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), leak, threads)
     return out
 
 
@@ -858,7 +825,7 @@ def eq3_sums(R, D, threads):
     per_image = np.empty(N)
     per_filter = np.empty((N, K))
     constant = np.empty((N, 2), dtype=np.uint8)
-    _kernels.eq3_sums(R.reshape(N, -1), D.reshape(N, -1), K, per_image, per_filter, constant,
+    _eq3.eq3_sums(R.reshape(N, -1), D.reshape(N, -1), K, per_image, per_filter, constant,
                       max(1, min(threads, N)))
     return per_image, per_filter, constant.astype(bool)
 
@@ -982,7 +949,7 @@ def winograd_weights(weights, m, stride=(1, 1), threads=1):
     for py in range(sy):
         for px in range(sx):
             phase = np.ascontiguousarray(weights[:, :, py::sy, px::sx])
-            _kernels.winograd_weights(phase, G, u[py * sx + px],
+            _winograd.winograd_weights(phase, G, u[py * sx + px],
                                       threads if weights.size >= 1 << 16 else 1)
     return u
 
@@ -1020,7 +987,7 @@ def substitute_winograd(maps, u, m, stride, out, Po, off_out, threads):
     work = scratch("winograd", buf.dtype, threads,
                    a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a))
     with blas_single_threaded():
-        _kernels.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, off_out, sy, sx,
+        _winograd.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, off_out, sy, sx,
                                      BT.astype(buf.dtype), AT.astype(buf.dtype), tb, cb, work,
                                      threads)
     return PaddedMaps(out, Ho, Wo, Po, off_out)

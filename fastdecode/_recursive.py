@@ -13,7 +13,8 @@ each conv layer, is summed over each pooling window at the cumulative stride of 
 
 import numpy as np
 
-from . import _api, _kernels
+from . import _api
+from ._engine import _resample
 from .network import LRN, BatchNorm, Conv, Dropout, Pool, ReLU, _printable
 
 #: Unpooling methods that substitute a box (nearest: ones, adjoint: ones / area): they are
@@ -47,7 +48,7 @@ def box_sum(E, size, stride, scale=1.0, threads=1):
     E = np.ascontiguousarray(E)
     J, C, H, W = E.shape
     out = np.empty((J, C, (ph - 1) * sy + H, (pw - 1) * sx + W), dtype=E.dtype)
-    _kernels.box_sum(E, out, ph, pw, sy, sx, scale, threads)
+    _resample.box_sum(E, out, ph, pw, sy, sx, scale, threads)
     return out
 
 

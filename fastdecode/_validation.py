@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from . import _kernels, _openmp
+from . import _openmp
+from ._engine import _checks
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -102,7 +103,7 @@ def all_finite(arr):
         flat = arr.ravel(order="K").view(view)
         block = 1 << 16
         threads = min(resolve_threads(None), -(-flat.size // block))
-        return _kernels.count_nonfinite_blocks(flat, view(exponent), block, threads) == 0
+        return _checks.count_nonfinite_blocks(flat, view(exponent), block, threads) == 0
     return bool(np.isfinite(arr).all())
 
 

@@ -63,7 +63,6 @@ def test_substitute_matches_reference(df_shape, w_shape, stride, dtype):
     out = fd.substitute(df, w, stride=stride)
     assert out.dtype == dtype
     _close(out, ref.substitute(df, w, stride), dtype)
-    _close(out, _api.substitute_reference(df, w, stride=stride), dtype)
 
 
 @pytest.mark.parametrize("layout_maps", [True, False])
@@ -77,7 +76,7 @@ def test_substitute_both_layouts_agree_with_direct_loop(layout_maps):
     layout = _api.substitute_blocks(*df.shape, *w.shape[1:])[0]
     assert layout == ("maps" if layout_maps else "weights")
     out = fd.substitute(df, w, stride=2)
-    _close(out, _api.substitute_reference(df, w, stride=2), np.float64)
+    _close(out, ref.substitute(df, w, 2), np.float64)
 
 
 # (N, C, H, W) images, (K, C, h, w) filters, stride, pad
@@ -148,7 +147,7 @@ def test_block_sizes_depend_on_shapes_only():
 @pytest.mark.parametrize("method", ["nearest", "adjoint"])
 @pytest.mark.parametrize("factor", [2, 3, (2, 3)])
 def test_box_unpooling_fast_path_is_the_separable_resampling(dtype, method, factor):
-    from fastdecode import _kernels
+    from fastdecode._engine import _resample, _substitution, _winograd
     rng = np.random.default_rng(14)
     a = rng.standard_normal((4, 3, 7, 6)).astype(dtype)
     fy, fx = _api.as_pair("factor", factor)
@@ -156,9 +155,9 @@ def test_box_unpooling_fast_path_is_the_separable_resampling(dtype, method, fact
     ridx, rw = _api._unpool_taps(7, fy, fy, method)
     cidx, cw = _api._unpool_taps(6, fx, fx, method)
     tmp = np.empty((12, 7 * fy, 6), dtype=dtype)
-    _kernels.resample_rows(a.reshape(12, 7, 6), ridx, rw, tmp, 1)
+    _resample.resample_rows(a.reshape(12, 7, 6), ridx, rw, tmp, 1)
     expected = np.empty((12, 7 * fy, 6 * fx), dtype=dtype)
-    _kernels.resample_cols(tmp, cidx, cw, expected, 1)
+    _resample.resample_cols(tmp, cidx, cw, expected, 1)
     assert np.array_equal(got, expected.reshape(got.shape))
     _close(got, ref.unpool(a, (fy, fx), (fy, fx), method), dtype)
 
@@ -204,7 +203,7 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
                                                seed):
     # Any pitch and offset at least the least layout, any output layout, any blocks: the valid
     # pixels are the substitution and everything else in the output planes is exactly zero.
-    from fastdecode import _kernels
+    from fastdecode._engine import _resample, _substitution, _winograd
     rng = np.random.default_rng(seed)
     df = rng.standard_normal((F, J, H, W)).astype(dtype)
     w = rng.standard_normal((J, C, kh, kw)).astype(dtype)
@@ -219,7 +218,7 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
     cb = min(cb, C)
     scratch = np.empty((2, sy * sx * cb * rb * P), dtype)
     with _api.blas_single_threaded():
-        _kernels.substitute_phased(maps.buf, _api.phased_weights(w, (sy, sx)), out, H, W, P, off,
+        _substitution.substitute_phased(maps.buf, _api.phased_weights(w, (sy, sx)), out, H, W, P, off,
                                    Ho, Wo, Po, off_out, kh, kw, sy, sx, rb, cb, scratch, 2)
     got = _unpad(out, Ho, Wo, Po, off_out)
     _close(got, ref.substitute(df, w, (sy, sx)), dtype)
@@ -276,7 +275,7 @@ def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off,
     # blocks, every F(m, r) in both dtypes, strides (phases): the valid pixels are the
     # substitution within the rounding bound of the method, everything else in the output
     # planes exactly zero.
-    from fastdecode import _kernels
+    from fastdecode._engine import _resample, _substitution, _winograd
     m, r = mr
     rng = np.random.default_rng(seed)
     df = rng.standard_normal((F, J, H, W)).astype(dtype)
@@ -295,7 +294,7 @@ def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off,
     for threads in (2, 1, 3):
         out = np.full((F, C, out_off + Ho * Po + 3), np.nan, dtype)
         with _api.blas_single_threaded():
-            _kernels.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, out_off, sy, sx,
+            _winograd.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, out_off, sy, sx,
                                          BT.astype(dtype), AT.astype(dtype), tb, cb, scratch,
                                          threads)
         outs.append(out)
