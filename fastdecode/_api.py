@@ -9,7 +9,7 @@ import numpy as np
 
 from ._engine import _correlation, _eq3, _maps, _resample, _substitution, _winograd
 from ._validation import (all_finite, as_int, as_pad, as_pair, check_bytes, float_array,
-                          overflow_error, require_finite, resolve_threads, result_dtype)
+                          overflow_error, resolve_threads, result_dtype)
 
 UNPOOL_METHODS = ("nearest", "bilinear", "bicubic", "adjoint")
 
@@ -37,18 +37,11 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     bias is added and the result checked inside the kernel, block by block (callers raise).
 
     out: an array to write the result into (C-contiguous, of the result's shape and dtype, for
-    (N, C, H, W) images, not sharing the inputs' memory), as from :class:`Buffers`; a new one
-    otherwise. finite_inputs: x and filters are known to be finite (a network's checked layer
-    outputs and weights): their values are not checked again. bias: K values, or None.
-
-    Non-finite x raises ValueError, as for any input. When the windows read every value of x
-    (the usual case), x is checked only if the result is not finite: each value of x then
-    reaches the result through a product with every filter (NaN times 0 is NaN, in any BLAS
-    that :func:`blas_propagates_nan`), so a NaN or an inf in x leaves a NaN or an inf there,
-    and a finite result proves x finite. This saves a pass over x, a tenth of the time of a
-    float64 correlation of a dataset. Then errors about shapes, filters or memory come before
-    one about x, and ``out`` has been written when x's error is raised."""
-    x = float_array("x", x, ndim=(3, 4), finite=False)
+    (N, C, H, W) images, not sharing the inputs' memory); a new one otherwise.
+    finite_inputs: x and filters are known to be finite (a network's checked layer outputs and
+    weights): their values are not checked again. Otherwise non-finite x or filters raise
+    ValueError before any computation. bias: K values, or None."""
+    x = float_array("x", x, ndim=(3, 4), finite=not finite_inputs)
     single = x.ndim == 3
     if single:
         x = x[None]
@@ -70,10 +63,6 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     Ho, Wo = window_grid((H, W), (h, w), (sy, sx), (pt, pb, pl, pr))
     dtype = result_dtype(x, filters)
     check_bytes("correlate output", (N, K, Ho, Wo), dtype, memory_limit)
-    check_x_after = (not finite_inputs and windows_cover(H, h, sy, pt, Ho)
-                     and windows_cover(W, w, sx, pl, Wo) and blas_propagates_nan(dtype))
-    if not finite_inputs and not check_x_after:
-        require_finite("x", x)
     # The kernels read the padding as zeros: no padded copy.
     x = np.ascontiguousarray(x, dtype=dtype)
     filters = np.ascontiguousarray(filters, dtype=dtype)
@@ -84,18 +73,7 @@ def correlate_finite(x, filters, *, stride=1, pad=0, n_threads=None, memory_limi
     else:
         _check_out(out, (N, K, Ho, Wo), dtype, x, filters)
     finite = correlate_into(x, filters, out, sy, sx, threads, bias, pt, pl)
-    if not finite and check_x_after:
-        require_finite("x", x)
     return (out[0] if single else out), finite
-
-
-def windows_cover(size, kernel, stride, pad_before, count):
-    """Whether ``count`` windows of ``kernel`` at ``stride``, the first starting ``pad_before``
-    before the image, read every one of the image's ``size`` rows (or columns)."""
-    if stride <= kernel:  # no gaps: the last window must reach the end
-        return stride * (count - 1) - pad_before + kernel >= size
-    last_start_before = min(pad_before // stride, count - 1)  # gaps: one window must hold all
-    return stride * last_start_before - pad_before + kernel >= size
 
 
 def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
@@ -104,17 +82,14 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
     ``out[k, c, s*y + u, s*x + v] += df[k, j, y, x] * weights[j, c, u, v]``.
     df: maps (K, J, H, W) or one map (J, H, W); weights (J, C, h, w); stride int or (sy, sx).
     Returns (K, C, (H-1)*sy + h, (W-1)*sx + w) (or without the K axis for one map).
-    Non-finite df or weights raise ValueError; df is checked only when the result is not
-    finite, as every value of df reaches the result through a product with every weight (given
-    a BLAS that :func:`blas_propagates_nan`; df is checked first otherwise).
+    Non-finite df or weights raise ValueError before any computation; a result that overflows
+    its dtype raises ValueError.
     """
-    df = float_array("df", df, ndim=(3, 4), finite=False)
+    df = float_array("df", df, ndim=(3, 4))
     single = df.ndim == 3
     if single:
         df = df[None]
     weights = float_array("weights", weights, ndim=4)
-    if not blas_propagates_nan(result_dtype(df, weights)):
-        require_finite("df", df)
     sy, sx = as_pair("stride", stride, minimum=1)
     threads = resolve_threads(n_threads)
     K, J, H, W = df.shape
@@ -131,7 +106,6 @@ def substitute(df, weights, *, stride=1, n_threads=None, memory_limit=None):
     substitute_into(df.astype(dtype, copy=False), weights.astype(dtype, copy=False), out, sy, sx,
                     threads, zero=True)
     if not all_finite(out):
-        require_finite("df", df)
         raise overflow_error("the substitution of weights %s into df %s"
                              % (weights.shape, df.shape), dtype)
     return out[0] if single else out
@@ -165,39 +139,6 @@ def blas_single_threaded():
     if _blas_controller is False:
         return contextlib.nullcontext()
     return _blas_controller.limit(limits=1)
-
-
-_nan_through_zero = {}
-
-
-def blas_propagates_nan(dtype):
-    """Whether this BLAS's GEMM turns a NaN or an inf times 0 into NaN, whichever operand holds
-    it and however the operands are transposed (probed once per dtype, on the shapes the
-    kernels use, single rows, columns and terms included).
-
-    OpenBLAS, MKL and BLIS do; the reference BLAS of old skipped the products of a zero entry
-    of B. The checks that infer finite inputs from a finite result rely on it, and check the
-    inputs first where it does not hold."""
-    dtype = np.dtype(dtype)
-    if dtype not in _nan_through_zero:
-        from scipy.linalg import blas
-        gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
-        ok = True
-        # the kernels' shapes include one row, one column and one summed term (GEMV-like
-        # calls, which some BLAS builds route to other code)
-        for m, k, n in ((3, 2, 4), (96, 80, 64), (1, 5, 7), (7, 5, 1), (6, 1, 5), (1, 1, 1)):
-            for trans_a in (0, 1):
-                for trans_b in (0, 1):
-                    for in_a in (True, False):
-                        for value in (np.nan, np.inf):
-                            a = np.zeros((k, m) if trans_a else (m, k), dtype, order="F")
-                            b = np.zeros((n, k) if trans_b else (k, n), dtype, order="F")
-                            bad = a if in_a else b
-                            bad[bad.shape[0] // 2, bad.shape[1] // 2] = value
-                            c = gemm(1.0, a, b, trans_a=trans_a, trans_b=trans_b)
-                            ok = ok and not np.isfinite(c).all()
-        _nan_through_zero[dtype] = ok
-    return _nan_through_zero[dtype]
 
 
 def _ceil_div(a, b):
