@@ -15,7 +15,7 @@ from scipy import signal
 from scipy.linalg import blas
 
 import fastdecode as fd
-from fastdecode import _recursive
+from fastdecode._engine import chain, cost, resample
 
 ALL_THREADS = os.cpu_count() or 1
 THREADS = sorted({1, ALL_THREADS})
@@ -175,29 +175,30 @@ def decode_flops(net, layer, n_filters=None):
     (unpool, then substitute; what the PyTorch baseline runs)."""
     i = net.conv_index(layer)
     n = net.layers[i].num_filters if n_filters is None else n_filters
-    return _recursive.chain_cost(net, i, n)
+    # a plan whose unpoolings merge with no conv layer, every substitution counted in full
+    plan = chain.ChainPlan(net, i, resample.METHODS["bilinear"])
+    return cost.chain_flops(plan, n, path="col2im")
 
 
 def chain_flops(net, layer, n_filters=None, unpool="nearest"):
     """FLOPs fastdecode's chain does for ``n_filters`` filters (box unpoolings merged into the
     conv layer below, which saves work)."""
-    from fastdecode import decoding
     i = net.conv_index(layer)
     n = net.layers[i].num_filters if n_filters is None else n_filters
-    return decoding._ChainPlan(net, i, unpool).flops(n)
+    return cost.chain_flops(chain.ChainPlan(net, i, resample.METHODS[unpool]), n)
 
 
 def recursive_flops(net, layer, n_filters=None):
     """FLOPs of decoding ``n_filters`` (default all) filters of a conv layer recursively."""
     i = net.conv_index(layer)
     n = net.layers[i].num_filters if n_filters is None else n_filters
-    return _recursive.recursive_cost(net, i, n)[0]
+    return cost.recursion_cost(net, i, n)[0]
 
 
 def decode_all_flops(net):
     """FLOPs of decoding every filter of every conv layer recursively."""
     top = max(i for i, l in enumerate(net.layers) if isinstance(l, fd.Conv))
-    return _recursive.recursive_cost(net, top, net.layers[top].num_filters)[0]
+    return cost.recursion_cost(net, top, net.layers[top].num_filters)[0]
 
 
 def substitute_flops(df_shape, w_shape):
@@ -209,11 +210,11 @@ def substitute_flops(df_shape, w_shape):
 
 def substitute_work(df_shape, w_shape, dtype, stride=1):
     """FLOPs fastdecode computes for a substitution, and the form it takes."""
-    from fastdecode import _api
+    from fastdecode._engine import substitution
     F, J, H, W = df_shape
     _, C, h, w = w_shape
     shapes = (J, H, W, C, h, w, stride, stride, np.dtype(dtype).itemsize)
-    return _api.substitution_flops(F, *shapes), _api.substitution_path(*shapes)
+    return substitution.substitution_flops(F, *shapes), substitution.substitution_path(*shapes)
 
 
 def correlate_flops(x_shape, f_shape, out_hw):

@@ -6,7 +6,7 @@ how well the decoded filters predict the network's own responses.
 
 __version__ = "0.1.0"
 
-from ._api import correlate, pool, relu, substitute, unpool
+from .ops import UNPOOL_METHODS, correlate, pool, relu, substitute, unpool
 from ._config import show_config
 from .decoding import DecodedFilters, decode, decode_all, decode_with_bias, decoded_bias
 from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
@@ -18,7 +18,7 @@ from .network import (LRN, BatchNorm, Conv, Dropout, Layer, Network, Pool, ReLU,
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
     "decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters",
-    "correlate", "substitute", "unpool", "pool", "relu", "show_config",
+    "correlate", "substitute", "unpool", "pool", "relu", "UNPOOL_METHODS", "show_config",
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",
     "max_activation_matrix", "classifier_accuracy", "top_images", "self_consistency",
     "threshold_filters",

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import __version__
 from .experiments import load_model
-from .network import _printable
+from ._validation import printable as _printable
 
 DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
                "trained CNN into image space and measure how well they predict its responses.")

@@ -11,10 +11,13 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _api
+from . import ops
+from ._engine import eq3, workspace
+from ._engine.grid import window_grid
 from ._validation import as_int, float_array, overflow_error, resolve_threads
-from .decoding import _check_network, _check_unpool, decode_with_bias
-from .network import _printable
+from .decoding import check_network as _check_network, decode_with_bias
+from .ops import unpool_method as _check_unpool
+from ._validation import printable as _printable
 
 __all__ = [
     "ReconstructionError", "reconstruction_error", "table1", "format_table1", "PAPER_TABLE1",
@@ -153,7 +156,7 @@ def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
 def _forward_batch(net, x, keep, n_threads, buffers):
     """{layer index: response} of ``net`` to the checked images x at the layers ``keep``.
 
-    The conv, pool and ReLU layers write into ``buffers`` (a :class:`fastdecode._api.Buffers`
+    The conv, pool and ReLU layers write into ``buffers`` (a ``Workspace``
     reused across batches): a kept layer into its own array, the others into whichever of two
     work arrays does not hold their input (a layer such as dropout passes its input on). The
     responses are valid until the next batch.
@@ -182,9 +185,9 @@ def _decoded_response(net, images, layer, filters, bias, n_threads, buffers=None
     n_threads = resolve_threads(n_threads)
     out = None
     if buffers is not None:
-        grid = _api.window_grid(images.shape[2:], filters.shape[2:], (sy, sx), (pt, pb, pl, pr))
+        grid = window_grid(images.shape[2:], filters.shape[2:], (sy, sx), (pt, pb, pl, pr))
         out = buffers.get(key, (len(images), len(filters)) + grid, images.dtype)
-    D, finite = _api.correlate_finite(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
+    D, finite = ops.correlate_finite(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
                                       n_threads=n_threads, out=out, finite_inputs=True, bias=bias)
     if not finite:
         raise overflow_error("the correlation of images %s with decoded filters %s%s"
@@ -219,7 +222,7 @@ class _ErrorAccumulator:
 
     def add(self, start, R, D, n_threads):
         """Add the images of one batch: R, D (n, K, H, W) of one dtype, C-contiguous."""
-        per_image, per_filter, constant = _api.eq3_sums(R, D, n_threads)
+        per_image, per_filter, constant = eq3.eq3_sums(R, D, n_threads)
         self.per_image[start:start + len(R)] = per_image
         self.filter_sum += per_filter.sum(axis=0)
         self.positions = R.shape[2] * R.shape[3]
@@ -243,7 +246,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
     per_image = _response_bytes(net, images, layers) * (1 + len(jobs))
     bs = _batch_size(batch_size, len(images), per_image)
     accs = [_ErrorAccumulator(len(images), f.shape[0]) for (_, f, _) in jobs]
-    buffers = _api.Buffers()
+    buffers = workspace.Workspace()
     for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
         responses = _forward_batch(net, x, layers, threads, buffers)
@@ -369,7 +372,7 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     R = np.empty((len(images), K))
     D = np.empty((len(images), K))
     desc = "scores %s" % _printable(net.layers[idx].name)
-    buffers = _api.Buffers()
+    buffers = workspace.Workspace()
     for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
         R[start:start + len(x)] = _forward_batch(net, x, [idx], threads, buffers)[idx].max(

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import evaluation as ev
 from .decoding import decode
-from .network import _printable
+from ._validation import printable as _printable
 
 __all__ = ["load_model", "load_data", "Dataset", "run_demo", "run_evaluate", "class_names"]
 

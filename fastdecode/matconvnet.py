@@ -30,7 +30,8 @@ import numpy as np
 from ._io import atomic_path
 from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
                        read_mat)
-from .network import (LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax, _printable)
+from ._validation import printable as _printable
+from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax
 
 __all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError"]
 

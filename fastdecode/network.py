@@ -4,24 +4,25 @@ import copy
 
 import numpy as np
 
-from . import _api
+from . import ops
+from ._engine.grid import window_grid
+from ._engine.maps import pool_into, relu_into
 from ._validation import (all_finite, as_int, as_pad, as_pair, check_bytes, float_array,
-                          resolve_threads)
+                          printable, resolve_threads)
 
 __all__ = ["Layer", "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Network"]
 
 
-def _printable(name):
-    """A layer name with control characters escaped, for messages."""
-    if name is None:
-        return "<unnamed>"
-    return name.encode("unicode_escape").decode("ascii") if not name.isprintable() else name
+_printable = printable
 
 
 class Layer:
     """Base class. ``name`` is set by :class:`Network` when left as None."""
 
     type = "layer"
+    #: What the layer does when decoding (see :mod:`fastdecode._engine.chain`): None, decoding
+    #: cannot pass it.
+    decode_role = None
 
     def __init__(self, name=None):
         if name is not None and not isinstance(name, str):
@@ -35,7 +36,7 @@ class Layer:
 
     def output_size(self, size):
         """(rows, cols) of the output for an input of ``size``."""
-        return _api.window_grid(size, self.kernel, self.stride_, self.pad_)
+        return window_grid(size, self.kernel, self.stride_, self.pad_)
 
     @property
     def stride(self):
@@ -78,6 +79,7 @@ class Conv(Layer):
     """
 
     type = "conv"
+    decode_role = "substitute"
 
     def __init__(self, weights, bias=None, *, stride=1, pad=0, dilate=1, name=None):
         super().__init__(name)
@@ -150,12 +152,12 @@ class Conv(Layer):
     def respond(self, x, n_threads, memory_limit=None, out=None, checked=False):
         """(response to x, whether it is all finite): the bias is added and the result checked
         inside the correlation's kernel. out: where to write it (ungrouped convs; see
-        ``_api.correlate_finite``); checked: x is known to be finite, not checked again."""
+        ``ops.correlate_finite``); checked: x is known to be finite, not checked again."""
         w = self.dilated_weights(x.dtype)
         g, C = self.groups, w.shape[1]
         per = w.shape[0] // g
         b = self.bias
-        parts = [_api.correlate_finite(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
+        parts = [ops.correlate_finite(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
                                        stride=self.stride_, pad=self.pad_, n_threads=n_threads,
                                        memory_limit=memory_limit, out=out if g == 1 else None,
                                        finite_inputs=checked,
@@ -199,6 +201,7 @@ class Pool(Layer):
     """Max or average pooling (MatConvNet ``vl_nnpool``); ``stride`` defaults to ``size``."""
 
     type = "pool"
+    decode_role = "unpool"
 
     def __init__(self, method="max", *, size=2, stride=None, pad=0, name=None):
         super().__init__(name)
@@ -217,13 +220,13 @@ class Pool(Layer):
         return self.kernel
 
     def forward(self, x, n_threads):
-        return _api.pool(x, self.method, size=self.kernel, stride=self.stride_, pad=self.pad_,
+        return ops.pool(x, self.method, size=self.kernel, stride=self.stride_, pad=self.pad_,
                          n_threads=n_threads)
 
     def forward_into(self, x, n_threads, out):
         """forward of checked x (N, C, H, W) written into out (C-contiguous, not sharing x's
         memory)."""
-        return _api.pool_into(x, out, self.method, self.kernel, self.stride_, self.pad_,
+        return pool_into(x, out, self.method, self.kernel, self.stride_, self.pad_,
                               n_threads)
 
     def _params(self):
@@ -240,6 +243,7 @@ class ReLU(Layer):
     """Rectified linear unit (leaky when ``leak`` > 0). Passed through when decoding."""
 
     type = "relu"
+    decode_role = "identity"
 
     def __init__(self, name=None, *, leak=0.0):
         super().__init__(name)
@@ -249,11 +253,11 @@ class ReLU(Layer):
         self.leak = leak
 
     def forward(self, x, n_threads):
-        return _api.relu(x, leak=self.leak, n_threads=n_threads)
+        return ops.relu(x, leak=self.leak, n_threads=n_threads)
 
     def forward_into(self, x, n_threads, out):
         """forward of checked x written into out (C-contiguous, not sharing x's memory)."""
-        return _api.relu_into(x, out, self.leak, n_threads)
+        return relu_into(x, out, self.leak, n_threads)
 
     def _params(self):
         return ("leak=%g" % self.leak,) if self.leak else ()
@@ -270,6 +274,7 @@ class BatchNorm(Layer):
     """
 
     type = "bnorm"
+    decode_role = "scale"
 
     def __init__(self, gain, bias, mean, sigma, *, name=None):
         super().__init__(name)
@@ -315,6 +320,7 @@ class Dropout(Layer):
     """Dropout: the identity at test time."""
 
     type = "dropout"
+    decode_role = "identity"
 
     def __init__(self, rate=0.5, *, name=None):
         super().__init__(name)
@@ -332,6 +338,7 @@ class LRN(Layer):
     """
 
     type = "lrn"
+    decode_role = "identity"
 
     def __init__(self, depth=5, kappa=1.0, alpha=1e-4, beta=0.75, *, name=None):
         super().__init__(name)
@@ -584,7 +591,7 @@ class Network:
 
         out: where the layer writes its output when :meth:`writes_into` says it can
         (C-contiguous, of the output's shape and dtype, not sharing x's memory, e.g. from
-        :class:`fastdecode._api.Buffers`, or x itself for a ReLU); ignored otherwise.
+        a ``Workspace``, or x itself for a ReLU); ignored otherwise.
         """
         layer = self.layers[i]
         if not self.writes_into(i):

@@ -316,21 +316,21 @@ def test_layer_forward_methods_check_their_input():
 
 
 def test_layer_outputs_refuse_an_out_that_shares_their_input():
-    from fastdecode import _api
+    from fastdecode._engine import maps
     x = np.ones((1, 2, 4, 4))
     with pytest.raises(ValueError, match="share memory"):
-        _api.pool_into(x, x.reshape(-1)[:8].reshape(1, 2, 2, 2), "max", (2, 2), (2, 2),
+        maps.pool_into(x, x.reshape(-1)[:8].reshape(1, 2, 2, 2), "max", (2, 2), (2, 2),
                        (0, 0, 0, 0), 1)
     with pytest.raises(ValueError, match="share memory"):
-        _api.relu_into(x, x.view(), 0.0, 1)
+        maps.relu_into(x, x.view(), 0.0, 1)
     with pytest.raises(ValueError, match="C-contiguous"):
         strided = (-np.ones((4, 4)))[:, :3]
-        _api.relu_into(strided, strided, 0.0, 1)
+        maps.relu_into(strided, strided, 0.0, 1)
     y = np.arange(-16.0, 16.0).reshape(1, 2, 4, 4)
-    assert _api.relu_into(y, y, 0.5, 2) is y   # in place, as a network's forward pass does
+    assert maps.relu_into(y, y, 0.5, 2) is y   # in place, as a network's forward pass does
     np.testing.assert_array_equal(y.reshape(-1), np.r_[np.arange(-8.0, 0, 0.5), np.arange(16.0)])
     with pytest.raises(ValueError, match="shape"):
-        _api.relu_into(x, np.empty((1, 2, 4, 3)), 0.0, 1)
+        maps.relu_into(x, np.empty((1, 2, 4, 3)), 0.0, 1)
 
 
 def test_forward_leaves_the_images_alone():
