@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from . import __version__
+from . import UNPOOL_METHODS, __version__
 from .experiments import load_model
 from ._validation import printable as _printable
 
@@ -123,7 +123,7 @@ def build_parser():
     s.add_argument("--layer", required=True, help="conv layer name (e.g. layer5) or index")
     s.add_argument("--filters", help="filter indices, e.g. 0,3,10-19 (default: all)")
     s.add_argument("--unpool", default="nearest",
-                   choices=["nearest", "bilinear", "bicubic", "adjoint"])
+                   choices=UNPOOL_METHODS)
     s.add_argument("--out", help="PNG grid of the decoded filters")
     s.add_argument("--save", help=".npy file of the decoded filters (F, C, H, W)")
     s.add_argument("--threshold", type=float, default=None,
@@ -146,7 +146,7 @@ def build_parser():
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.add_argument("--data", required=True, help="directory of IDX test files")
     s.add_argument("--unpool", nargs="+", default=["nearest", "bilinear", "bicubic"],
-                   choices=["nearest", "bilinear", "bicubic", "adjoint"],
+                   choices=UNPOOL_METHODS,
                    help="unpooling methods of Table 1; the first one is used for Figure 1")
     s.add_argument("--out", default=None, help="output directory for results and figures")
     _add_run_options(s)

@@ -46,14 +46,69 @@ def _filter_indices(net, idx, filters):
 
 def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=None,
                      memory_limit=None):
-    """Decoded filters and decoded biases of a conv layer, as :class:`DecodedFilters`.
+    """Decoded filters and decoded biases of a conv layer.
 
-    The decoded bias of filter k is ``b_L[k]`` plus, for every conv (or bnorm) layer l below, the
-    sum over its channels j of ``b_l[j]`` times the sum of k's partially decoded map at l's output,
-    channel j. For a linear network decoded with ``unpool="adjoint"``,
+    The decoded bias of filter k is ``b_L[k]`` plus, for every conv (or bnorm) layer l below,
+    the sum over its channels j of ``b_l[j]`` times the sum of k's partially decoded map at
+    l's output, channel j (times the box of a merged unpooling). For a linear network decoded
+    with ``unpool="adjoint"``,
     ``correlate(x, filters, stride=net.stride(L), pad=net.padding(L)) + bias`` equals
-    ``net.forward(x, upto=L)`` to rounding error when no layer above the first conv pads
-    (zero padding higher up makes it exact away from the borders only).
+    ``net.forward(x, upto=L)`` to rounding error when no layer above the first conv pads (zero
+    padding higher up makes it exact away from the borders only).
+
+    Parameters
+    ----------
+    net : Network
+        The network.
+    layer : str or int
+        A conv layer, by name or 0-based index (negative counts from the end).
+    filters : array_like of int or bool, optional
+        Indices (negative allowed) or a boolean mask of the filters to decode; default all.
+    unpool : str, optional
+        How pooling layers are undone, one of :data:`fastdecode.UNPOOL_METHODS`: "nearest"
+        (the default), "bilinear" or "bicubic" (MATLAB ``imresize`` enlargements) or "adjoint"
+        (the exact adjoint of average pooling). Only "adjoint" makes the decoded filters of a
+        linear network (convs and average pools) its exact composite filters.
+    n_threads : int, optional
+        Threads to use; default all that OpenMP may use. Results are bitwise the same for any
+        count.
+    memory_limit : float, optional
+        Bytes the output and the intermediate maps may take (default 4 GiB); the filters are
+        decoded in chunks that fit, and a MemoryError names the bytes needed otherwise
+        (besides, the kernels' work buffers take up to tens of MiB per thread, and Winograd's
+        transformed weights up to 4 times a layer's weights).
+
+    Returns
+    -------
+    DecodedFilters
+        ``filters`` (F, C0, h, w) as :func:`decode` returns them, ``bias`` (F,), both in the
+        network's dtype.
+
+    Raises
+    ------
+    TypeError
+        When ``net`` is not a :class:`Network`.
+    ValueError
+        For a layer that is not a conv layer, a layer below it that decoding cannot pass
+        (e.g. softmax), an unknown unpool method, or a result that overflows the dtype.
+    MemoryError
+        When one filter's maps do not fit ``memory_limit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdecode as fd
+    >>> rng = np.random.default_rng(0)
+    >>> net = fd.Network([fd.Conv(rng.standard_normal((4, 1, 3, 3)), rng.standard_normal(4)),
+    ...                   fd.Pool("avg", size=2),
+    ...                   fd.Conv(rng.standard_normal((6, 4, 3, 3)), rng.standard_normal(6))])
+    >>> dec = fd.decode_with_bias(net, "layer3", unpool="adjoint")
+    >>> dec.filters.shape, dec.bias.shape
+    ((6, 1, 8, 8), (6,))
+    >>> x = rng.standard_normal((2, 1, 12, 12))
+    >>> y = fd.correlate(x, dec.filters, stride=net.stride("layer3"))
+    >>> np.allclose(y + dec.bias[:, None, None], net.forward(x))
+    True
     """
     return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=True)
 
@@ -103,30 +158,84 @@ def _finite_decoded(net, idx, arr):
 
 
 def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory_limit=None):
-    """Decode the filters of conv layer ``layer`` (name or 0-based index) down to image space.
+    """Decode the filters of a conv layer down to image space.
 
-    Walking down from the layer: substitute each conv layer's filters (a transposed convolution
-    at its stride), unpool at each pooling layer (``unpool`` is "nearest", "bilinear", "bicubic"
-    or "adjoint"), pass ReLU, dropout and LRN through, and apply bnorm's per-channel scale.
-    filters: indices (or a boolean mask) of the filters to decode, default all.
-    memory_limit: bytes the output and the intermediate maps may take (default 4 GiB); the
-    filters are decoded in chunks that fit, and a MemoryError names the bytes needed otherwise
-    (besides, the kernels' work buffers take up to tens of MiB per thread, and Winograd's
-    transformed weights up to 4 times a layer's weights).
-    With "nearest" or "adjoint" unpooling, the layer recursion of :func:`decode_all` is used
-    instead of the chain when its FLOP estimate is lower and it fits the memory limit (many
-    filters of a layer); both agree to rounding.
-    Results are bitwise the same for any ``n_threads``. A filter decoded alone, in another
-    selection or in other chunks agrees to rounding (the GEMMs' blocks, and so the order of
-    their sums, follow the number of filters decoded together).
-    Returns (F, C0, h, w) in the network's dtype, (h, w) = ``net.receptive_field(layer)``.
+    Walking down from the layer: substitute each conv layer's filters (a transposed
+    convolution at its stride), unpool at each pooling layer, pass ReLU, dropout and LRN
+    through, and apply bnorm's per-channel scale. With "nearest" or "adjoint" unpooling, the
+    layer recursion of :func:`decode_all` is used instead of the chain when its FLOP estimate
+    is lower and it fits the memory limit (many filters of a layer); both agree to rounding.
+    A filter decoded alone, in another selection or in other chunks agrees to rounding (the
+    GEMMs' blocks, and so the order of their sums, follow the number of filters decoded
+    together).
+
+    Parameters
+    ----------
+    net : Network
+        The network.
+    layer : str or int
+        A conv layer, by name or 0-based index (negative counts from the end).
+    filters : array_like of int or bool, optional
+        Indices (negative allowed) or a boolean mask of the filters to decode; default all.
+    unpool : str, optional
+        How pooling layers are undone, one of :data:`fastdecode.UNPOOL_METHODS`: "nearest"
+        (the default), "bilinear" or "bicubic" (MATLAB ``imresize`` enlargements) or "adjoint"
+        (the exact adjoint of average pooling). Only "adjoint" makes the decoded filters of a
+        linear network (convs and average pools) its exact composite filters.
+    n_threads : int, optional
+        Threads to use; default all that OpenMP may use. Results are bitwise the same for any
+        count.
+    memory_limit : float, optional
+        Bytes the output and the intermediate maps may take (default 4 GiB); the filters are
+        decoded in chunks that fit, and a MemoryError names the bytes needed otherwise
+        (besides, the kernels' work buffers take up to tens of MiB per thread, and Winograd's
+        transformed weights up to 4 times a layer's weights).
+
+    Returns
+    -------
+    numpy.ndarray
+        Decoded filters (F, C0, h, w) in the network's dtype, C0 the network's input channels
+        and (h, w) = ``net.receptive_field(layer)``.
+
+    Raises
+    ------
+    TypeError
+        When ``net`` is not a :class:`Network`.
+    ValueError
+        For a layer that is not a conv layer, a layer below it that decoding cannot pass
+        (e.g. softmax), an unknown unpool method, or a result that overflows the dtype.
+    MemoryError
+        When one filter's maps do not fit ``memory_limit``.
+
+    See Also
+    --------
+    decode_with_bias, decode_all
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdecode as fd
+    >>> rng = np.random.default_rng(0)
+    >>> net = fd.Network([fd.Conv(rng.standard_normal((4, 1, 3, 3))), fd.ReLU(),
+    ...                   fd.Pool("max", size=2), fd.Conv(rng.standard_normal((6, 4, 3, 3)))])
+    >>> fd.decode(net, "layer4").shape
+    (6, 1, 8, 8)
+    >>> fd.decode(net, "layer4", filters=[0, 5], unpool="bilinear").shape
+    (2, 1, 8, 8)
     """
     return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=False).filters
 
 
-def decoded_bias(net, layer, *, filters=None, unpool="adjoint", n_threads=None,
+def decoded_bias(net, layer, *, filters=None, unpool="nearest", n_threads=None,
                  memory_limit=None):
-    """Decoded biases (F,) of a conv layer; see :func:`decode_with_bias`."""
+    """Decoded biases (F,) of a conv layer: :func:`decode_with_bias`'s ``bias``, with the same
+    parameters and defaults.
+
+    Returns
+    -------
+    numpy.ndarray
+        (F,) in the network's dtype.
+    """
     return decode_with_bias(net, layer, filters=filters, unpool=unpool, n_threads=n_threads,
                             memory_limit=memory_limit).bias
 
@@ -149,13 +258,46 @@ def _decode_recursive(plan, sel, threads, limit):
 
 
 def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
-    """Decoded filters of every conv layer, as a dict {layer name: (K, C0, h, w)}, bottom to top.
+    """Decoded filters of every conv layer, bottom to top.
 
-    With ``unpool`` "nearest" or "adjoint" the layers are decoded recursively, each from the one
-    below by one substitution at image scale (far cheaper than one chain per layer); "bilinear"
-    and "bicubic" are not shift-equivariant and use the chain of :func:`decode` for each layer.
-    memory_limit: bytes the results and the working maps may take together (default 4 GiB);
-    a MemoryError states the bytes needed beyond it.
+    With a box unpooling ("nearest", the default, or "adjoint") the layers are decoded
+    recursively, each from the one below by one substitution at image scale (far cheaper than
+    one chain per layer); "bilinear" and "bicubic" are not shift-equivariant and use the chain
+    of :func:`decode` for each layer.
+
+    Parameters
+    ----------
+    net : Network
+        The network.
+    unpool : str, optional
+        One of :data:`fastdecode.UNPOOL_METHODS`, as for :func:`decode`.
+    n_threads : int, optional
+        Threads to use; default all that OpenMP may use.
+    memory_limit : float, optional
+        Bytes the results and the working maps may take together (default 4 GiB).
+
+    Returns
+    -------
+    dict
+        {layer name: decoded filters (K, C0, h, w)} for every conv layer, bottom to top.
+
+    Raises
+    ------
+    ValueError
+        For a network without conv layers, or a layer decoding cannot pass.
+    MemoryError
+        When the results and working maps exceed ``memory_limit`` (the error states the bytes
+        needed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdecode as fd
+    >>> rng = np.random.default_rng(0)
+    >>> net = fd.Network([fd.Conv(rng.standard_normal((4, 1, 3, 3))), fd.ReLU(),
+    ...                   fd.Pool("max", size=2), fd.Conv(rng.standard_normal((6, 4, 3, 3)))])
+    >>> {name: d.shape for name, d in fd.decode_all(net).items()}
+    {'layer1': (4, 1, 3, 3), 'layer4': (6, 1, 8, 8)}
     """
     check_network(net)
     unpool = unpool_method(unpool)

@@ -123,7 +123,11 @@ def test_filter_selection(dtype):
     np.testing.assert_array_equal(part.filters, both.filters[[3, 49, 3]])
     np.testing.assert_array_equal(part.bias, both.bias[[3, 49, 3]])
     assert part.bias.dtype == dtype
-    np.testing.assert_array_equal(fd.decoded_bias(net, "layer3", filters=[3]), both.bias[[3]])
+    np.testing.assert_array_equal(fd.decoded_bias(net, "layer3", filters=[3], unpool="adjoint"),
+                                  both.bias[[3]])
+    # one default for both: decoded_bias is decode_with_bias's bias
+    np.testing.assert_array_equal(fd.decoded_bias(net, "layer3"),
+                                  fd.decode_with_bias(net, "layer3").bias)
     # By index, negative index and name alike.
     np.testing.assert_array_equal(fd.decode(net, 2, unpool="bilinear"), full)
     np.testing.assert_array_equal(fd.decode(net, -5, unpool="bilinear"), full)
