@@ -268,7 +268,7 @@ def literal_decode(net, layer, filters):
                             out[f, :, y:y + h, x:x + w] += D[f, j, y, x] * W[j]
             D = out
         else:
-            D = D.repeat(l.stride_[0], axis=2).repeat(l.stride_[1], axis=3)
+            D = D.repeat(l.stride[0], axis=2).repeat(l.stride[1], axis=3)
     return D
 
 
@@ -282,7 +282,7 @@ def scipy_decode(net, layer, filters):
             D = np.stack([signal.fftconvolve(D[f][:, None], W, axes=(-2, -1)).sum(axis=0)
                           for f in range(D.shape[0])]).astype(D.dtype)
         else:
-            D = D.repeat(l.stride_[0], axis=2).repeat(l.stride_[1], axis=3)
+            D = D.repeat(l.stride[0], axis=2).repeat(l.stride[1], axis=3)
     return D
 
 
@@ -317,9 +317,9 @@ def torch_decode(net, layer, filters, threads):
         for l in _steps(net, idx):
             if isinstance(l, fd.Conv):
                 D = torch.nn.functional.conv_transpose2d(
-                    D, torch.from_numpy(l.dense_weights()), stride=l.stride_)
+                    D, torch.from_numpy(l.dense_weights()), stride=l.stride)
             else:
-                D = torch.nn.functional.interpolate(D, scale_factor=l.stride_, mode="nearest")
+                D = torch.nn.functional.interpolate(D, scale_factor=l.stride, mode="nearest")
     return D.numpy()
 
 
@@ -388,13 +388,13 @@ def torch_eq3(net, images, layer, decoded, threads, batch_size=1000):
             x = y = x_all[start:start + batch_size]
             for l in net.layers[:idx + 1]:
                 if isinstance(l, fd.Conv):
-                    t, b, lft, r = l.pad_
+                    t, b, lft, r = l.pad
                     y = F.conv2d(F.pad(y, (lft, r, t, b)), torch.from_numpy(l.dense_weights()),
                                  None if l.bias is None else torch.from_numpy(l.bias),
-                                 stride=l.stride_)
-                elif isinstance(l, fd.Pool) and not any(l.pad_):
+                                 stride=l.stride)
+                elif isinstance(l, fd.Pool) and not any(l.pad):
                     pool = F.max_pool2d if l.method == "max" else F.avg_pool2d
-                    y = pool(y, l.kernel, l.stride_)
+                    y = pool(y, l.kernel, l.stride)
                 elif isinstance(l, fd.ReLU) and not l.leak:
                     y = F.relu(y)
                 else:

@@ -13,7 +13,8 @@ from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
 from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores,
                          max_activation_matrix, reconstruction_error, self_consistency, table1,
                          threshold_filters, top_images)
-from .network import (LRN, BatchNorm, Conv, Dropout, Layer, Network, Pool, ReLU, Softmax)
+from .layers import LRN, BatchNorm, Conv, Dropout, Layer, Pool, ReLU, Softmax
+from .network import Network
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
@@ -24,3 +25,17 @@ __all__ = [
     "threshold_filters",
     "load_matconvnet", "save_matconvnet", "MatConvNetError",
 ]
+
+#: Subpackages imported on first use, so that ``import fastdecode`` stays light.
+_LAZY_SUBMODULES = ("models", "datasets")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

@@ -608,12 +608,12 @@ def _layer_to_matlab(layer):
         w = np.asarray(layer.weights).transpose(2, 3, 1, 0)  # (K, C, H, W) -> [H W C K]
         b = (np.zeros((0, 0), layer.weights.dtype) if layer.bias is None
              else layer.bias.reshape(1, -1))
-        rec.update(weights=_cell([w, b]), stride=_row(layer.stride_), pad=_row(layer.pad_),
+        rec.update(weights=_cell([w, b]), stride=_row(layer.stride), pad=_row(layer.pad),
                    dilate=_row(layer.dilate), opts=np.empty((0, 0), dtype=object),
                    precious=False)
     elif isinstance(layer, Pool):
-        rec.update(method=layer.method, pool=_row(layer.kernel), stride=_row(layer.stride_),
-                   pad=_row(layer.pad_), opts=np.empty((0, 0), dtype=object), precious=False)
+        rec.update(method=layer.method, pool=_row(layer.kernel), stride=_row(layer.stride),
+                   pad=_row(layer.pad), opts=np.empty((0, 0), dtype=object), precious=False)
     elif isinstance(layer, ReLU):
         rec.update(leak=float(layer.leak), precious=False)
     elif isinstance(layer, BatchNorm):
