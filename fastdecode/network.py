@@ -14,11 +14,53 @@ __all__ = ["Layer", "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Soft
 
 
 class Network:
-    """A chain of layers. Layers are addressed by name or 0-based index.
+    """A chain of layers, addressed by name or 0-based index, with its forward pass and geometry.
 
-    Unnamed layers get MatConvNet's default names ``layer1``, ``layer2``, ... (1-based).
-    ``meta`` holds what a file carried beside the layers (input size, classes, normalisation).
-    All parameters share one dtype, float32 unless any is float64.
+    Parameters
+    ----------
+    layers : iterable of Layer
+        The layers, bottom to top. The network keeps copies: naming and group resolution never
+        touch the caller's layer objects.
+    meta : dict, optional
+        What a file carried beside the layers (input size, classes, normalisation).
+    input_channels : int, optional
+        Channels of the images; default the depth of the first conv layer's filters (required
+        for a network without conv layers).
+
+    Attributes
+    ----------
+    layers : list of Layer
+        The network's own copies of the layers; unnamed layers get MatConvNet's default names
+        ``layer1``, ``layer2``, ... (1-based).
+    meta : dict
+        A copy of ``meta``.
+    dtype : numpy.dtype
+        float64 if any conv layer's weights are float64, else float32; every parameter is
+        converted to it.
+    input_channels : int
+        Channels of the images.
+
+    Raises
+    ------
+    TypeError
+        For an item that is not a :class:`~fastdecode.layers.Layer`.
+    ValueError
+        For no layers, shared names, parameters holding NaN or inf, or a layer that does not
+        fit the depth of its input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdecode as fd
+    >>> rng = np.random.default_rng(0)
+    >>> net = fd.Network([fd.Conv(rng.standard_normal((4, 1, 3, 3)), np.zeros(4)), fd.ReLU(),
+    ...                   fd.Pool("max", size=2), fd.Conv(rng.standard_normal((6, 4, 3, 3)))])
+    >>> net.conv_layers
+    ['layer1', 'layer4']
+    >>> net.forward(np.ones((2, 1, 12, 12))).shape
+    (2, 6, 3, 3)
+    >>> net.stride("layer4"), net.receptive_field("layer4"), net.decoded_shape("layer4")
+    ((2, 2), (8, 8), (1, 8, 8))
     """
 
     def __init__(self, layers, *, meta=None, input_channels=None):
@@ -60,7 +102,26 @@ class Network:
 
     # --- addressing ---------------------------------------------------------------------------
     def index(self, layer):
-        """0-based index of a layer given by name, index (negative counts from the end) or object."""
+        """0-based index of a layer.
+
+        Parameters
+        ----------
+        layer : str, int or Layer
+            A name, an index (negative counts from the end) or one of :attr:`layers`.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        KeyError
+            For an unknown name or a layer object not in the network.
+        IndexError
+            For an index out of range.
+        TypeError
+            For anything else.
+        """
         if isinstance(layer, Layer):
             for i, l in enumerate(self.layers):
                 if l is layer:
@@ -97,7 +158,8 @@ class Network:
         return [l.name for l in self.layers if isinstance(l, Conv)]
 
     def conv_index(self, layer):
-        """Index of a conv layer, with an error naming the layer when it is not one."""
+        """Index of a conv layer (by name, index or object), with a ValueError naming the layer
+        when it is not one."""
         i = self.index(layer)
         if not isinstance(self.layers[i], Conv):
             raise ValueError("layer %r is a %s layer; only conv layers can be decoded (conv layers: %s)"
@@ -106,7 +168,7 @@ class Network:
         return i
 
     def channels(self, layer):
-        """Channels at the output of a layer."""
+        """Channels at the output of ``layer`` (name, index or object)."""
         return self._channels[self.index(layer)]
 
     # --- geometry -----------------------------------------------------------------------------
@@ -125,7 +187,8 @@ class Network:
         return tuple(S), tuple(P), tuple(R)
 
     def stride(self, layer):
-        """Cumulative stride (rows, cols) in image pixels at the output of ``layer``."""
+        """Cumulative stride (rows, cols) in image pixels at the output of ``layer``: the stride
+        at which its decoded filters are correlated with the images."""
         return self._geometry(self.index(layer))[0]
 
     def padding(self, layer):
@@ -137,16 +200,19 @@ class Network:
         return self._geometry(self.index(layer))[1]
 
     def receptive_field(self, layer):
-        """Receptive field (rows, cols) in image pixels of a unit of ``layer``: the decoded size."""
+        """Receptive field (rows, cols) in image pixels of a unit of ``layer``: the size of its
+        decoded filters."""
         return self._geometry(self.index(layer))[2]
 
     def decoded_shape(self, layer):
-        """Shape (C0, h, w) of one decoded filter of a conv layer."""
+        """Shape (C0, h, w) of one decoded filter of a conv layer: the input channels and
+        :meth:`receptive_field`."""
         i = self.conv_index(layer)
         return (self.input_channels,) + self._geometry(i)[2]
 
     def output_shape(self, input_shape, upto=None):
-        """Shape of ``forward`` for images of ``input_shape`` (N, C, H, W)."""
+        """Shape of :meth:`forward`'s result for images of ``input_shape`` (N, C, H, W), after
+        layer ``upto`` (default: the last)."""
         N, C, H, W = input_shape
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         size = (H, W)
@@ -158,8 +224,23 @@ class Network:
     def check_input(self, shape, *, upto=None, memory_limit=None, name="x"):
         """Refuse images of ``shape`` (N, C, H, W) that ``forward(upto=upto)`` cannot take.
 
-        ValueError for a channel mismatch, an empty shape or images too small for a layer;
-        MemoryError when one layer's output would exceed ``memory_limit`` bytes (default 4 GiB).
+        Parameters
+        ----------
+        shape : tuple of int
+            (N, C, H, W).
+        upto : str or int, optional
+            The last layer to run, default the last.
+        memory_limit : float, optional
+            Bytes any one layer's output may take (default 4 GiB).
+        name : str, optional
+            The images' name in messages.
+
+        Raises
+        ------
+        ValueError
+            For a channel mismatch, an empty shape or images too small for a layer.
+        MemoryError
+            When one layer's output would exceed ``memory_limit``.
         """
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         N, C, H, W = shape
@@ -180,11 +261,33 @@ class Network:
             size = new
 
     def forward(self, x, *, upto=None, n_threads=None, memory_limit=None):
-        """Response after layer ``upto`` (default: the last) to images x (N, C, H, W).
+        """Response after layer ``upto`` to images x.
 
-        x is cast to the network's dtype. Returns (N, K, Ho, Wo).
-        memory_limit: bytes any one layer's output may take (default 4 GiB), checked for every
-        layer before any is computed.
+        Parameters
+        ----------
+        x : array_like
+            Images (N, C, H, W), converted to the network's dtype; never modified.
+        upto : str or int, optional
+            The last layer to run (name or index), default the last.
+        n_threads : int, optional
+            Threads to use; default all that OpenMP may use. Results are bitwise the same for
+            any count.
+        memory_limit : float, optional
+            Bytes any one layer's output may take (default 4 GiB), checked for every layer
+            before any is computed.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, K, Ho, Wo) in the network's dtype.
+
+        Raises
+        ------
+        ValueError
+            For images holding NaN or inf, of the wrong depth or too small, or a layer output
+            that overflows the dtype (the error names the layer).
+        MemoryError
+            When one layer's output would exceed ``memory_limit``.
         """
         given = x
         x = float_array("x", x, ndim=4, dtype=self.dtype)
@@ -225,7 +328,7 @@ class Network:
         return y
 
     def astype(self, dtype):
-        """A copy of the network with parameters in ``dtype`` (float32 or float64)."""
+        """A copy of the network with its parameters in ``dtype`` (float32 or float64)."""
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError("dtype must be float32 or float64, got %s" % dtype)
@@ -235,7 +338,8 @@ class Network:
         return net
 
     def summary(self):
-        """A table of layers with output channels, cumulative stride and receptive field."""
+        """A table of the layers with their output channels, cumulative stride and receptive
+        field, one line per layer (a str)."""
         names = [printable(layer.name) for layer in self.layers]
         described = [layer.describe() for layer in self.layers]
         wn = max([20] + [len(n) for n in names])  # columns as wide as their longest entry
