@@ -66,7 +66,7 @@ def test_correlate_dataset(measure, dtype, threads):
 @pytest.mark.parametrize("layer", ["layer3", "layer5"])
 def test_correlate_decoded_lenet(measure, dtype, threads, layer):
     """The public correlate of 10,000 28x28 images with LeNet's decoded layer3 (50 filters
-    16x16 at stride 4) or layer5 (500 filters 28x28) filters, the inputs' NaN/inf check
+    14x14 at stride 2) or layer5 (500 filters 28x28) filters, the inputs' NaN/inf check
     included: the workload on which checking x from the result instead saved -6.5% to +5.2%."""
     net = models.lenet(dtype)
     x = rng.standard_normal((10000, 1, 28, 28)).astype(dtype)

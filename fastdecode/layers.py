@@ -59,15 +59,14 @@ class Layer:
     in_place = False
     new_output = False
 
+    #: The dtype of the layer's parameters, or None when it has none (the network converts
+    #: layers whose dtype is not its own with :meth:`astype`).
+    dtype = None
+
     def __init__(self, name=None):
         if name is not None and not isinstance(name, str):
             raise TypeError("layer name must be a string, got %r" % (name,))
         self.name = name
-
-    @property
-    def dtype(self):
-        """The dtype of the layer's parameters, or None when it has none."""
-        return None
 
     def output_size(self, size):
         """(rows, cols) of the output for an input of ``size`` (rows, cols)."""
@@ -221,6 +220,7 @@ class Conv(Layer):
 
     @property
     def dtype(self):
+        """The weights' dtype."""
         return self.weights.dtype
 
     @property
@@ -451,6 +451,7 @@ class BatchNorm(Layer):
 
     @property
     def dtype(self):
+        """The parameters' dtype."""
         return self.gain.dtype
 
     @property

@@ -11,9 +11,6 @@ from .maps import transpose_last2
 from .winograd import (substitute_winograd, winograd_flops, winograd_suits, winograd_tile,
                        winograd_weights)
 
-#: The forms a substitution takes.
-PATHS = ("winograd", "phased", "col2im")
-
 
 def substitution_path(J, H, W, C, kh, kw, sy, sx, itemsize):
     """The form a substitution of weights (J, C, kh, kw) at stride (sy, sx) into maps (J, H, W)
