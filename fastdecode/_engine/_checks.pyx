@@ -13,8 +13,12 @@ ctypedef fused float_bits:
     uint64_t
 
 
-def count_nonfinite_blocks(const float_bits[::1] bits, float_bits exponent, intp block,
-                           int n_threads):
+def count_nonfinite_blocks(
+        const float_bits[::1] bits,   # IN
+        float_bits exponent,
+        intp block,
+        int n_threads,
+):
     """Number of blocks of ``block`` elements that hold a NaN or an inf (0: all finite).
 
     bits: a float32 (uint32) or float64 (uint64) array's bit patterns; exponent: the exponent

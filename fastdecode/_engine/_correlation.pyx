@@ -16,11 +16,24 @@ from libc.string cimport memset
 from fastdecode._engine._common cimport intp, _add_and_check, _gemm, _nonfinite
 
 
-def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
-                   const floating[::1] bias, floating[:, :, :, ::1] out, intp kh, intp kw,
-                   intp sy, intp sx, intp pt, intp pl, intp nb, intp kb, intp pr,
-                   floating[:, ::1] patches_scratch, floating[:, ::1] prod_scratch,
-                   int n_threads):
+def correlate_gemm(
+        const floating[:, :, :, ::1] x,     # IN
+        const floating[:, ::1] w,           # IN
+        const floating[::1] bias,           # IN
+        floating[:, :, :, ::1] out,         # OUT
+        intp kh,
+        intp kw,
+        intp sy,
+        intp sx,
+        intp pt,
+        intp pl,
+        intp nb,
+        intp kb,
+        intp pr,
+        floating[:, ::1] patches_scratch,   # work buffer, one row per thread
+        floating[:, ::1] prod_scratch,      # work buffer, one row per thread
+        int n_threads,
+):
     """Valid correlation as im2col + GEMM, plus bias[k] on filter k (bias of K values, or none
     when empty); returns the number of tasks whose output holds a NaN or an inf.
 
@@ -113,10 +126,22 @@ def correlate_gemm(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
     return bad
 
 
-def correlate_gemm_planes(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
-                          const floating[::1] bias, floating[:, :, :, ::1] out, intp kh, intp kw,
-                          intp sy, intp sx, intp pt, intp pl, intp kb, intp rb,
-                          floating[:, ::1] patches_scratch, int n_threads):
+def correlate_gemm_planes(
+        const floating[:, :, :, ::1] x,     # IN
+        const floating[:, ::1] w,           # IN
+        const floating[::1] bias,           # IN
+        floating[:, :, :, ::1] out,         # OUT
+        intp kh,
+        intp kw,
+        intp sy,
+        intp sx,
+        intp pt,
+        intp pl,
+        intp kb,
+        intp rb,
+        floating[:, ::1] patches_scratch,   # work buffer, one row per thread
+        int n_threads,
+):
     """Valid correlation as im2col + GEMM written straight into the output planes, plus bias[k]
     on filter k (none when bias is empty); returns the number of tasks whose output holds a
     NaN or an inf (bias and check on each GEMM's block, still in cache).

@@ -8,8 +8,15 @@ from cython.parallel cimport prange
 from fastdecode._engine._common cimport intp
 
 
-def eq3_sums(const floating[:, ::1] R, const floating[:, ::1] D, intp K, double[::1] per_image,
-             double[:, ::1] per_filter, unsigned char[:, ::1] constant, int n_threads):
+def eq3_sums(
+        const floating[:, ::1] R,         # IN
+        const floating[:, ::1] D,         # IN
+        intp K,
+        double[::1] per_image,            # OUT
+        double[:, ::1] per_filter,        # OUT
+        unsigned char[:, ::1] constant,   # OUT
+        int n_threads,
+):
     """Eq. 3's sums for images n of R and D (N, K*P), each image's K maps of P positions.
 
     Each image's R and D are rescaled to [0, 1] by their own minimum and maximum (in double,

@@ -10,8 +10,18 @@ from libc.string cimport memset
 from fastdecode._engine._common cimport intp
 
 
-def pool2d(const floating[:, :, ::1] x, floating[:, :, ::1] out, intp ph, intp pw,
-           intp sy, intp sx, intp pt, intp pl, bint average, int n_threads):
+def pool2d(
+        const floating[:, :, ::1] x,   # IN
+        floating[:, :, ::1] out,       # OUT
+        intp ph,
+        intp pw,
+        intp sy,
+        intp sx,
+        intp pt,
+        intp pl,
+        bint average,
+        int n_threads,
+):
     """Max or average pooling of planes x (P, H, W) into out (P, Ho, Wo), MatConvNet style.
 
     Window (i, j) covers rows sy*i - pt ... + ph - 1 and columns sx*j - pl ... + pw - 1, clipped to
@@ -76,7 +86,12 @@ def pool2d(const floating[:, :, ::1] x, floating[:, :, ::1] out, intp ph, intp p
                         out[p, i, j] = best
 
 
-def relu(const floating[::1] x, floating[::1] out, double leak, int n_threads):
+def relu(
+        const floating[::1] x,   # IN
+        floating[::1] out,       # OUT
+        double leak,
+        int n_threads,
+):
     """out = x where x > 0, leak * x elsewhere (flat arrays; out may be x itself). Parallel
     over blocks of 2^16 values, each a branch-free loop the compiler vectorises."""
     cdef intp n = x.shape[0], block = 1 << 16, nb = (n + block - 1) // block, b, i, i1
@@ -95,7 +110,11 @@ def relu(const floating[::1] x, floating[::1] out, double leak, int n_threads):
                 dst[i] = v if v > 0 else scaled
 
 
-def transpose_last2(const floating[:, :, ::1] a, floating[:, :, ::1] out, int n_threads):
+def transpose_last2(
+        const floating[:, :, ::1] a,   # IN
+        floating[:, :, ::1] out,       # OUT
+        int n_threads,
+):
     """out[f, p, j] = a[f, j, p]: a (F, J, P) to out (F, P, J), in 32 x 32 tiles."""
     cdef intp F = a.shape[0], J = a.shape[1], P = a.shape[2]
     cdef intp T = 32, npb = (P + T - 1) // T
@@ -115,8 +134,13 @@ def transpose_last2(const floating[:, :, ::1] a, floating[:, :, ::1] out, int n_
 
 
 
-def pad_planes(const floating[:, :, ::1] a, floating[:, ::1] out, intp P, intp off,
-               int n_threads):
+def pad_planes(
+        const floating[:, :, ::1] a,   # IN
+        floating[:, ::1] out,          # OUT
+        intp P,
+        intp off,
+        int n_threads,
+):
     """out[p, off + y*P + x] = a[p, y, x], every other element of out zero.
 
     a (N, H, W); out (N, S) with P >= W and S >= off + H*P: the padded planes that

@@ -10,8 +10,13 @@ from cython.parallel cimport prange
 from fastdecode._engine._common cimport intp
 
 
-def resample_rows(const floating[:, :, ::1] a, const intp[:, ::1] index,
-                  const double[:, ::1] weight, floating[:, :, ::1] out, int n_threads):
+def resample_rows(
+        const floating[:, :, ::1] a,   # IN
+        const intp[:, ::1] index,      # IN
+        const double[:, ::1] weight,   # IN
+        floating[:, :, ::1] out,       # OUT
+        int n_threads,
+):
     """out[p, r, x] = sum_t weight[r, t] * a[p, index[r, t], x], accumulated in double.
 
     a (P, H, W); index, weight (R, taps); out (P, R, W). Parallel over planes.
@@ -32,8 +37,13 @@ def resample_rows(const floating[:, :, ::1] a, const intp[:, ::1] index,
                     out[p, r, x] = <floating>acc
 
 
-def resample_cols(const floating[:, :, ::1] a, const intp[:, ::1] index,
-                  const double[:, ::1] weight, floating[:, :, ::1] out, int n_threads):
+def resample_cols(
+        const floating[:, :, ::1] a,   # IN
+        const intp[:, ::1] index,      # IN
+        const double[:, ::1] weight,   # IN
+        floating[:, :, ::1] out,       # OUT
+        int n_threads,
+):
     """out[p, y, r] = sum_t weight[r, t] * a[p, y, index[r, t]], accumulated in double.
 
     a (P, H, W); index, weight (R, taps); out (P, H, R). Parallel over planes.
@@ -54,8 +64,15 @@ def resample_cols(const floating[:, :, ::1] a, const intp[:, ::1] index,
                     out[p, y, r] = <floating>acc
 
 
-def upsample_box(const floating[:, :, ::1] a, floating[:, :, ::1] out, intp fy, intp fx,
-                 double wy, double wx, int n_threads):
+def upsample_box(
+        const floating[:, :, ::1] a,   # IN
+        floating[:, :, ::1] out,       # OUT
+        intp fy,
+        intp fx,
+        double wy,
+        double wx,
+        int n_threads,
+):
     """out[p, fy*y + s, fx*x + t] = (wx * (wy * a[p, y, x])), each product rounded to floating.
 
     a (P, H, W); out (P, H*fy, W*fx). Nearest (wy = wx = 1) or adjoint (1/fy, 1/fx) unpooling
@@ -77,8 +94,16 @@ def upsample_box(const floating[:, :, ::1] a, floating[:, :, ::1] out, intp fy, 
                         out[p, r + s, x] = out[p, r, x]
 
 
-def box_sum(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out, intp ph, intp pw,
-            intp dy, intp dx, double scale, int n_threads):
+def box_sum(
+        const floating[:, :, :, ::1] w,   # IN
+        floating[:, :, :, ::1] out,       # OUT
+        intp ph,
+        intp pw,
+        intp dy,
+        intp dx,
+        double scale,
+        int n_threads,
+):
     """out[j, c, U, V] = scale * sum of w[j, c, U - dy*t, V - dx*t2] over t < ph, t2 < pw.
 
     w (J, C, kh, kw); out (J, C, dy*(ph-1) + kh, dx*(pw-1) + kw): w substituted into a ph x pw

@@ -16,10 +16,27 @@ from libc.string cimport memset
 from fastdecode._engine._common cimport intp, _gemm
 
 
-def substitute_phased(const floating[:, :, ::1] xp, const floating[:, :, :, ::1] wp,
-                      floating[:, :, ::1] out, intp H, intp W, intp P, intp off_in,
-                      intp Ho, intp Wo, intp Po, intp off_out, intp kh, intp kw, intp sy,
-                      intp sx, intp rb, intp cb, floating[:, ::1] scratch, int n_threads):
+def substitute_phased(
+        const floating[:, :, ::1] xp,      # IN
+        const floating[:, :, :, ::1] wp,   # IN
+        floating[:, :, ::1] out,           # OUT
+        intp H,
+        intp W,
+        intp P,
+        intp off_in,
+        intp Ho,
+        intp Wo,
+        intp Po,
+        intp off_out,
+        intp kh,
+        intp kw,
+        intp sy,
+        intp sx,
+        intp rb,
+        intp cb,
+        floating[:, ::1] scratch,          # work buffer, one row per thread
+        int n_threads,
+):
     """Substitution as accumulated GEMMs on shifted views of padded planes, all phases at once.
 
     out[c, sy*y + u, sx*x + v] += in[j, y, x] * w[j, c, u, v]. Output pixel (sy*Y + py, sx*X + px)
@@ -102,10 +119,24 @@ def substitute_phased(const floating[:, :, ::1] xp, const floating[:, :, :, ::1]
                                 dst[sx * x] = src[x]
 
 
-def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
-                         floating[:, :, :, ::1] out, intp H, intp W, intp kh, intp kw,
-                         intp sy, intp sx, intp fb, intp cb, intp rb, floating[:, ::1] scratch,
-                         int n_threads, bint planar=False, bint zero=False):
+def substitute_gemm_maps(
+        const floating[:, :, ::1] dl,   # IN
+        const floating[:, ::1] w,       # IN
+        floating[:, :, :, ::1] out,     # IN/OUT: added to
+        intp H,
+        intp W,
+        intp kh,
+        intp kw,
+        intp sy,
+        intp sx,
+        intp fb,
+        intp cb,
+        intp rb,
+        floating[:, ::1] scratch,       # work buffer, one row per thread
+        int n_threads,
+        bint planar=False,
+        bint zero=False,
+):
     """Substitution as GEMM + col2im, the GEMM's rows running over the maps' pixels.
 
     dl (F, H*W, J): the maps df (F, J, H, W) channels last, so that a block of GEMM rows is
@@ -169,10 +200,22 @@ def substitute_gemm_maps(const floating[:, :, ::1] dl, const floating[:, ::1] w,
                 q0 = q1
 
 
-def substitute_gemm_weights(const floating[:, :, ::1] dl, const floating[:, ::1] wt,
-                            floating[:, :, :, ::1] out, intp h, intp wd, intp KH, intp KW,
-                            intp sy, intp sx, intp fb, intp cb, intp rb,
-                            floating[:, ::1] scratch, int n_threads):
+def substitute_gemm_weights(
+        const floating[:, :, ::1] dl,   # IN
+        const floating[:, ::1] wt,      # IN
+        floating[:, :, :, ::1] out,     # IN/OUT: added to
+        intp h,
+        intp wd,
+        intp KH,
+        intp KW,
+        intp sy,
+        intp sx,
+        intp fb,
+        intp cb,
+        intp rb,
+        floating[:, ::1] scratch,       # work buffer, one row per thread
+        int n_threads,
+):
     """Substitution as GEMM + col2im, the GEMM's rows running over the weights' entries.
 
     dl (F, h*wd, J): the maps df (F, J, h, wd) channels last; wt (C*KH*KW, J): the weights

@@ -128,11 +128,27 @@ cdef void _winograd_out(const floating *mm, intp ldm, intp n, intp m, intp a,
                 dst[m * step * q] = acc[q]
 
 
-def substitute_winograd(const floating[:, :, ::1] xp, const floating[:, :, :, ::1] u,
-                        floating[:, :, ::1] out, intp H, intp W, intp P, intp off_in,
-                        intp Ho, intp Wo, intp Po, intp off_out, intp sy, intp sx,
-                        const floating[:, ::1] bt, const floating[:, ::1] at, intp tb, intp cb,
-                        floating[:, ::1] scratch, int n_threads):
+def substitute_winograd(
+        const floating[:, :, ::1] xp,     # IN
+        const floating[:, :, :, ::1] u,   # IN
+        floating[:, :, ::1] out,          # OUT
+        intp H,
+        intp W,
+        intp P,
+        intp off_in,
+        intp Ho,
+        intp Wo,
+        intp Po,
+        intp off_out,
+        intp sy,
+        intp sx,
+        const floating[:, ::1] bt,        # IN
+        const floating[:, ::1] at,        # IN
+        intp tb,
+        intp cb,
+        floating[:, ::1] scratch,         # work buffer, one row per thread
+        int n_threads,
+):
     """Substitution of an (sy*r) x (sx*r) kernel at stride (sy, sx) by Winograd's minimal
     filtering F(m x m, r x r), phase by phase.
 
@@ -220,8 +236,12 @@ def substitute_winograd(const floating[:, :, ::1] xp, const floating[:, :, :, ::
                     c0 = c0 + cn
 
 
-def winograd_weights(const floating[:, :, :, ::1] w, const double[:, ::1] G,
-                     floating[:, :, ::1] out, int n_threads):
+def winograd_weights(
+        const floating[:, :, :, ::1] w,   # IN
+        const double[:, ::1] G,           # IN
+        floating[:, :, ::1] out,          # OUT
+        int n_threads,
+):
     """out[i*a + k, c, j] = (G g G^T)[i, k] for the flipped kernel g[u, v] = w[j, c, r-1-u, r-1-v].
 
     w (J, C, r, r); G (a, r); out (a*a, C, J). Sums in double, rounded once. Parallel over c.
