@@ -351,3 +351,41 @@ def test_winograd_routing_and_blocks():
                 assert -(-n_tiles // tb) >= tuning.WINOGRAD_MIN_TASKS
     with pytest.raises(ValueError, match="no Winograd form"):
         winograd.winograd_weights(np.zeros((2, 2, 6, 4)), 2, (2, 2))   # phases of 3x2 taps
+
+
+def test_workspace_reuses_memory_by_key_and_dtype():
+    ws = workspace.Workspace()
+    a = ws.get("a", (3, 4), np.float32)
+    assert a.shape == (3, 4) and a.dtype == np.float32 and a.flags.c_contiguous
+    assert ws.get("a", (2, 5), np.float32).base is a.base          # fits: the same memory
+    assert ws.holds("a", a) and not ws.holds("b", a)
+    b = ws.get("a", (3, 4), np.float64)                              # another dtype, its own
+    assert not np.may_share_memory(a, b) and ws.holds("a", b)
+    big = ws.get("a", (5, 5), np.float32, reserve=100)               # grows, with room kept
+    assert big.base.size == 100 and ws.get("a", (10, 10), np.float32).base is big.base
+    first = ws.alternate("chain", (4,), np.float64)
+    second = ws.alternate("chain", (4,), np.float64)
+    assert not np.may_share_memory(first, second)
+    assert ws.alternate("chain", (4,), np.float64).base is first.base
+    small = workspace.Workspace(keep_bytes=64)
+    assert small.get("x", (100,), np.float64).base is not small.get("x", (100,), np.float64).base
+    assert small.get("y", (4,), np.float64).base is small.get("y", (4,), np.float64).base
+    ws.clear()
+    assert not len(ws)
+
+
+def test_one_error_for_an_unknown_unpool_method():
+    rng = np.random.default_rng(16)
+    net = fd.Network([fd.Conv(rng.standard_normal((2, 1, 3, 3))), fd.Pool("avg", size=2),
+                      fd.Conv(rng.standard_normal((2, 2, 2, 2)))])
+    message = "unknown unpool method 'lanczos'; choose one of nearest, bilinear, bicubic, adjoint"
+    for call in (lambda: fd.unpool(np.ones((2, 2)), 2, "lanczos"),
+                 lambda: fd.decode(net, "layer3", unpool="lanczos"),
+                 lambda: fd.decode_with_bias(net, "layer3", unpool="lanczos"),
+                 lambda: fd.decode_all(net, unpool="lanczos"),
+                 lambda: fd.reconstruction_error(net, np.ones((1, 1, 8, 8)), "layer3",
+                                                 unpool="lanczos", progress=False)):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    assert fd.UNPOOL_METHODS == ("nearest", "bilinear", "bicubic", "adjoint")
