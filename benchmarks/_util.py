@@ -15,7 +15,7 @@ from scipy import signal
 from scipy.linalg import blas
 
 import fastdecode as fd
-from fastdecode import _recursive
+from fastdecode._engine import chain, cost, resample
 
 ALL_THREADS = os.cpu_count() or 1
 THREADS = sorted({1, ALL_THREADS})
@@ -175,29 +175,30 @@ def decode_flops(net, layer, n_filters=None):
     (unpool, then substitute; what the PyTorch baseline runs)."""
     i = net.conv_index(layer)
     n = net.layers[i].num_filters if n_filters is None else n_filters
-    return _recursive.chain_cost(net, i, n)
+    # a plan whose unpoolings merge with no conv layer, every substitution counted in full
+    plan = chain.ChainPlan(net, i, resample.METHODS["bilinear"])
+    return cost.chain_flops(plan, n, path="col2im")
 
 
 def chain_flops(net, layer, n_filters=None, unpool="nearest"):
     """FLOPs fastdecode's chain does for ``n_filters`` filters (box unpoolings merged into the
     conv layer below, which saves work)."""
-    from fastdecode import decoding
     i = net.conv_index(layer)
     n = net.layers[i].num_filters if n_filters is None else n_filters
-    return decoding._ChainPlan(net, i, unpool).flops(n)
+    return cost.chain_flops(chain.ChainPlan(net, i, resample.METHODS[unpool]), n)
 
 
 def recursive_flops(net, layer, n_filters=None):
     """FLOPs of decoding ``n_filters`` (default all) filters of a conv layer recursively."""
     i = net.conv_index(layer)
     n = net.layers[i].num_filters if n_filters is None else n_filters
-    return _recursive.recursive_cost(net, i, n)[0]
+    return cost.recursion_cost(net, i, n)[0]
 
 
 def decode_all_flops(net):
     """FLOPs of decoding every filter of every conv layer recursively."""
     top = max(i for i, l in enumerate(net.layers) if isinstance(l, fd.Conv))
-    return _recursive.recursive_cost(net, top, net.layers[top].num_filters)[0]
+    return cost.recursion_cost(net, top, net.layers[top].num_filters)[0]
 
 
 def substitute_flops(df_shape, w_shape):
@@ -209,11 +210,11 @@ def substitute_flops(df_shape, w_shape):
 
 def substitute_work(df_shape, w_shape, dtype, stride=1):
     """FLOPs fastdecode computes for a substitution, and the form it takes."""
-    from fastdecode import _api
+    from fastdecode._engine import substitution
     F, J, H, W = df_shape
     _, C, h, w = w_shape
     shapes = (J, H, W, C, h, w, stride, stride, np.dtype(dtype).itemsize)
-    return _api.substitution_flops(F, *shapes), _api.substitution_path(*shapes)
+    return substitution.substitution_flops(F, *shapes), substitution.substitution_path(*shapes)
 
 
 def correlate_flops(x_shape, f_shape, out_hw):
@@ -267,7 +268,7 @@ def literal_decode(net, layer, filters):
                             out[f, :, y:y + h, x:x + w] += D[f, j, y, x] * W[j]
             D = out
         else:
-            D = D.repeat(l.stride_[0], axis=2).repeat(l.stride_[1], axis=3)
+            D = D.repeat(l.stride[0], axis=2).repeat(l.stride[1], axis=3)
     return D
 
 
@@ -281,7 +282,7 @@ def scipy_decode(net, layer, filters):
             D = np.stack([signal.fftconvolve(D[f][:, None], W, axes=(-2, -1)).sum(axis=0)
                           for f in range(D.shape[0])]).astype(D.dtype)
         else:
-            D = D.repeat(l.stride_[0], axis=2).repeat(l.stride_[1], axis=3)
+            D = D.repeat(l.stride[0], axis=2).repeat(l.stride[1], axis=3)
     return D
 
 
@@ -316,9 +317,9 @@ def torch_decode(net, layer, filters, threads):
         for l in _steps(net, idx):
             if isinstance(l, fd.Conv):
                 D = torch.nn.functional.conv_transpose2d(
-                    D, torch.from_numpy(l.dense_weights()), stride=l.stride_)
+                    D, torch.from_numpy(l.dense_weights()), stride=l.stride)
             else:
-                D = torch.nn.functional.interpolate(D, scale_factor=l.stride_, mode="nearest")
+                D = torch.nn.functional.interpolate(D, scale_factor=l.stride, mode="nearest")
     return D.numpy()
 
 
@@ -387,13 +388,13 @@ def torch_eq3(net, images, layer, decoded, threads, batch_size=1000):
             x = y = x_all[start:start + batch_size]
             for l in net.layers[:idx + 1]:
                 if isinstance(l, fd.Conv):
-                    t, b, lft, r = l.pad_
+                    t, b, lft, r = l.pad
                     y = F.conv2d(F.pad(y, (lft, r, t, b)), torch.from_numpy(l.dense_weights()),
                                  None if l.bias is None else torch.from_numpy(l.bias),
-                                 stride=l.stride_)
-                elif isinstance(l, fd.Pool) and not any(l.pad_):
+                                 stride=l.stride)
+                elif isinstance(l, fd.Pool) and not any(l.pad):
                     pool = F.max_pool2d if l.method == "max" else F.avg_pool2d
-                    y = pool(y, l.kernel, l.stride_)
+                    y = pool(y, l.kernel, l.stride)
                 elif isinstance(l, fd.ReLU) and not l.leak:
                     y = F.relu(y)
                 else:

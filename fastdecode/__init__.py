@@ -4,23 +4,40 @@ Decode what the filters of a trained convolutional network encode, in image spac
 how well the decoded filters predict the network's own responses.
 """
 
-__version__ = "0.1.0"
-
-from ._api import correlate, pool, relu, substitute, unpool
+from ._version import __version__
+from .ops import UNPOOL_METHODS, correlate, pool, relu, substitute, unpool
 from ._config import show_config
 from .decoding import DecodedFilters, decode, decode_all, decode_with_bias, decoded_bias
 from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
 from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores,
                          max_activation_matrix, reconstruction_error, self_consistency, table1,
                          threshold_filters, top_images)
-from .network import (LRN, BatchNorm, Conv, Dropout, Layer, Network, Pool, ReLU, Softmax)
+from .layers import LRN, BatchNorm, Conv, Dropout, Layer, Pool, ReLU, Softmax
+from .network import Network
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
     "decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters",
-    "correlate", "substitute", "unpool", "pool", "relu", "show_config",
+    "correlate", "substitute", "unpool", "pool", "relu", "UNPOOL_METHODS", "show_config",
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",
     "max_activation_matrix", "classifier_accuracy", "top_images", "self_consistency",
     "threshold_filters",
     "load_matconvnet", "save_matconvnet", "MatConvNetError",
+    "report",
 ]
+
+#: Subpackages imported on first use, so that ``import fastdecode`` stays light.
+_LAZY_SUBMODULES = ("models", "datasets", "atlas")
+
+
+def __getattr__(name):
+    import importlib
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module("." + name, __name__)
+    if name == "report":  # the atlas (fastdecode.atlas.report), imported on first use
+        return importlib.import_module(".atlas", __name__).report
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES) | {"report"})

@@ -15,7 +15,7 @@ import numpy as np
 from ._io import OutputDirectory, atomic_paths, check_output_dir, check_output_file
 from ._pipeline import (METHODS, Dataset, evaluate, header_lines, prepare, print_evaluation,
                         save_evaluation_figures, save_layer_figures, write_results)
-from .network import _printable
+from ._validation import printable
 
 __all__ = ["load_model", "load_data", "parse_filters", "run_info", "run_decode", "run_demo",
            "run_evaluate"]
@@ -147,7 +147,7 @@ def parse_filters(text, count, layer):
         hi = int(m.group(2) or lo)
         if hi >= count:
             raise IndexError("filter index %d out of range: layer %r has %d filters"
-                             % (hi, _printable(layer), count))
+                             % (hi, printable(layer), count))
         out.extend(range(lo, hi + 1))
     if not out:
         raise ValueError("--filters names no filter: %r" % text)
@@ -211,7 +211,7 @@ def run_decode(*, model, layer, filters=None, unpool="nearest", out=None, save=N
     conv = net.layers[net.conv_index(layer)]
     chosen = None if filters is None else parse_filters(filters, conv.num_filters, conv.name)
     D = decode(net, layer, filters=chosen, unpool=unpool, n_threads=n_threads)
-    name = _printable(net[layer].name)  # control characters from real files escaped
+    name = printable(net[layer].name)  # control characters from real files escaped
     print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
     labels = np.arange(conv.num_filters) if chosen is None else np.array(chosen)
     title = "%s, layer %s (%s unpooling)" % (model, name, unpool)

@@ -5,13 +5,13 @@ import platform
 import sys
 
 from . import _openmp
+from ._version import __version__
 
 
 def config():
     """A dict of the build's OpenMP status and the threads the kernels use by default."""
     import numpy as np
     import scipy
-    from . import __version__
     return {
         "fastdecode": __version__,
         "python": sys.version.split()[0],
@@ -25,7 +25,22 @@ def config():
 
 
 def show_config(file=None):
-    """Print the OpenMP status and the default thread count (``n_threads=None``)."""
+    """Print the build's configuration: versions, OpenMP status and the default thread count.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print, default ``sys.stdout``.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> fd.show_config()  # doctest: +SKIP
+    fastdecode: 0.1.0
+    ...
+    openmp:     True
+    threads:    2
+    """
     cfg = config()
     for key, value in cfg.items():
         print("%-11s %s" % (key + ":", value), file=file or sys.stdout)

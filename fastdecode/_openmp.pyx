@@ -3,7 +3,6 @@
 cdef extern from "_openmp_helpers.h":
     int FD_OPENMP_ENABLED
     int omp_get_max_threads() nogil
-    int omp_get_num_procs() nogil
 
 
 def openmp_enabled():
@@ -14,8 +13,3 @@ def openmp_enabled():
 def max_threads():
     """Threads a parallel region uses by default (OMP_NUM_THREADS or the cores available)."""
     return omp_get_max_threads()
-
-
-def num_procs():
-    """Processors OpenMP sees."""
-    return omp_get_num_procs()

@@ -7,6 +7,5 @@
 #else
 #define FD_OPENMP_ENABLED 0
 static int omp_get_max_threads(void) { return 1; }
-static int omp_get_num_procs(void) { return 1; }
 #endif
 #endif

@@ -18,7 +18,7 @@ import numpy as np
 from . import evaluation as ev
 from . import paper
 from .decoding import decode
-from .network import _printable
+from ._validation import printable
 
 __all__ = ["METHODS", "Dataset", "Evaluation", "class_names", "prepare", "evaluate",
            "header_lines", "result_lines", "print_evaluation", "results_json", "write_results",
@@ -271,7 +271,7 @@ def header_lines(net, model, data, n_images, has_mean):
     """
     return [
         "model %s: %s" % (model, ", ".join(
-            "%s (%d filters, %dx%d)" % ((_printable(l), net[l].num_filters)
+            "%s (%d filters, %dx%d)" % ((printable(l), net[l].num_filters)
                                         + net.receptive_field(l)) for l in net.conv_layers)),
         "data: %d images from %s (images %d-%d)%s" % (
             n_images, data.source, data.first + 1, data.first + n_images,
@@ -290,7 +290,7 @@ def _classifier_text(e):
         return "Figure 1, classifier: skipped (no labels, or labels beyond the %d filters)" % K
     return ("Figure 1, classifier: accuracy over %d images of the %d decoded filters of %s "
             "alone (%s unpooling%s) %.4f; the network's own %.4f"
-            % (e.n_images, K, _printable(e.top), e.method, ", plus decoded bias" if e.bias else "",
+            % (e.n_images, K, printable(e.top), e.method, ", plus decoded bias" if e.bias else "",
                e.accuracy.decoded, e.accuracy.network))
 
 
@@ -318,16 +318,16 @@ def result_lines(e):
               "top image for %d of %d filters" % (round(agree * K), K),
               "Top %d images per filter of %s (Fig. 4c/d): mean overlap of the network's and the "
               "decoded filter's lists %.3f (per filter: %s)"
-              % (k, _printable(e.top), tops.overlap.mean(),
+              % (k, printable(e.top), tops.overlap.mean(),
                  " ".join("%.2f" % o for o in tops.overlap))]
     if e.mid is not None:
         mid = e.tops[e.mid]
         lines.append("Top %d images per filter of %s: mean overlap over its %d filters %.3f"
-                     % (k, _printable(e.mid), len(mid.overlap), mid.overlap.mean()))
+                     % (k, printable(e.mid), len(mid.overlap), mid.overlap.mean()))
     sc = e.consistency
     lines.append("Self-consistency (supp. section 6): %d of %d decoded filters of %s, fed as "
                  "input, excite their own unit most (%.2f)"
-                 % (round(sc.fraction * K), K, _printable(e.top), sc.fraction))
+                 % (round(sc.fraction * K), K, printable(e.top), sc.fraction))
     return lines
 
 
@@ -416,7 +416,7 @@ def save_evaluation_figures(e, outputs):
          "decoded-filter correlations": (m.decoded, shown[m.decoded_images])},
         e.decoded[e.top], outputs.path("fig1_max_activations.png"), class_names=e.names,
         title="Figure 1: maximum activations of %s over %d images (%s)%s"
-              % (_printable(e.top), e.n_images, title, "" if acc is None else
+              % (printable(e.top), e.n_images, title, "" if acc is None else
                  "\naccuracy as a classifier: decoded filters alone %.3f, network %.3f"
                  % (acc.decoded, acc.network)))
     tops = e.tops[e.top]
@@ -424,7 +424,7 @@ def save_evaluation_figures(e, outputs):
     plotting.save_top_images(shown, tops.network, tops.decoded, e.decoded[e.top],
                              outputs.path("fig4cd_top_images_%s.png" % e.top), labels=e.names,
                              title="Top %d images per filter of %s (%s)"
-                                   % (k, _printable(e.top), title))
+                                   % (k, printable(e.top), title))
     if e.mid is not None:
         mid = e.tops[e.mid]
         sel = _grid_selection(len(mid.overlap), TOP_FILTERS)
@@ -432,7 +432,7 @@ def save_evaluation_figures(e, outputs):
             shown, mid.network, mid.decoded, e.decoded[e.mid],
             outputs.path("fig4cd_top_images_%s.png" % e.mid), filters=sel,
             title="Top %d images of %d of the %d filters of %s (%s)"
-                  % (k, len(sel), len(mid.overlap), _printable(e.mid), title))
+                  % (k, len(sel), len(mid.overlap), printable(e.mid), title))
 
 
 def save_layer_figures(net, model, data, *, method, n_threads, outputs):
@@ -464,10 +464,10 @@ def save_layer_figures(net, model, data, *, method, n_threads, outputs):
         plotting.save_filter_grid(
             D[sel], outputs.path("fig4_%s.png" % l), threshold=plotting.THRESHOLD, labels=sel,
             title="Figure 4: decoded filters of %s (%s, %dx%d)\n%s, %s unpooling"
-                  % (_printable(l), what, D.shape[2], D.shape[3], model, method))
+                  % (printable(l), what, D.shape[2], D.shape[3], model, method))
         R = net.forward(x, upto=l, n_threads=n_threads)[0]
         Dr = ev.decoded_response(net, x, l, D, None, n_threads)[0]
-        layers.append((_printable(l), R, Dr))
+        layers.append((printable(l), R, Dr))
     plotting.save_response_figure(
         data.images[0], layers, outputs.path("fig3_responses.png"),
         title="Figure 3: network responses R and decoded-filter correlations D, %s, image %d "

@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from . import _kernels, _openmp
+from . import _openmp
+from ._engine import _checks, tuning
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -63,6 +64,13 @@ def as_pad(name, value):
     return tuple(as_int(name, v, minimum=0) for v in values)
 
 
+def printable(name):
+    """A layer name with control characters escaped, for messages ("<unnamed>" for None)."""
+    if name is None:
+        return "<unnamed>"
+    return name.encode("unicode_escape").decode("ascii") if not name.isprintable() else name
+
+
 def _available_cores():
     try:
         return len(os.sched_getaffinity(0))
@@ -82,9 +90,6 @@ def resolve_threads(n_threads):
     return min(as_int("n_threads", n_threads, minimum=1), most)
 
 
-#: Arrays from this many elements are checked for NaN and inf by a compiled, parallel pass.
-PARALLEL_CHECK_ELEMENTS = 1 << 20
-
 
 #: The exponent field of float32 and float64: all its bits set mark NaN and inf.
 _EXPONENT_BITS = {np.dtype(np.float32): (np.uint32, 0x7F800000),
@@ -96,13 +101,13 @@ def all_finite(arr):
     one parallel pass over their bit patterns (default thread count, no temporary); any other
     array numpy's isfinite."""
     bits = _EXPONENT_BITS.get(arr.dtype) if type(arr) is np.ndarray else None
-    if (bits is not None and arr.size >= PARALLEL_CHECK_ELEMENTS
+    if (bits is not None and arr.size >= tuning.PARALLEL_CHECK_ELEMENTS
             and (arr.flags.c_contiguous or arr.flags.f_contiguous)):
         view, exponent = bits
         flat = arr.ravel(order="K").view(view)
         block = 1 << 16
         threads = min(resolve_threads(None), -(-flat.size // block))
-        return _kernels.count_nonfinite_blocks(flat, view(exponent), block, threads) == 0
+        return _checks.count_nonfinite_blocks(flat, view(exponent), block, threads) == 0
     return bool(np.isfinite(arr).all())
 
 

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from . import __version__
+from . import UNPOOL_METHODS, __version__
 
 DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
                "trained CNN into image space and measure how well they predict its responses.")
@@ -90,7 +90,7 @@ def _add_decode(sub):
     s.add_argument("--layer", required=True, help="conv layer name (e.g. layer5) or index")
     s.add_argument("--filters", help="filter indices, e.g. 0,3,10-19 (default: all)")
     s.add_argument("--unpool", default="nearest",
-                   choices=["nearest", "bilinear", "bicubic", "adjoint"])
+                   choices=UNPOOL_METHODS)
     s.add_argument("--out", help="PNG grid of the decoded filters")
     s.add_argument("--save", help=".npy file of the decoded filters (F, C, H, W)")
     s.add_argument("--threshold", type=float, default=None,
@@ -117,7 +117,7 @@ def _add_evaluate(sub):
     s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
     s.add_argument("--data", required=True, help="directory of IDX test files")
     s.add_argument("--unpool", nargs="+", default=["nearest", "bilinear", "bicubic"],
-                   choices=["nearest", "bilinear", "bicubic", "adjoint"],
+                   choices=UNPOOL_METHODS,
                    help="unpooling methods of Table 1; the first one is used for Figure 1")
     s.add_argument("--out", default=None, help="output directory for results and figures")
     _add_run_options(s)
@@ -134,7 +134,7 @@ def _add_report(sub):
     s.add_argument("--limit", type=int, default=None, help="use at most this many images")
     s.add_argument("--layers", nargs="+", help="conv layers to show (default: all)")
     s.add_argument("--unpool", default="nearest",
-                   choices=["nearest", "bilinear", "bicubic", "adjoint"])
+                   choices=UNPOOL_METHODS)
     s.add_argument("--mean", help="per-channel mean of pixels scaled to [0, 1], e.g. "
                                   "0.485,0.456,0.406 (default: from the model file)")
     s.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")

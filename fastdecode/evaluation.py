@@ -11,12 +11,14 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _api
+from . import ops
+from ._engine import eq3, workspace
+from ._engine.grid import window_grid
 from ._scores import (ActivationMatrix, ClassifierAccuracy, FilterScores, TopImages,
                       classifier_accuracy, max_activation_matrix, top_images)
-from ._validation import as_int, float_array, overflow_error, resolve_threads
-from .decoding import _check_network, _check_unpool, decode_with_bias
-from .network import _printable
+from ._validation import as_int, float_array, overflow_error, printable, resolve_threads
+from .decoding import check_network, decode_with_bias
+from .ops import unpool_method
 from .paper import PAPER_TABLE1, format_table1, paper_reference  # noqa: F401  importable here too
 
 __all__ = [
@@ -98,10 +100,10 @@ def top_conv_layer(net):
     ValueError
         When the network has no conv layer.
     """
-    _check_network(net)
+    check_network(net)
     if not net.conv_layers:
         raise ValueError("the network has no conv layers (layers: %s)"
-                         % ", ".join("%s (%s)" % (_printable(l.name), l.type) for l in net))
+                         % ", ".join("%s (%s)" % (printable(l.name), l.type) for l in net))
     return net.conv_layers[-1]
 
 
@@ -137,7 +139,7 @@ def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
     ``decoded``: filters given by the caller, checked to have the layer's decoded shape; the bias
     is then decoded with ``unpool`` when ``bias`` is true.
     """
-    _check_unpool(unpool)
+    unpool_method(unpool)
     if decoded is None:
         dec = decode_with_bias(net, idx, unpool=unpool, n_threads=n_threads)
         return dec.filters, (dec.bias if bias else None)
@@ -145,7 +147,7 @@ def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
     want = (net.layers[idx].num_filters,) + net.decoded_shape(idx)
     if filters.shape != want:
         raise ValueError("decoded filters of layer %r must have shape %s, got %s"
-                         % (_printable(net.layers[idx].name), want, filters.shape))
+                         % (printable(net.layers[idx].name), want, filters.shape))
     b = decode_with_bias(net, idx, unpool=unpool, n_threads=n_threads).bias if bias else None
     return filters, b
 
@@ -153,7 +155,7 @@ def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
 def _forward_batch(net, x, keep, n_threads, buffers):
     """{layer index: response} of ``net`` to the checked images x at the layers ``keep``.
 
-    The conv, pool and ReLU layers write into ``buffers`` (a :class:`fastdecode._api.Buffers`
+    The conv, pool and ReLU layers write into ``buffers`` (a ``Workspace``
     reused across batches): a kept layer into its own array, the others into whichever of two
     work arrays does not hold their input (a layer such as dropout passes its input on). The
     responses are valid until the next batch.
@@ -215,9 +217,9 @@ def decoded_response(net, images, layer, filters, bias, n_threads, buffers=None,
     n_threads = resolve_threads(n_threads)
     out = None
     if buffers is not None:
-        grid = _api.window_grid(images.shape[2:], filters.shape[2:], (sy, sx), (pt, pb, pl, pr))
+        grid = window_grid(images.shape[2:], filters.shape[2:], (sy, sx), (pt, pb, pl, pr))
         out = buffers.get(key, (len(images), len(filters)) + grid, images.dtype)
-    D, finite = _api.correlate_finite(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
+    D, finite = ops.correlate_finite(images, filters, stride=(sy, sx), pad=(pt, pb, pl, pr),
                                       n_threads=n_threads, out=out, finite_inputs=True, bias=bias)
     if not finite:
         raise overflow_error("the correlation of images %s with decoded filters %s%s"
@@ -262,7 +264,7 @@ class _ErrorAccumulator:
 
     def add(self, start, R, D, n_threads):
         """Add the images of one batch: R, D (n, K, H, W) of one dtype, C-contiguous."""
-        per_image, per_filter, constant = _api.eq3_sums(R, D, n_threads)
+        per_image, per_filter, constant = eq3.eq3_sums(R, D, n_threads)
         self.per_image[start:start + len(R)] = per_image
         self.filter_sum += per_filter.sum(axis=0)
         self.positions = R.shape[2] * R.shape[3]
@@ -286,7 +288,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
     per_image = _response_bytes(net, images, layers) * (1 + len(jobs))
     bs = _batch_size(batch_size, len(images), per_image)
     accs = [_ErrorAccumulator(len(images), f.shape[0]) for (_, f, _) in jobs]
-    buffers = _api.Buffers()
+    buffers = workspace.Workspace()
     for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
         responses = _forward_batch(net, x, layers, threads, buffers)
@@ -353,13 +355,13 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     >>> print("%.3f" % r.mean)
     0.006
     """
-    _check_network(net)
+    check_network(net)
     idx = net.conv_index(layer)
     images = _check_images(net, images, idx)
     threads = resolve_threads(n_threads)
     filters, b = _decoded(net, idx, unpool, bias, threads, decoded)
     return _error_pass(net, images, [(idx, filters, b)], batch_size=batch_size, n_threads=threads,
-                       progress=progress, desc="Eq. 3 %s" % _printable(net.layers[idx].name))[0]
+                       progress=progress, desc="Eq. 3 %s" % printable(net.layers[idx].name))[0]
 
 
 def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic"), bias=False,
@@ -418,7 +420,7 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     layer7 nearest 0.063
     layer7 bilinear 0.064
     """
-    _check_network(net)
+    check_network(net)
     threads = resolve_threads(n_threads)
     if layers is None:
         layers = net.conv_layers[1:]
@@ -434,7 +436,7 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     if not methods:
         raise ValueError("methods is empty: name at least one unpooling method")
     for m in methods:
-        _check_unpool(m)
+        unpool_method(m)
     images = _check_images(net, images, max(net.index(n) for n in names))
     jobs, keys = [], []
     for name in names:
@@ -497,7 +499,7 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     >>> print("decoded %.2f, network %.2f" % (acc.decoded, acc.network))
     decoded 0.62, network 0.88
     """
-    _check_network(net)
+    check_network(net)
     if layer is None:
         layer = top_conv_layer(net)
     idx = net.conv_index(layer)
@@ -508,8 +510,8 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     bs = _batch_size(batch_size, len(images), 3 * _response_bytes(net, images, [idx]))
     R = np.empty((len(images), K))
     D = np.empty((len(images), K))
-    desc = "scores %s" % _printable(net.layers[idx].name)
-    buffers = _api.Buffers()
+    desc = "scores %s" % printable(net.layers[idx].name)
+    buffers = workspace.Workspace()
     for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
         R[start:start + len(x)] = _forward_batch(net, x, [idx], threads, buffers)[idx].max(
@@ -546,7 +548,7 @@ def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threa
     SelfConsistency
         ``(fraction, winners (K,), responses (K, K))``.
     """
-    _check_network(net)
+    check_network(net)
     if layer is None:
         layer = top_conv_layer(net)
     idx = net.conv_index(layer)

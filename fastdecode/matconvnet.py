@@ -31,7 +31,8 @@ from . import _matvalues as mv
 from ._io import atomic_path
 from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
                        read_mat)
-from .network import (LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax, _printable)
+from ._validation import printable
+from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax
 
 __all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError"]
 
@@ -157,7 +158,7 @@ class _Loader:
                   "'layers'")
 
     def where(self, index, count, name, type_):
-        label = "<unnamed>" if name is None else "'%s'" % _printable(name)
+        label = "<unnamed>" if name is None else "'%s'" % printable(name)
         return "layer %d of %d %s (%s)" % (index + 1, count, label, type_)
 
     def _layer(self, where, build, *args):
@@ -546,12 +547,12 @@ def _layer_to_matlab(layer):
         w = np.asarray(layer.weights).transpose(2, 3, 1, 0)  # (K, C, H, W) -> [H W C K]
         b = (np.zeros((0, 0), layer.weights.dtype) if layer.bias is None
              else layer.bias.reshape(1, -1))
-        rec.update(weights=mv.cell([w, b]), stride=mv.row(layer.stride_), pad=mv.row(layer.pad_),
+        rec.update(weights=mv.cell([w, b]), stride=mv.row(layer.stride), pad=mv.row(layer.pad),
                    dilate=mv.row(layer.dilate), opts=np.empty((0, 0), dtype=object),
                    precious=False)
     elif isinstance(layer, Pool):
-        rec.update(method=layer.method, pool=mv.row(layer.kernel), stride=mv.row(layer.stride_),
-                   pad=mv.row(layer.pad_), opts=np.empty((0, 0), dtype=object), precious=False)
+        rec.update(method=layer.method, pool=mv.row(layer.kernel), stride=mv.row(layer.stride),
+                   pad=mv.row(layer.pad), opts=np.empty((0, 0), dtype=object), precious=False)
     elif isinstance(layer, ReLU):
         rec.update(leak=float(layer.leak), precious=False)
     elif isinstance(layer, BatchNorm):
@@ -567,7 +568,7 @@ def _layer_to_matlab(layer):
         rec.update(precious=False)
     else:
         raise TypeError("layer %r is a %s, which MatConvNet cannot represent"
-                        % (_printable(layer.name), type(layer).__name__))
+                        % (printable(layer.name), type(layer).__name__))
     return rec
 
 
@@ -620,7 +621,7 @@ def format_info(net, title=None):
         raise TypeError("net must be a fastdecode.Network, got %s" % type(net).__name__)
     lines = []
     if title is not None:
-        lines.append(_printable(str(title)))
+        lines.append(printable(str(title)))
     lines.append("%d layers, %d input channel%s, %s" % (
         len(net), net.input_channels, "" if net.input_channels == 1 else "s", net.dtype.name))
     meta = net.meta or {}
@@ -629,7 +630,7 @@ def format_info(net, title=None):
     classes = meta.get("classes")
     if isinstance(classes, dict) and classes.get("name"):
         names = classes["name"]
-        shown = ", ".join(_printable(str(n)) for n in names[:5])
+        shown = ", ".join(printable(str(n)) for n in names[:5])
         lines.append("%d classes: %s%s" % (len(names), shown, ", ..." if len(names) > 5 else ""))
     norm = meta.get("normalization")
     if isinstance(norm, dict) and isinstance(norm.get("averageImage"), np.ndarray):
@@ -637,18 +638,18 @@ def format_info(net, title=None):
     losses = meta.get("losses") or []
     if losses:
         lines.append("dropped loss layers: %s" % ", ".join(
-            "%s (%s)" % (_printable(str(l.get("name"))), l.get("type")) for l in losses))
+            "%s (%s)" % (printable(str(l.get("name"))), l.get("type")) for l in losses))
     lines.append("")
     lines.append(net.summary())
     lines.append("")
     lines.append("conv layers, in image pixels (rows x cols):")
-    width = max([20] + [len(_printable(n)) for n in net.conv_layers])
+    width = max([20] + [len(printable(n)) for n in net.conv_layers])
     lines.append("%-*s %-18s %10s %8s %16s" % (width, "name", "filters HxWxCxK", "receptive",
                                                "stride", "decoded (C,H,W)"))
     for name in net.conv_layers:
         K, C, h, w = net[name].weights.shape
         lines.append("%-*s %-18s %10s %8s %16s" % (
-            width, _printable(name), "%dx%dx%dx%d" % (h, w, C, K),
+            width, printable(name), "%dx%dx%dx%d" % (h, w, C, K),
             "%dx%d" % net.receptive_field(name), "%dx%d" % net.stride(name),
             "x".join(map(str, net.decoded_shape(name)))))
     return "\n".join(lines)

@@ -1,388 +1,66 @@
-"""The network model: layers and a sequential Network with a forward pass and its geometry."""
+"""The sequential Network: its layers, their geometry and the forward pass.
+
+The layer classes live in :mod:`fastdecode.layers` and are re-exported here.
+"""
 
 import copy
 
 import numpy as np
 
-from . import _api
-from ._validation import (all_finite, as_int, as_pad, as_pair, check_bytes, float_array,
-                          resolve_threads)
+from ._validation import as_int, check_bytes, float_array, printable, resolve_threads
+from .layers import LRN, BatchNorm, Conv, Dropout, Layer, Pool, ReLU, Softmax
 
 __all__ = ["Layer", "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Network"]
 
 
-def _printable(name):
-    """A layer name with control characters escaped, for messages."""
-    if name is None:
-        return "<unnamed>"
-    return name.encode("unicode_escape").decode("ascii") if not name.isprintable() else name
-
-
-class Layer:
-    """Base class. ``name`` is set by :class:`Network` when left as None."""
-
-    type = "layer"
-
-    def __init__(self, name=None):
-        if name is not None and not isinstance(name, str):
-            raise TypeError("layer name must be a string, got %r" % (name,))
-        self.name = name
-
-    # Geometry: how a layer maps (rows, cols) and what it does to the cumulative stride.
-    kernel = (1, 1)      # effective window (rows, cols)
-    stride_ = (1, 1)
-    pad_ = (0, 0, 0, 0)
-
-    def output_size(self, size):
-        """(rows, cols) of the output for an input of ``size``."""
-        return _api.window_grid(size, self.kernel, self.stride_, self.pad_)
-
-    @property
-    def stride(self):
-        """(rows, cols) stride of the layer itself."""
-        return self.stride_
-
-    @property
-    def pad(self):
-        """(top, bottom, left, right) zero padding of the layer itself."""
-        return self.pad_
-
-    def output_channels(self, channels):
-        return channels
-
-    def forward(self, x, n_threads):
-        raise NotImplementedError
-
-    def _params(self):
-        return ()
-
-    def astype(self, dtype):
-        return self
-
-    def __repr__(self):
-        extra = self._params()
-        inner = ", ".join(extra + ("name=%r" % _printable(self.name),))
-        return "%s(%s)" % (type(self).__name__, inner)
-
-    def describe(self):
-        """One line for listings."""
-        return "%s" % (self.type,)
-
-
-class Conv(Layer):
-    """Convolution (MatConvNet correlation) with weights (K, C, h, w) and bias (K,).
-
-    ``pad`` is an int, (rows, cols) or (top, bottom, left, right); ``stride`` and ``dilate`` an int
-    or (rows, cols). Groups follow MatConvNet: when C divides the input depth D, the D channels form
-    D // C consecutive groups, each seen by K // groups consecutive filters.
-    """
-
-    type = "conv"
-
-    def __init__(self, weights, bias=None, *, stride=1, pad=0, dilate=1, name=None):
-        super().__init__(name)
-        w = float_array("weights", weights)
-        if w.ndim != 4:  # MATLAB drops trailing singletons; accept (K, C, h, w) only when 4-D
-            raise ValueError("conv weights must be 4-D (K, C, h, w), got shape %s" % (w.shape,))
-        if min(w.shape) == 0:
-            raise ValueError("conv weights must be non-empty, got shape %s" % (w.shape,))
-        self.weights = w
-        K = w.shape[0]
-        if bias is None or np.size(bias) == 0:
-            self.bias = None
-        else:
-            b = float_array("bias", bias, dtype=w.dtype)
-            if b.size != K:
-                raise ValueError("bias has %d values but weights %s have %d filters"
-                                 % (b.size, w.shape, K))
-            self.bias = b.reshape(K)
-        self.stride_ = as_pair("stride", stride, minimum=1)
-        self.pad_ = as_pad("pad", pad)
-        self.dilate = as_pair("dilate", dilate, minimum=1)
-        self.groups = 1  # set by Network from the input depth
-        kh, kw = w.shape[2:]
-        self.kernel = ((kh - 1) * self.dilate[0] + 1, (kw - 1) * self.dilate[1] + 1)
-
-    @property
-    def num_filters(self):
-        return self.weights.shape[0]
-
-    def output_channels(self, channels):
-        return self.weights.shape[0]
-
-    def _resolve_groups(self, channels):
-        C = self.weights.shape[1]
-        K = self.weights.shape[0]
-        if channels == C:
-            return 1
-        if channels % C == 0 and K % (channels // C) == 0:
-            return channels // C
-        raise ValueError("conv layer %r: filters %s (depth %d) do not fit an input of %d channels"
-                         % (_printable(self.name), self.weights.shape, C, channels))
-
-    def dilated_weights(self, dtype=None):
-        """Weights (K, C, kh_eff, kw_eff) with dilation expanded (zeros between the taps)."""
-        w = self.weights if dtype is None else self.weights.astype(dtype, copy=False)
-        dy, dx = self.dilate
-        if dy > 1 or dx > 1:
-            d = np.zeros(w.shape[:2] + self.kernel, dtype=w.dtype)
-            d[:, :, ::dy, ::dx] = w
-            w = d
-        return w
-
-    def dense_weights(self, dtype=None):
-        """Weights (K, D, kh_eff, kw_eff) over all D input channels, dilation and groups expanded."""
-        w = self.dilated_weights(dtype)
-        K, C = w.shape[:2]
-        g = self.groups
-        if g > 1:
-            dense = np.zeros((K, C * g) + w.shape[2:], dtype=w.dtype)
-            per = K // g
-            for i in range(g):
-                dense[i * per:(i + 1) * per, i * C:(i + 1) * C] = w[i * per:(i + 1) * per]
-            w = dense
-        return np.ascontiguousarray(w)
-
-    def forward(self, x, n_threads, memory_limit=None):
-        """Response (N, K, Ho, Wo) to images x (N, C, H, W), biases included (x checked)."""
-        return self.respond(x, n_threads, memory_limit=memory_limit)[0]
-
-    def respond(self, x, n_threads, memory_limit=None, out=None, checked=False):
-        """(response to x, whether it is all finite): the bias is added and the result checked
-        inside the correlation's kernel. out: where to write it (ungrouped convs; see
-        ``_api.correlate_finite``); checked: x is known to be finite, not checked again."""
-        w = self.dilated_weights(x.dtype)
-        g, C = self.groups, w.shape[1]
-        per = w.shape[0] // g
-        b = self.bias
-        parts = [_api.correlate_finite(x[:, i * C:(i + 1) * C], w[i * per:(i + 1) * per],
-                                       stride=self.stride_, pad=self.pad_, n_threads=n_threads,
-                                       memory_limit=memory_limit, out=out if g == 1 else None,
-                                       finite_inputs=checked,
-                                       bias=None if b is None else b[i * per:(i + 1) * per])
-                 for i in range(g)]
-        y = parts[0][0] if g == 1 else np.concatenate([p[0] for p in parts], axis=1)
-        return y, all(p[1] for p in parts)
-
-    def astype(self, dtype):
-        new = Conv(self.weights.astype(dtype),
-                   None if self.bias is None else self.bias.astype(dtype),
-                   stride=self.stride_, pad=self.pad_, dilate=self.dilate, name=self.name)
-        new.groups = self.groups
-        return new
-
-    def _params(self):
-        out = ("weights=%s" % (self.weights.shape,),)
-        if self.stride_ != (1, 1):
-            out += ("stride=%s" % (self.stride_,),)
-        if any(self.pad_):
-            out += ("pad=%s" % (self.pad_,),)
-        if self.dilate != (1, 1):
-            out += ("dilate=%s" % (self.dilate,),)
-        return out
-
-    def describe(self):
-        K, C, h, w = self.weights.shape
-        s = "conv %dx%dx%dx%d" % (h, w, C, K)
-        if self.groups > 1:
-            s += " groups %d" % self.groups
-        if self.stride_ != (1, 1):
-            s += " stride %s" % (self.stride_,)
-        if any(self.pad_):
-            s += " pad %s" % (self.pad_,)
-        if self.dilate != (1, 1):
-            s += " dilate %s" % (self.dilate,)
-        return s
-
-
-class Pool(Layer):
-    """Max or average pooling (MatConvNet ``vl_nnpool``); ``stride`` defaults to ``size``."""
-
-    type = "pool"
-
-    def __init__(self, method="max", *, size=2, stride=None, pad=0, name=None):
-        super().__init__(name)
-        if method not in ("max", "avg"):
-            raise ValueError("pool method must be 'max' or 'avg', got %r" % (method,))
-        self.method = method
-        self.kernel = as_pair("size", size, minimum=1)
-        self.stride_ = self.kernel if stride is None else as_pair("stride", stride, minimum=1)
-        self.pad_ = as_pad("pad", pad)
-        if max(self.pad_[:2]) >= self.kernel[0] or max(self.pad_[2:]) >= self.kernel[1]:
-            raise ValueError("pool layer %r: pad %s must be smaller than the window %s"
-                             % (_printable(name), self.pad_, self.kernel))
-
-    @property
-    def size(self):
-        return self.kernel
-
-    def forward(self, x, n_threads):
-        return _api.pool(x, self.method, size=self.kernel, stride=self.stride_, pad=self.pad_,
-                         n_threads=n_threads)
-
-    def forward_into(self, x, n_threads, out):
-        """forward of checked x (N, C, H, W) written into out (C-contiguous, not sharing x's
-        memory)."""
-        return _api.pool_into(x, out, self.method, self.kernel, self.stride_, self.pad_,
-                              n_threads)
-
-    def _params(self):
-        return ("%r" % self.method, "size=%s" % (self.kernel,), "stride=%s" % (self.stride_,)) + (
-            ("pad=%s" % (self.pad_,),) if any(self.pad_) else ())
-
-    def describe(self):
-        s = "pool %s %dx%d stride %s" % (self.method, self.kernel[0], self.kernel[1],
-                                          self.stride_)
-        return s + (" pad %s" % (self.pad_,) if any(self.pad_) else "")
-
-
-class ReLU(Layer):
-    """Rectified linear unit (leaky when ``leak`` > 0). Passed through when decoding."""
-
-    type = "relu"
-
-    def __init__(self, name=None, *, leak=0.0):
-        super().__init__(name)
-        leak = float(leak)
-        if not np.isfinite(leak):
-            raise ValueError("relu leak must be finite, got %r" % leak)
-        self.leak = leak
-
-    def forward(self, x, n_threads):
-        return _api.relu(x, leak=self.leak, n_threads=n_threads)
-
-    def forward_into(self, x, n_threads, out):
-        """forward of checked x written into out (C-contiguous, not sharing x's memory)."""
-        return _api.relu_into(x, out, self.leak, n_threads)
-
-    def _params(self):
-        return ("leak=%g" % self.leak,) if self.leak else ()
-
-    def describe(self):
-        return "relu" + (" leak %g" % self.leak if self.leak else "")
-
-
-class BatchNorm(Layer):
-    """Test-time batch normalisation: y = gain * (x - mean) / sigma + bias, per channel.
-
-    MatConvNet stores ``moments`` = [mean, sigma] (K, 2), sigma already including epsilon.
-    Decoding treats it as the per-channel affine map it is.
-    """
-
-    type = "bnorm"
-
-    def __init__(self, gain, bias, mean, sigma, *, name=None):
-        super().__init__(name)
-        g = float_array("gain", gain).ravel()
-        arrays = [float_array(n, a, dtype=g.dtype).ravel()
-                  for n, a in (("bias", bias), ("mean", mean), ("sigma", sigma))]
-        for n, a in zip(("bias", "mean", "sigma"), arrays):
-            if a.size != g.size:
-                raise ValueError("bnorm layer %r: %s has %d values, gain has %d"
-                                 % (_printable(name), n, a.size, g.size))
-        if np.any(arrays[2] == 0):
-            raise ValueError("bnorm layer %r: sigma has zeros" % (_printable(name),))
-        self.gain, self.bias, self.mean, self.sigma = [g] + arrays
-
-    @property
-    def num_channels(self):
-        return self.gain.size
-
-    def scale_shift(self, dtype=None):
-        """(a, c) with y = a * x + c per channel."""
-        a = self.gain / self.sigma
-        c = self.bias - a * self.mean
-        if dtype is not None:
-            a, c = a.astype(dtype), c.astype(dtype)
-        return a, c
-
-    def forward(self, x, n_threads):
-        a, c = self.scale_shift(x.dtype)
-        return x * a[None, :, None, None] + c[None, :, None, None]
-
-    def astype(self, dtype):
-        return BatchNorm(self.gain.astype(dtype), self.bias.astype(dtype),
-                         self.mean.astype(dtype), self.sigma.astype(dtype), name=self.name)
-
-    def _params(self):
-        return ("channels=%d" % self.gain.size,)
-
-    def describe(self):
-        return "bnorm %d" % self.gain.size
-
-
-class Dropout(Layer):
-    """Dropout: the identity at test time."""
-
-    type = "dropout"
-
-    def __init__(self, rate=0.5, *, name=None):
-        super().__init__(name)
-        self.rate = float(rate)
-
-    def forward(self, x, n_threads):
-        return x
-
-
-class LRN(Layer):
-    """Cross-channel local response normalisation (MatConvNet ``vl_nnnormalize``).
-
-    y = x * (kappa + alpha * sum_{window of depth N} x^2) ** -beta, the window around channel k
-    running from k - floor((N-1)/2) to k + ceil((N-1)/2). Passed through when decoding.
-    """
-
-    type = "lrn"
-
-    def __init__(self, depth=5, kappa=1.0, alpha=1e-4, beta=0.75, *, name=None):
-        super().__init__(name)
-        self.depth = as_int("depth", depth, minimum=1)
-        self.kappa, self.alpha, self.beta = float(kappa), float(alpha), float(beta)
-        for what, value in (("kappa", self.kappa), ("alpha", self.alpha), ("beta", self.beta)):
-            if not np.isfinite(value):
-                raise ValueError("lrn layer %r: %s must be finite, got %r"
-                                 % (_printable(name), what, value))
-
-    def forward(self, x, n_threads):
-        sq = x.astype(np.float64) ** 2
-        C = x.shape[1]
-        lo_off, hi_off = (self.depth - 1) // 2, self.depth - 1 - (self.depth - 1) // 2
-        csum = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)
-        k = np.arange(C)
-        lo = np.clip(k - lo_off, 0, C)
-        hi = np.clip(k + hi_off + 1, 0, C)
-        window = csum[:, hi] - csum[:, lo]
-        return (x * (self.kappa + self.alpha * window) ** (-self.beta)).astype(x.dtype)
-
-    def _params(self):
-        return ("depth=%d, kappa=%g, alpha=%g, beta=%g"
-                % (self.depth, self.kappa, self.alpha, self.beta),)
-
-
-class Softmax(Layer):
-    """Softmax over channels."""
-
-    type = "softmax"
-
-    def forward(self, x, n_threads):
-        z = x - x.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-
-def _check_finite_layer(layer):
-    for attr in ("weights", "bias", "gain", "mean", "sigma"):
-        a = getattr(layer, attr, None)
-        if isinstance(a, np.ndarray) and not all_finite(a):
-            raise ValueError("layer %r (%s): %s contains non-finite values"
-                             % (_printable(layer.name), layer.type, attr))
-
-
 class Network:
-    """A chain of layers. Layers are addressed by name or 0-based index.
+    """A chain of layers, addressed by name or 0-based index, with its forward pass and geometry.
 
-    Unnamed layers get MatConvNet's default names ``layer1``, ``layer2``, ... (1-based).
-    ``meta`` holds what a file carried beside the layers (input size, classes, normalisation).
-    All parameters share one dtype, float32 unless any is float64.
+    Parameters
+    ----------
+    layers : iterable of Layer
+        The layers, bottom to top. The network keeps copies: naming and group resolution never
+        touch the caller's layer objects.
+    meta : dict, optional
+        What a file carried beside the layers (input size, classes, normalisation).
+    input_channels : int, optional
+        Channels of the images; default the depth of the first conv layer's filters (required
+        for a network without conv layers).
+
+    Attributes
+    ----------
+    layers : list of Layer
+        The network's own copies of the layers; unnamed layers get MatConvNet's default names
+        ``layer1``, ``layer2``, ... (1-based).
+    meta : dict
+        A copy of ``meta``.
+    dtype : numpy.dtype
+        float64 if any conv layer's weights are float64, else float32; every parameter is
+        converted to it.
+    input_channels : int
+        Channels of the images.
+
+    Raises
+    ------
+    TypeError
+        For an item that is not a :class:`~fastdecode.layers.Layer`.
+    ValueError
+        For no layers, shared names, parameters holding NaN or inf, or a layer that does not
+        fit the depth of its input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdecode as fd
+    >>> rng = np.random.default_rng(0)
+    >>> net = fd.Network([fd.Conv(rng.standard_normal((4, 1, 3, 3)), np.zeros(4)), fd.ReLU(),
+    ...                   fd.Pool("max", size=2), fd.Conv(rng.standard_normal((6, 4, 3, 3)))])
+    >>> net.conv_layers
+    ['layer1', 'layer4']
+    >>> net.forward(np.ones((2, 1, 12, 12))).shape
+    (2, 6, 3, 3)
+    >>> net.stride("layer4"), net.receptive_field("layer4"), net.decoded_shape("layer4")
+    ((2, 2), (8, 8), (1, 8, 8))
     """
 
     def __init__(self, layers, *, meta=None, input_channels=None):
@@ -391,12 +69,13 @@ class Network:
             raise ValueError("a Network needs at least one layer")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError("layer %d is a %s, not a fastdecode Layer" % (i, type(layer).__name__))
-            _check_finite_layer(layer)
+                raise TypeError("layer %d is a %s, not a fastdecode Layer"
+                                % (i, type(layer).__name__))
+            layer.check_finite()
         dtypes = [l.weights.dtype for l in layers if isinstance(l, Conv)]
         dtype = np.dtype(np.float64) if np.dtype(np.float64) in dtypes else np.dtype(np.float32)
         # Copies, so that naming and group resolution never touch the caller's layer objects.
-        self.layers = [l.astype(dtype) if isinstance(l, (Conv, BatchNorm)) and _layer_dtype(l) != dtype
+        self.layers = [l.astype(dtype) if l.dtype is not None and l.dtype != dtype
                        else copy.copy(l) for l in layers]
         self.dtype = dtype
         self.meta = dict(meta or {})
@@ -406,7 +85,7 @@ class Network:
                 layer.name = "layer%d" % (i + 1)
             if layer.name in seen:
                 raise ValueError("layers %d and %d share the name %r" % (seen[layer.name], i,
-                                                                         _printable(layer.name)))
+                                                                         printable(layer.name)))
             seen[layer.name] = i
         self._index = seen
         first = next((l for l in self.layers if isinstance(l, Conv)), None)
@@ -418,17 +97,31 @@ class Network:
         self._channels = []  # channels at the output of each layer
         c = self.input_channels
         for layer in self.layers:
-            if isinstance(layer, Conv):
-                layer.groups = layer._resolve_groups(c)
-            if isinstance(layer, BatchNorm) and layer.num_channels != c:
-                raise ValueError("bnorm layer %r has %d channels but its input has %d"
-                                 % (_printable(layer.name), layer.num_channels, c))
-            c = layer.output_channels(c)
+            c = layer.attach(c)
             self._channels.append(c)
 
     # --- addressing ---------------------------------------------------------------------------
     def index(self, layer):
-        """0-based index of a layer given by name, index (negative counts from the end) or object."""
+        """0-based index of a layer.
+
+        Parameters
+        ----------
+        layer : str, int or Layer
+            A name, an index (negative counts from the end) or one of :attr:`layers`.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        KeyError
+            For an unknown name or a layer object not in the network.
+        IndexError
+            For an index out of range.
+        TypeError
+            For anything else.
+        """
         if isinstance(layer, Layer):
             for i, l in enumerate(self.layers):
                 if l is layer:
@@ -438,7 +131,7 @@ class Network:
             if layer in self._index:
                 return self._index[layer]
             raise KeyError("no layer named %r; layers are: %s"
-                           % (layer, ", ".join(_printable(l.name) for l in self.layers)))
+                           % (layer, ", ".join(printable(l.name) for l in self.layers)))
         if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
             raise TypeError("layer must be a name or an index, got %r" % (layer,))
         n = len(self.layers)
@@ -465,16 +158,17 @@ class Network:
         return [l.name for l in self.layers if isinstance(l, Conv)]
 
     def conv_index(self, layer):
-        """Index of a conv layer, with an error naming the layer when it is not one."""
+        """Index of a conv layer (by name, index or object), with a ValueError naming the layer
+        when it is not one."""
         i = self.index(layer)
         if not isinstance(self.layers[i], Conv):
             raise ValueError("layer %r is a %s layer; only conv layers can be decoded (conv layers: %s)"
-                             % (_printable(self.layers[i].name), self.layers[i].type,
-                                ", ".join(map(_printable, self.conv_layers))))
+                             % (printable(self.layers[i].name), self.layers[i].type,
+                                ", ".join(map(printable, self.conv_layers))))
         return i
 
     def channels(self, layer):
-        """Channels at the output of a layer."""
+        """Channels at the output of ``layer`` (name, index or object)."""
         return self._channels[self.index(layer)]
 
     # --- geometry -----------------------------------------------------------------------------
@@ -485,15 +179,16 @@ class Network:
         R = [1, 1]
         for layer in self.layers[:upto + 1]:
             kh, kw = layer.kernel
-            sy, sx = layer.stride_
-            pt, pb, pl, pr = layer.pad_
+            sy, sx = layer.stride
+            pt, pb, pl, pr = layer.pad
             R = [R[0] + (kh - 1) * S[0], R[1] + (kw - 1) * S[1]]
             P = [P[0] + pt * S[0], P[1] + pb * S[0], P[2] + pl * S[1], P[3] + pr * S[1]]
             S = [S[0] * sy, S[1] * sx]
         return tuple(S), tuple(P), tuple(R)
 
     def stride(self, layer):
-        """Cumulative stride (rows, cols) in image pixels at the output of ``layer``."""
+        """Cumulative stride (rows, cols) in image pixels at the output of ``layer``: the stride
+        at which its decoded filters are correlated with the images."""
         return self._geometry(self.index(layer))[0]
 
     def padding(self, layer):
@@ -505,16 +200,19 @@ class Network:
         return self._geometry(self.index(layer))[1]
 
     def receptive_field(self, layer):
-        """Receptive field (rows, cols) in image pixels of a unit of ``layer``: the decoded size."""
+        """Receptive field (rows, cols) in image pixels of a unit of ``layer``: the size of its
+        decoded filters."""
         return self._geometry(self.index(layer))[2]
 
     def decoded_shape(self, layer):
-        """Shape (C0, h, w) of one decoded filter of a conv layer."""
+        """Shape (C0, h, w) of one decoded filter of a conv layer: the input channels and
+        :meth:`receptive_field`."""
         i = self.conv_index(layer)
         return (self.input_channels,) + self._geometry(i)[2]
 
     def output_shape(self, input_shape, upto=None):
-        """Shape of ``forward`` for images of ``input_shape`` (N, C, H, W)."""
+        """Shape of :meth:`forward`'s result for images of ``input_shape`` (N, C, H, W), after
+        layer ``upto`` (default: the last)."""
         N, C, H, W = input_shape
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         size = (H, W)
@@ -526,8 +224,23 @@ class Network:
     def check_input(self, shape, *, upto=None, memory_limit=None, name="x"):
         """Refuse images of ``shape`` (N, C, H, W) that ``forward(upto=upto)`` cannot take.
 
-        ValueError for a channel mismatch, an empty shape or images too small for a layer;
-        MemoryError when one layer's output would exceed ``memory_limit`` bytes (default 4 GiB).
+        Parameters
+        ----------
+        shape : tuple of int
+            (N, C, H, W).
+        upto : str or int, optional
+            The last layer to run, default the last.
+        memory_limit : float, optional
+            Bytes any one layer's output may take (default 4 GiB).
+        name : str, optional
+            The images' name in messages.
+
+        Raises
+        ------
+        ValueError
+            For a channel mismatch, an empty shape or images too small for a layer.
+        MemoryError
+            When one layer's output would exceed ``memory_limit``.
         """
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         N, C, H, W = shape
@@ -541,18 +254,40 @@ class Network:
             new = layer.output_size(size)
             if new[0] < 1 or new[1] < 1:
                 raise ValueError("images of %dx%d are too small for layer %r (%s): its input would "
-                                 "be %dx%d" % (H, W, _printable(layer.name), layer.describe(),
+                                 "be %dx%d" % (H, W, printable(layer.name), layer.describe(),
                                                size[0], size[1]))
-            check_bytes("forward output of layer %r" % _printable(layer.name),
+            check_bytes("forward output of layer %r" % printable(layer.name),
                         (N, self._channels[i]) + new, self.dtype, memory_limit)
             size = new
 
     def forward(self, x, *, upto=None, n_threads=None, memory_limit=None):
-        """Response after layer ``upto`` (default: the last) to images x (N, C, H, W).
+        """Response after layer ``upto`` to images x.
 
-        x is cast to the network's dtype. Returns (N, K, Ho, Wo).
-        memory_limit: bytes any one layer's output may take (default 4 GiB), checked for every
-        layer before any is computed.
+        Parameters
+        ----------
+        x : array_like
+            Images (N, C, H, W), converted to the network's dtype; never modified.
+        upto : str or int, optional
+            The last layer to run (name or index), default the last.
+        n_threads : int, optional
+            Threads to use; default all that OpenMP may use. Results are bitwise the same for
+            any count.
+        memory_limit : float, optional
+            Bytes any one layer's output may take (default 4 GiB), checked for every layer
+            before any is computed.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, K, Ho, Wo) in the network's dtype.
+
+        Raises
+        ------
+        ValueError
+            For images holding NaN or inf, of the wrong depth or too small, or a layer output
+            that overflows the dtype (the error names the layer).
+        MemoryError
+            When one layer's output would exceed ``memory_limit``.
         """
         given = x
         x = float_array("x", x, ndim=4, dtype=self.dtype)
@@ -564,55 +299,36 @@ class Network:
         self.check_input(x.shape, upto=last, memory_limit=memory_limit, name="x")
         for i in range(last + 1):
             layer = self.layers[i]
-            # a ReLU rectifies an array of the pass's own in place
-            in_place = (type(layer) is ReLU and own and x.flags.c_contiguous
-                        and x.flags.writeable)
-            x = self.forward_layer(i, x, threads, memory_limit=memory_limit,
+            # a layer that works in place (ReLU) does so on an array of the pass's own
+            in_place = (layer.in_place and own and x.flags.c_contiguous and x.flags.writeable)
+            y = self.forward_layer(i, x, threads, memory_limit=memory_limit,
                                    out=x if in_place else None)
-            own = type(layer) in _NEW_OUTPUT or (type(layer) is Dropout and own)
+            own = own if y is x else layer.new_output
+            x = y
         return x
 
     def writes_into(self, i):
-        """Whether :meth:`forward_layer` writes layer ``i``'s output into a given ``out``: an
-        ungrouped conv, a pool or a ReLU layer."""
-        layer = self.layers[i]
-        return type(layer) in (Pool, ReLU) or (type(layer) is Conv and layer.groups == 1)
+        """Whether :meth:`forward_layer` writes layer ``i``'s output into a given ``out``
+        (the layer's ``writes_into``: ungrouped conv, pool and ReLU layers)."""
+        return self.layers[i].writes_into
 
     def forward_layer(self, i, x, n_threads, memory_limit=None, out=None):
         """Layer ``i`` alone applied to x, already checked (:meth:`check_input`): its values are
-        not checked again, its output is checked for overflow.
+        not checked again, its output is checked for overflow (ValueError naming the layer).
 
         out: where the layer writes its output when :meth:`writes_into` says it can
-        (C-contiguous, of the output's shape and dtype, not sharing x's memory, e.g. from
-        :class:`fastdecode._api.Buffers`, or x itself for a ReLU); ignored otherwise.
+        (C-contiguous, of the output's shape and dtype, not sharing x's memory, e.g. from a
+        ``Workspace``, or x itself for a layer that works in place); ignored otherwise.
         """
         layer = self.layers[i]
-        if not self.writes_into(i):
-            out = None
-        elif out is None:
-            out = np.empty((x.shape[0], self._channels[i]) + layer.output_size(x.shape[2:]),
-                           dtype=x.dtype)
-        finite = True
-        # Inputs and weights are finite, so only sums and scalings can overflow.
-        if type(layer) is Conv:
-            x, finite = layer.respond(x, n_threads, memory_limit=memory_limit, out=out,
-                                      checked=True)
-        elif out is not None:
-            x = layer.forward_into(x, n_threads, out)
-        elif isinstance(layer, Conv):
-            x = layer.forward(x, n_threads, memory_limit=memory_limit)
-            finite = all_finite(x)
-        else:
-            x = layer.forward(x, n_threads)
-            finite = not isinstance(layer, BatchNorm) or all_finite(x)
+        y, finite = layer.run(x, n_threads, out=out if layer.writes_into else None,
+                              memory_limit=memory_limit)
         if not finite:
-            raise ValueError("the output of layer %r (%s) overflows %s: scale the images "
-                             "down or use float64 (net.astype(np.float64))"
-                             % (_printable(layer.name), layer.describe(), self.dtype.name))
-        return x
+            raise layer.overflow_error(self.dtype)
+        return y
 
     def astype(self, dtype):
-        """A copy of the network with parameters in ``dtype`` (float32 or float64)."""
+        """A copy of the network with its parameters in ``dtype`` (float32 or float64)."""
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError("dtype must be float32 or float64, got %s" % dtype)
@@ -622,8 +338,9 @@ class Network:
         return net
 
     def summary(self):
-        """A table of layers with output channels, cumulative stride and receptive field."""
-        names = [_printable(layer.name) for layer in self.layers]
+        """A table of the layers with their output channels, cumulative stride and receptive
+        field, one line per layer (a str)."""
+        names = [printable(layer.name) for layer in self.layers]
         described = [layer.describe() for layer in self.layers]
         wn = max([20] + [len(n) for n in names])  # columns as wide as their longest entry
         wd = max([40] + [len(d) for d in described])
@@ -634,12 +351,3 @@ class Network:
             rows.append("%-3d %-*s %-*s %8d %8s %10s" % (
                 i, wn, names[i], wd, described[i], self._channels[i], "%dx%d" % S, "%dx%d" % R))
         return "\n".join(rows)
-
-
-#: Layers whose forward returns a new array (dropout returns its input).
-_NEW_OUTPUT = (Conv, Pool, ReLU, BatchNorm, LRN, Softmax)
-
-
-def _layer_dtype(layer):
-    return layer.weights.dtype if isinstance(layer, Conv) else layer.gain.dtype
-

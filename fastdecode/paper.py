@@ -5,7 +5,7 @@ unpooling) in their Table 1; :func:`paper_reference` looks a layer's value up an
 :func:`format_table1` prints what :func:`fastdecode.table1` computed next to it.
 """
 
-from .network import _printable
+from ._validation import printable
 
 __all__ = ["PAPER_TABLE1", "paper_reference", "format_table1"]
 
@@ -83,7 +83,7 @@ def format_table1(net, results, *, title=None):
     for layer in layers:
         row = _paper_row(net, layer)
         paper = "%s %.3f" % row if row is not None else "-"
-        line = "%-10s %-10s" % (_printable(layer), paper)
+        line = "%-10s %-10s" % (printable(layer), paper)
         for m in methods:
             r = results[(layer, m)]
             line += " %19s" % ("%.4f +- %.4f" % (r.mean, r.std))

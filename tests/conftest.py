@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 try:
-    import fastdecode._kernels  # noqa: F401  the compiled core must be importable
+    import fastdecode._engine._correlation  # noqa: F401  the compiled core must be importable
 except ImportError as exc:  # an unbuilt source tree shadows the installed package
     raise pytest.UsageError(
         "fastdecode's compiled kernels cannot be imported (%s). Install the package first: "

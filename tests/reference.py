@@ -69,7 +69,7 @@ def winograd_rounding_bound(df, w, m, stride=(1, 1)):
     sum on absolute values: the transforms add and subtract values of neighbouring pixels)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
-    from fastdecode._api import WINOGRAD_TRANSFORMS
+    from fastdecode._engine.winograd import WINOGRAD_TRANSFORMS
     df = np.abs(np.asarray(df, dtype=np.float64))
     w = np.abs(np.asarray(w, dtype=np.float64))
     F, J, H, W = df.shape
@@ -371,12 +371,12 @@ def forced_substitution_path(path):
     import contextlib
     from unittest import mock
 
-    from fastdecode import _api
+    from fastdecode._engine import substitution, winograd
     if path == "auto":
         return contextlib.nullcontext()
 
     def forced(J, H, W, C, kh, kw, sy, sx, itemsize):
-        if path == "winograd" and _api.winograd_tile((kh, kw), (sy, sx), itemsize) is None:
+        if path == "winograd" and winograd.winograd_tile((kh, kw), (sy, sx), itemsize) is None:
             return "phased"
         return path
-    return mock.patch.object(_api, "substitution_path", forced)
+    return mock.patch.object(substitution, "substitution_path", forced)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 import fastdecode as fd
 from fastdecode import decoding
+from fastdecode._engine import chain, resample
+from fastdecode._engine.recursion import walk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
@@ -121,7 +123,11 @@ def test_filter_selection(dtype):
     np.testing.assert_array_equal(part.filters, both.filters[[3, 49, 3]])
     np.testing.assert_array_equal(part.bias, both.bias[[3, 49, 3]])
     assert part.bias.dtype == dtype
-    np.testing.assert_array_equal(fd.decoded_bias(net, "layer3", filters=[3]), both.bias[[3]])
+    np.testing.assert_array_equal(fd.decoded_bias(net, "layer3", filters=[3], unpool="adjoint"),
+                                  both.bias[[3]])
+    # one default for both: decoded_bias is decode_with_bias's bias
+    np.testing.assert_array_equal(fd.decoded_bias(net, "layer3"),
+                                  fd.decode_with_bias(net, "layer3").bias)
     # By index, negative index and name alike.
     np.testing.assert_array_equal(fd.decode(net, 2, unpool="bilinear"), full)
     np.testing.assert_array_equal(fd.decode(net, -5, unpool="bilinear"), full)
@@ -140,22 +146,22 @@ def test_decode_in_chunks_equals_decode_at_once(monkeypatch):
     general the GEMM blocks follow the number of filters, and chunks agree to rounding)."""
     import fastdecode.decoding as decoding
     chunks = []
-    chunk_fn = decoding._decode_chunk
+    chunk_fn = chain.decode_chunk
 
     def counting(plan, sel, *args):
         chunks.append(len(sel))
         return chunk_fn(plan, sel, *args)
-    monkeypatch.setattr(decoding, "_decode_chunk", counting)
+    monkeypatch.setattr(chain, "decode_chunk", counting)
     net = lenet(np.float64)
     full = fd.decode(net, "layer5", unpool="bicubic", filters=range(12))
     assert chunks == [12]
-    limit = full.nbytes + 3 * decoding._ChainPlan(net, 4, "bicubic").bytes_per_filter
+    limit = full.nbytes + 3 * chain.ChainPlan(net, 4, resample.METHODS["bicubic"]).bytes_per_filter
     small = fd.decode(net, "layer5", unpool="bicubic", filters=range(12), memory_limit=limit)
     assert chunks[1:] == [3, 3, 3, 3]
     np.testing.assert_array_equal(small, full)
     chunks.clear()
     full = fd.decode_with_bias(net, "layer5", unpool="adjoint", filters=range(12))
-    limit = full.filters.nbytes + 3 * decoding._ChainPlan(net, 4, "adjoint").bytes_per_filter
+    limit = full.filters.nbytes + 3 * chain.ChainPlan(net, 4, resample.METHODS["adjoint"]).bytes_per_filter
     small = fd.decode_with_bias(net, "layer5", unpool="adjoint", filters=range(12),
                                 memory_limit=limit)
     assert chunks == [12, 3, 3, 3, 3]
@@ -225,18 +231,18 @@ def test_wide_network_forms_and_selections_agree(dtype):
                       fd.ReLU(), fd.Conv(w(64, 64, 3, 3)), fd.Conv(w(8, 64, 24, 24))],
                      input_channels=3).astype(dtype)
     top = 5
-    plan = decoding._ChainPlan(net, top, "nearest")
+    plan = chain.ChainPlan(net, top, resample.METHODS["nearest"])
     paths = [step.path for step in plan.steps if step.kind == "substitute"]
     assert paths[:2] == ["winograd", "phased"], paths
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    chain = mock.patch.object(decoding, "_decode_recursive", lambda *args: None)
-    with chain:
+    by_chain = mock.patch.object(decoding, "_decode_recursive", lambda *args: None)
+    with by_chain:
         got = fd.decode(net, top)
         chunked = fd.decode(net, top, memory_limit=got.nbytes + 3 * plan.bytes_per_filter)
         some = fd.decode(net, top, filters=[3, 0])
-    with chain, ref.forced_substitution_path("col2im"):
+    with by_chain, ref.forced_substitution_path("col2im"):
         want = fd.decode(net, top)
-    recursion = decoding._recursive.walk(net, top, "nearest", 2)[top]
+    recursion = walk(net, top, resample.METHODS["nearest"], 2)[top]
     scale = np.abs(want).max()
     for other in (got, chunked, recursion):
         np.testing.assert_allclose(other, want, rtol=0, atol=tol * scale)

@@ -169,21 +169,21 @@ def test_given_decoded_filters_are_used():
 def test_eq3_sums_match_the_definition(dtype):
     """The compiled Eq. 3 sums against normalise_reference, with constant R and D images, and
     the same bits for 1 and 3 threads."""
-    from fastdecode import _api
+    from fastdecode._engine import eq3
     rng = np.random.default_rng(5)
     R = rng.standard_normal((7, 4, 3, 5)).astype(dtype)
     D = (R + rng.standard_normal(R.shape)).astype(dtype)
     R[2] = 1.5
     D[4] = -2.0
     R[6] = D[6] = 0.0
-    per_image, per_filter, constant = _api.eq3_sums(R, D, 1)
+    per_image, per_filter, constant = eq3.eq3_sums(R, D, 1)
     for n in range(7):
         sq = (normalise_reference(R[n].astype(np.float64))
               - normalise_reference(D[n].astype(np.float64))) ** 2
         assert per_image[n] == pytest.approx(sq.mean(), rel=1e-13, abs=1e-300)
         np.testing.assert_allclose(per_filter[n], sq.sum(axis=(1, 2)), rtol=1e-13, atol=1e-300)
     assert constant.tolist() == [[n in (2, 6), n in (4, 6)] for n in range(7)]
-    again = _api.eq3_sums(R, D, 3)
+    again = eq3.eq3_sums(R, D, 3)
     assert all(np.array_equal(a, b) for a, b in zip(again, (per_image, per_filter, constant)))
 
 

@@ -7,7 +7,9 @@ from importlib import resources
 
 import pytest
 
-MODULES = ["fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting", "fastdecode.matconvnet",
+MODULES = ["fastdecode.ops", "fastdecode.decoding", "fastdecode.network",
+           "fastdecode._config", "fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting",
+           "fastdecode.matconvnet",
            "fastdecode.datasets", "fastdecode.models", "fastdecode.paper"]
 
 

@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastdecode as fd
-from fastdecode import _api
+from fastdecode import _validation
+from fastdecode._engine import (blas, correlation, grid, layout, resample, substitution, tuning,
+                                winograd, workspace)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
@@ -63,7 +65,6 @@ def test_substitute_matches_reference(df_shape, w_shape, stride, dtype):
     out = fd.substitute(df, w, stride=stride)
     assert out.dtype == dtype
     _close(out, ref.substitute(df, w, stride), dtype)
-    _close(out, _api.substitute_reference(df, w, stride=stride), dtype)
 
 
 @pytest.mark.parametrize("layout_maps", [True, False])
@@ -74,10 +75,10 @@ def test_substitute_both_layouts_agree_with_direct_loop(layout_maps):
         df, w = rng.standard_normal((5, 16, 37, 29)), rng.standard_normal((16, 40, 3, 3))
     else:
         df, w = rng.standard_normal((300, 16, 3, 3)), rng.standard_normal((16, 3, 61, 60))
-    layout = _api.substitute_blocks(*df.shape, *w.shape[1:])[0]
+    layout = substitution.substitute_blocks(*df.shape, *w.shape[1:])[0]
     assert layout == ("maps" if layout_maps else "weights")
     out = fd.substitute(df, w, stride=2)
-    _close(out, _api.substitute_reference(df, w, stride=2), np.float64)
+    _close(out, ref.substitute(df, w, 2), np.float64)
 
 
 # (N, C, H, W) images, (K, C, h, w) filters, stride, pad
@@ -126,21 +127,21 @@ def test_correlate_takes_both_paths():
         x = rng.standard_normal((3, 2, hw, hw))
         f = rng.standard_normal((7, 2, 8, 8))
         _close(fd.correlate(x, f), ref.correlate(x, f), np.float64)
-    assert (30 - 8 + 1) ** 2 >= _api.PLANES_MIN_PIXELS > (9 - 8 + 1) ** 2
+    assert (30 - 8 + 1) ** 2 >= tuning.PLANES_MIN_PIXELS > (9 - 8 + 1) ** 2
 
 
 def test_block_sizes_depend_on_shapes_only():
     # The partition into tasks must not change with the thread count: it takes no such argument.
-    assert _api.substitute_blocks(1, 512, 3, 3, 3, 164, 164)[0] == "weights"
-    assert _api.substitute_blocks(1, 512, 40, 40, 512, 3, 3)[0] == "maps"
-    nb, kb, pr = _api.correlate_blocks(10000, 500, 1, 784)
+    assert substitution.substitute_blocks(1, 512, 3, 3, 3, 164, 164)[0] == "weights"
+    assert substitution.substitute_blocks(1, 512, 40, 40, 512, 3, 3)[0] == "maps"
+    nb, kb, pr = correlation.correlate_blocks(10000, 500, 1, 784)
     assert 1 <= nb <= 10000 and 1 <= kb <= 500 and 1 <= pr <= nb
     # one large image: the im2col scratch is bounded by pixel chunks, not by the image
-    nb, kb, pr = _api.correlate_blocks(1, 512, 224 * 224, 512 * 9)
-    assert nb == 1 and pr * 512 * 9 <= 2 * _api.GEMM_BLOCK_ELEMENTS
-    kb, rb = _api.correlate_plane_blocks(512, 224, 224, 512 * 9)
-    assert rb * 224 * 512 * 9 <= 4 * _api.GEMM_BLOCK_ELEMENTS
-    kb, rb = _api.correlate_plane_blocks(10, 100, 100, 512 * 28 * 28)  # huge filters: one row
+    nb, kb, pr = correlation.correlate_blocks(1, 512, 224 * 224, 512 * 9)
+    assert nb == 1 and pr * 512 * 9 <= 2 * tuning.GEMM_BLOCK_ELEMENTS
+    kb, rb = correlation.correlate_plane_blocks(512, 224, 224, 512 * 9)
+    assert rb * 224 * 512 * 9 <= 4 * tuning.GEMM_BLOCK_ELEMENTS
+    kb, rb = correlation.correlate_plane_blocks(10, 100, 100, 512 * 28 * 28)  # huge filters: one row
     assert rb == 1
 
 
@@ -148,17 +149,17 @@ def test_block_sizes_depend_on_shapes_only():
 @pytest.mark.parametrize("method", ["nearest", "adjoint"])
 @pytest.mark.parametrize("factor", [2, 3, (2, 3)])
 def test_box_unpooling_fast_path_is_the_separable_resampling(dtype, method, factor):
-    from fastdecode import _kernels
+    from fastdecode._engine import _resample
     rng = np.random.default_rng(14)
     a = rng.standard_normal((4, 3, 7, 6)).astype(dtype)
-    fy, fx = _api.as_pair("factor", factor)
+    fy, fx = _validation.as_pair("factor", factor)
     got = fd.unpool(a, factor, method)
-    ridx, rw = _api._unpool_taps(7, fy, fy, method)
-    cidx, cw = _api._unpool_taps(6, fx, fx, method)
+    ridx, rw = resample.METHODS[method].taps(7, fy, fy)
+    cidx, cw = resample.METHODS[method].taps(6, fx, fx)
     tmp = np.empty((12, 7 * fy, 6), dtype=dtype)
-    _kernels.resample_rows(a.reshape(12, 7, 6), ridx, rw, tmp, 1)
+    _resample.resample_rows(a.reshape(12, 7, 6), ridx, rw, tmp, 1)
     expected = np.empty((12, 7 * fy, 6 * fx), dtype=dtype)
-    _kernels.resample_cols(tmp, cidx, cw, expected, 1)
+    _resample.resample_cols(tmp, cidx, cw, expected, 1)
     assert np.array_equal(got, expected.reshape(got.shape))
     _close(got, ref.unpool(a, (fy, fx), (fy, fx), method), dtype)
 
@@ -169,21 +170,22 @@ def test_reused_buffers_give_the_same_results():
     big = (rng.standard_normal((6, 9, 3, 2)), rng.standard_normal((9, 4, 5, 4)))
     small = (rng.standard_normal((2, 5, 4, 4)), rng.standard_normal((5, 3, 2, 2)))
     expected = [fd.substitute(*big, stride=2), fd.substitute(*small)]
-    with _api.reuse_buffers():
-        with _api.reuse_buffers():  # nested: released by the outermost only
+    with workspace.reuse() as ws:
+        with workspace.reuse() as inner:  # nested: released by the outermost only
+            assert inner is ws and workspace.current() is ws
             got = [fd.substitute(*big, stride=2), fd.substitute(*small)]
-        assert _api._workspace.transient
+        assert len(ws)
         again = fd.substitute(*big, stride=2)
-    assert not _api._workspace.transient
+    assert not len(ws) and workspace.current() is not ws
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
     assert np.array_equal(again, expected[0])
 
 
 def test_balanced_blocks():
-    assert _api._balanced(64, 57) == 32
-    assert _api._balanced(512, 57) == 57
-    assert _api._balanced(3, 57) == 3
-    assert _api._balanced(128, 57) == 43
+    assert grid.balanced(64, 57) == 32
+    assert grid.balanced(512, 57) == 57
+    assert grid.balanced(3, 57) == 3
+    assert grid.balanced(128, 57) == 43
 
 
 # --- phase-wise shifted GEMMs over padded planes -------------------------------------------------
@@ -204,13 +206,13 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
                                                seed):
     # Any pitch and offset at least the least layout, any output layout, any blocks: the valid
     # pixels are the substitution and everything else in the output planes is exactly zero.
-    from fastdecode import _kernels
+    from fastdecode._engine import _substitution
     rng = np.random.default_rng(seed)
     df = rng.standard_normal((F, J, H, W)).astype(dtype)
     w = rng.standard_normal((J, C, kh, kw)).astype(dtype)
-    P, off = _api.phased_layout(W, kw, sx)
+    P, off = layout.phased_layout(W, kw, sx)
     P, off = P + more_pitch, off + more_off
-    maps = _api.pad_maps(df, P, off, 2, out=np.full(F * J * (off + H * P) + 5, np.nan, dtype))
+    maps = layout.pad_maps(df, P, off, 2, out=np.full(F * J * (off + H * P) + 5, np.nan, dtype))
     assert np.array_equal(_unpad(maps.buf, H, W, P, off), df)
     assert np.count_nonzero(maps.buf) == np.count_nonzero(df)
     Ho, Wo = (H - 1) * sy + kh, (W - 1) * sx + kw
@@ -218,9 +220,10 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
     out = np.full((F, C, off_out + Ho * Po + 3), np.nan, dtype)
     cb = min(cb, C)
     scratch = np.empty((2, sy * sx * cb * rb * P), dtype)
-    with _api.blas_single_threaded():
-        _kernels.substitute_phased(maps.buf, _api.phased_weights(w, (sy, sx)), out, H, W, P, off,
-                                   Ho, Wo, Po, off_out, kh, kw, sy, sx, rb, cb, scratch, 2)
+    with blas.single_threaded():
+        _substitution.substitute_phased(maps.buf, substitution.phased_weights(w, (sy, sx)), out,
+                                        H, W, P, off, Ho, Wo, Po, off_out, kh, kw, sy, sx, rb, cb,
+                                        scratch, 2)
     got = _unpad(out, Ho, Wo, Po, off_out)
     _close(got, ref.substitute(df, w, (sy, sx)), dtype)
     assert np.count_nonzero(out) == np.count_nonzero(got)  # no NaN left, zeros around
@@ -231,12 +234,12 @@ def test_phased_substitution_matches_reference(F, J, C, H, W, kh, kw, sy, sx, mo
                          [("phased",) + case for case in PHASED_CASES]
                          + [("winograd",) + case for case in WINOGRAD_CASES])
 def test_substitute_takes_its_path(path, df_shape, w_shape, stride, dtype, monkeypatch):
-    monkeypatch.setattr(_api, "PARALLEL_MIN_FLOPS", 0)   # small shapes, yet several threads
+    monkeypatch.setattr(tuning, "PARALLEL_MIN_FLOPS", 0)   # small shapes, yet several threads
     rng = np.random.default_rng(sum(df_shape) + sum(w_shape))
     df = rng.standard_normal(df_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
-    sy, sx = _api.as_pair("stride", stride)
-    assert _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize) == path
+    sy, sx = _validation.as_pair("stride", stride)
+    assert substitution.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize) == path
     out = fd.substitute(df, w, stride=stride)   # the values: test_substitute_matches_reference
     # bitwise the same for any thread count
     one, two, three = (fd.substitute(df, w, stride=stride, n_threads=t) for t in (1, 2, 3))
@@ -248,18 +251,18 @@ def test_phased_blocks_depend_on_shapes_only():
                         (1, 20, 100, 64)]:
         for itemsize in (4, 8):
             for phases in (1, 4):
-                rb, cb = _api.phased_blocks(F, Hp, P, C, itemsize, phases)
-                assert 1 <= rb <= Hp and 1 <= cb <= min(C, _api.PHASED_MAX_CHANNELS // phases)
-                assert rb * P <= max(_api.PHASED_GEMM_ROWS[itemsize], P)
+                rb, cb = substitution.phased_blocks(F, Hp, P, C, itemsize, phases)
+                assert 1 <= rb <= Hp and 1 <= cb <= min(C, tuning.PHASED_MAX_CHANNELS // phases)
+                assert rb * P <= max(tuning.PHASED_GEMM_ROWS[itemsize], P)
                 tasks = F * -(-Hp // rb) * -(-C // cb)
-                assert tasks >= min(_api.PHASED_MIN_TASKS, F * Hp * -(-C // cb))
+                assert tasks >= min(tuning.PHASED_MIN_TASKS, F * Hp * -(-C // cb))
     # a single map is still cut into several tasks
-    rb, cb = _api.phased_blocks(1, 194, 196, 64, 4)
-    assert -(-194 // rb) >= _api.PHASED_MIN_TASKS
-    assert not _api.phased_suits(512, 3, 3, 512, 3, 3, 1, 1)     # tiny maps: col2im
-    assert not _api.phased_suits(64, 194, 194, 3, 3, 3, 1, 1)    # three output channels: col2im
-    assert not _api.phased_suits(512, 14, 14, 512, 3, 3, 1, 1)   # deep, small maps: col2im
-    assert _api.phased_suits(256, 40, 40, 256, 3, 3, 1, 1)
+    rb, cb = substitution.phased_blocks(1, 194, 196, 64, 4)
+    assert -(-194 // rb) >= tuning.PHASED_MIN_TASKS
+    assert not substitution.phased_suits(512, 3, 3, 512, 3, 3, 1, 1)     # tiny maps: col2im
+    assert not substitution.phased_suits(64, 194, 194, 3, 3, 3, 1, 1)    # three output channels: col2im
+    assert not substitution.phased_suits(512, 14, 14, 512, 3, 3, 1, 1)   # deep, small maps: col2im
+    assert substitution.phased_suits(256, 40, 40, 256, 3, 3, 1, 1)
 
 
 # --- Winograd's minimal filtering -----------------------------------------------------------
@@ -268,7 +271,7 @@ def test_phased_blocks_depend_on_shapes_only():
 @given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 12),
        st.integers(1, 12), st.integers(0, 2), st.integers(0, 3), st.integers(0, 2),
        st.integers(0, 2), st.integers(1, 20), st.integers(1, 6), st.sampled_from(DTYPES),
-       st.sampled_from(sorted(_api.WINOGRAD_TRANSFORMS)), st.integers(1, 2), st.integers(1, 2),
+       st.sampled_from(sorted(winograd.WINOGRAD_TRANSFORMS)), st.integers(1, 2), st.integers(1, 2),
        st.integers(0, 2**31 - 1))
 def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off, out_pitch,
                                                  out_off, tb, cb, dtype, mr, sy, sx, seed):
@@ -276,7 +279,7 @@ def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off,
     # blocks, every F(m, r) in both dtypes, strides (phases): the valid pixels are the
     # substitution within the rounding bound of the method, everything else in the output
     # planes exactly zero.
-    from fastdecode import _kernels
+    from fastdecode._engine import _winograd
     m, r = mr
     rng = np.random.default_rng(seed)
     df = rng.standard_normal((F, J, H, W)).astype(dtype)
@@ -288,16 +291,16 @@ def test_winograd_substitution_matches_reference(F, J, C, H, W, more_pitch, off,
     Po = Wo + out_pitch
     cb = min(cb, C)
     a, ntx = m + r - 1, -(-(W + r - 1) // m)
-    BT, _, AT = _api.WINOGRAD_TRANSFORMS[(m, r)]
+    BT, _, AT = winograd.WINOGRAD_TRANSFORMS[(m, r)]
     scratch = np.empty((3, a * a * tb * (J + cb) + (m * a + 1) * ntx + a * (m * ntx + a)), dtype)
-    u = _api.winograd_weights(w, m, (sy, sx))
+    u = winograd.winograd_weights(w, m, (sy, sx))
     outs = []
     for threads in (2, 1, 3):
         out = np.full((F, C, out_off + Ho * Po + 3), np.nan, dtype)
-        with _api.blas_single_threaded():
-            _kernels.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, out_off, sy, sx,
-                                         BT.astype(dtype), AT.astype(dtype), tb, cb, scratch,
-                                         threads)
+        with blas.single_threaded():
+            _winograd.substitute_winograd(buf, u, out, H, W, P, off, Ho, Wo, Po, out_off, sy,
+                                          sx, BT.astype(dtype), AT.astype(dtype), tb, cb,
+                                          scratch, threads)
         outs.append(out)
     out = outs[0]
     assert np.array_equal(outs[1], out) and np.array_equal(outs[2], out)  # any thread count
@@ -315,7 +318,7 @@ def test_winograd_transforms_compute_the_correlation():
     # y = AT [(G g) * (BT d)] is the correlation of d with g, for every F(m, r) in use; BT has
     # integer entries (exact in binary floating point).
     rng = np.random.default_rng(5)
-    for (m, r), (BT, G, AT) in _api.WINOGRAD_TRANSFORMS.items():
+    for (m, r), (BT, G, AT) in winograd.WINOGRAD_TRANSFORMS.items():
         a = m + r - 1
         assert BT.shape == (a, a) and G.shape == (a, r) and AT.shape == (m, a)
         assert np.array_equal(BT, np.round(BT))
@@ -323,12 +326,12 @@ def test_winograd_transforms_compute_the_correlation():
         want = [np.dot(d[o:o + r], g) for o in range(m)]
         np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), want, rtol=1e-13, atol=1e-13)
     with pytest.raises(ValueError, match="distinct points"):
-        _api._cook_toom(2, 3, (0, 1, 1))
+        winograd.cook_toom(2, 3, (0, 1, 1))
 
 
 def test_winograd_routing_and_blocks():
     for itemsize in (4, 8):
-        path = lambda *shapes: _api.substitution_path(*shapes, itemsize)  # noqa: E731
+        path = lambda *shapes: substitution.substitution_path(*shapes, itemsize)  # noqa: E731
         assert path(512, 28, 28, 512, 3, 3, 1, 1) == "winograd"
         assert path(64, 194, 194, 64, 3, 3, 1, 1) == "winograd"
         assert path(512, 3, 3, 512, 3, 3, 1, 1) == "col2im"    # tiny maps: tiles overhang
@@ -339,12 +342,50 @@ def test_winograd_routing_and_blocks():
         assert path(32, 40, 40, 64, 3, 3, 1, 1) != "winograd"   # few channels
         assert path(64, 40, 40, 32, 3, 3, 1, 1) != "winograd"
         for n_tiles, J, C in [(16, 512, 512), (20000, 64, 64), (7, 3, 5), (900, 512, 4096)]:
-            a = _api.WINOGRAD_TILE[(itemsize, 3)] + 2
-            tb, cb = _api.winograd_blocks(n_tiles, J, C, a, itemsize)
-            assert 1 <= tb <= n_tiles and 1 <= cb <= min(C, _api.WINOGRAD_CHANNELS)
-            assert (tb <= 16 or a * a * tb * (J + cb) * itemsize <= _api.WINOGRAD_SCRATCH_BYTES)
-            assert tb <= max(16, _api.WINOGRAD_TILES)
-            if n_tiles >= 16 * _api.WINOGRAD_MIN_TASKS:   # enough tiles to share out
-                assert -(-n_tiles // tb) >= _api.WINOGRAD_MIN_TASKS
+            a = tuning.WINOGRAD_TILE[(itemsize, 3)] + 2
+            tb, cb = winograd.winograd_blocks(n_tiles, J, C, a, itemsize)
+            assert 1 <= tb <= n_tiles and 1 <= cb <= min(C, tuning.WINOGRAD_CHANNELS)
+            assert (tb <= 16 or a * a * tb * (J + cb) * itemsize <= tuning.WINOGRAD_SCRATCH_BYTES)
+            assert tb <= max(16, tuning.WINOGRAD_TILES)
+            if n_tiles >= 16 * tuning.WINOGRAD_MIN_TASKS:   # enough tiles to share out
+                assert -(-n_tiles // tb) >= tuning.WINOGRAD_MIN_TASKS
     with pytest.raises(ValueError, match="no Winograd form"):
-        _api.winograd_weights(np.zeros((2, 2, 6, 4)), 2, (2, 2))   # phases of 3x2 taps
+        winograd.winograd_weights(np.zeros((2, 2, 6, 4)), 2, (2, 2))   # phases of 3x2 taps
+
+
+def test_workspace_reuses_memory_by_key_and_dtype():
+    ws = workspace.Workspace()
+    a = ws.get("a", (3, 4), np.float32)
+    assert a.shape == (3, 4) and a.dtype == np.float32 and a.flags.c_contiguous
+    assert ws.get("a", (2, 5), np.float32).base is a.base          # fits: the same memory
+    assert ws.holds("a", a) and not ws.holds("b", a)
+    b = ws.get("a", (3, 4), np.float64)                              # another dtype, its own
+    assert not np.may_share_memory(a, b) and ws.holds("a", b)
+    big = ws.get("a", (5, 5), np.float32, reserve=100)               # grows, with room kept
+    assert big.base.size == 100 and ws.get("a", (10, 10), np.float32).base is big.base
+    first = ws.alternate("chain", (4,), np.float64)
+    second = ws.alternate("chain", (4,), np.float64)
+    assert not np.may_share_memory(first, second)
+    assert ws.alternate("chain", (4,), np.float64).base is first.base
+    small = workspace.Workspace(keep_bytes=64)
+    assert small.get("x", (100,), np.float64).base is not small.get("x", (100,), np.float64).base
+    assert small.get("y", (4,), np.float64).base is small.get("y", (4,), np.float64).base
+    ws.clear()
+    assert not len(ws)
+
+
+def test_one_error_for_an_unknown_unpool_method():
+    rng = np.random.default_rng(16)
+    net = fd.Network([fd.Conv(rng.standard_normal((2, 1, 3, 3))), fd.Pool("avg", size=2),
+                      fd.Conv(rng.standard_normal((2, 2, 2, 2)))])
+    message = "unknown unpool method 'lanczos'; choose one of nearest, bilinear, bicubic, adjoint"
+    for call in (lambda: fd.unpool(np.ones((2, 2)), 2, "lanczos"),
+                 lambda: fd.decode(net, "layer3", unpool="lanczos"),
+                 lambda: fd.decode_with_bias(net, "layer3", unpool="lanczos"),
+                 lambda: fd.decode_all(net, unpool="lanczos"),
+                 lambda: fd.reconstruction_error(net, np.ones((1, 1, 8, 8)), "layer3",
+                                                 unpool="lanczos", progress=False)):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    assert fd.UNPOOL_METHODS == ("nearest", "bilinear", "bicubic", "adjoint")

@@ -1,6 +1,5 @@
 """The kernels (correlate, substitute, unpool, pool, relu) against tests/reference.py."""
 
-import contextlib
 import sys
 from pathlib import Path
 
@@ -10,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastdecode as fd
-from fastdecode import _api
+from fastdecode import _validation, ops
+from fastdecode._engine import correlation, maps, substitution, tuning, winograd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
@@ -28,33 +28,6 @@ def assert_within_rounding(got, want, bound, dtype, terms):
     allowed = 4 * terms * eps * bound + np.finfo(dtype).tiny
     assert np.all(err <= allowed), "max error %g, allowed there %g" % (
         err.max(), allowed.flat[np.argmax(err - allowed)])
-
-
-@contextlib.contextmanager
-def nan_check_order(order):
-    """The result-based input check ("result"), or the inputs checked first, as for a BLAS that
-    skips zeros ("inputs first")."""
-    saved = dict(_api._nan_through_zero)
-    if order == "inputs first":
-        _api._nan_through_zero.update({np.dtype(np.float32): False, np.dtype(np.float64): False})
-    try:
-        yield
-    finally:
-        _api._nan_through_zero.clear()
-        _api._nan_through_zero.update(saved)
-
-
-def _skipping_gemm(alpha, a, b, trans_a=0, trans_b=0):
-    """A GEMM as the reference BLAS of old computed it: products with a zero of B skipped."""
-    a = a.T if trans_a else a
-    b = b.T if trans_b else b
-    c = np.zeros((a.shape[0], b.shape[1]), np.result_type(a, b))
-    with np.errstate(invalid="ignore"):
-        for l in range(a.shape[1]):
-            for j in range(b.shape[1]):
-                if b[l, j] != 0:
-                    c[:, j] += alpha * b[l, j] * a[:, l]
-    return c
 
 
 @st.composite
@@ -173,24 +146,23 @@ def test_substitute_matches_literal_loop(path, data):
     sy, sx = (stride, stride) if np.isscalar(stride) else stride
     with ref.forced_substitution_path(path):
         got = fd.substitute(df, w, stride=stride)
-        taken = _api.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize)
+        taken = substitution.substitution_path(*df.shape[1:], *w.shape[1:], sy, sx, df.itemsize)
     assert got.dtype == df.dtype
     want = ref.substitute(df, w, stride)
     bound = ref.substitute(np.abs(df), np.abs(w), stride)
     terms = df.shape[1] * w.shape[2] * w.shape[3]
     if taken == "winograd":
-        m, _ = _api.winograd_tile(w.shape[2:], (sy, sx), df.itemsize)
+        m, _ = winograd.winograd_tile(w.shape[2:], (sy, sx), df.itemsize)
         bound = bound + ref.winograd_rounding_bound(df, w, m, (sy, sx))
     assert_within_rounding(got, want, bound, df.dtype, terms)
 
 
-@pytest.mark.parametrize("order", ["result", "inputs first"])
 @pytest.mark.parametrize("path", ["auto", "winograd", "phased", "col2im"])
 @SETTINGS
 @given(st.data())
-def test_substitute_refuses_a_single_non_finite_value_in_df(path, order, data):
+def test_substitute_refuses_a_single_non_finite_value_in_df(path, data):
     """One NaN or inf anywhere in df, even against zero weights, raises the input's error on
-    every path (df is checked from the result), never an overflow error or a result."""
+    every path (df is checked first), never an overflow error or a result."""
     df, w, stride = data.draw(substitution_case(winograd_kernels=path == "winograd"))
     where = tuple(data.draw(st.integers(0, n - 1)) for n in df.shape)
     df[where] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
@@ -199,7 +171,7 @@ def test_substitute_refuses_a_single_non_finite_value_in_df(path, order, data):
         w[:] = 0
     elif kind == "channel zero":
         w[where[1]] = 0
-    with ref.forced_substitution_path(path), nan_check_order(order):
+    with ref.forced_substitution_path(path):
         with pytest.raises(ValueError, match=r"^df contains 1 non-finite values"):
             fd.substitute(df, w, stride=stride, n_threads=data.draw(st.sampled_from([1, 2])))
 
@@ -421,10 +393,10 @@ def test_correlation_adds_the_bias_and_finds_overflow_in_the_kernel(dtype, case)
     x = rng.standard_normal(shapes[0]).astype(dtype)
     f = rng.standard_normal(shapes[1]).astype(dtype)
     b = rng.standard_normal(5).astype(dtype)
-    plain, finite = _api.correlate_finite(x, f)
+    plain, finite = ops.correlate_finite(x, f)
     assert finite and np.array_equal(plain, fd.correlate(x, f))
     for threads in (1, 2):
-        got, finite = _api.correlate_finite(x, f, bias=b, n_threads=threads)
+        got, finite = ops.correlate_finite(x, f, bias=b, n_threads=threads)
         assert finite and np.array_equal(got, plain + b[None, :, None, None])
     # one input pixel at half the largest value, in a corner, reaches one output pixel only;
     # a bias of the largest value on one filter makes just that pixel overflow, wherever it lies
@@ -436,18 +408,18 @@ def test_correlation_adds_the_bias_and_finds_overflow_in_the_kernel(dtype, case)
             y[n, 0, corner, corner] = big / 2
             over = np.zeros(5, dtype)
             over[k] = big
-            got, finite = _api.correlate_finite(y, ones, bias=over, n_threads=2)
+            got, finite = ops.correlate_finite(y, ones, bias=over, n_threads=2)
             assert not finite
             assert np.isinf(got).sum() == 1 and np.isinf(got[n, k, corner, corner])
             over[k] = -big
-            assert _api.correlate_finite(y, ones, bias=over)[1]
+            assert ops.correlate_finite(y, ones, bias=over)[1]
     huge = x.copy()
     huge[-1] = big
-    assert not _api.correlate_finite(huge, np.abs(f) + 1)[1]
+    assert not ops.correlate_finite(huge, np.abs(f) + 1)[1]
     with pytest.raises(ValueError, match="overflows"):
         fd.correlate(huge, np.abs(f) + 1)
     with pytest.raises(ValueError, match="one value per filter"):
-        _api.correlate_finite(x, f, bias=b[:4])
+        ops.correlate_finite(x, f, bias=b[:4])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -466,7 +438,7 @@ def test_padding_read_as_zeros_gives_the_padded_copy_bits(dtype, shape, kernel, 
     rng = np.random.default_rng(15)
     x = rng.standard_normal(shape).astype(dtype)
     f = rng.standard_normal(kernel).astype(dtype)
-    pt, pb, pl, pr = _api.as_pad("pad", pad)
+    pt, pb, pl, pr = _validation.as_pad("pad", pad)
     padded = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     want = fd.correlate(padded, f, stride=stride)
     for threads in (1, 2):
@@ -488,44 +460,32 @@ def test_planes_correlation_gathers_every_geometry(data):
     sy, sx = draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2, 3]))
     pad = tuple(draw(st.sampled_from([0, 0, 1, 2, 7])) for _ in range(4))
     Ho, Wo = draw(st.integers(1, 20)), draw(st.integers(1, 20))
-    if Ho * Wo < _api.PLANES_MIN_PIXELS:
-        Wo = -(-_api.PLANES_MIN_PIXELS // Ho)
+    if Ho * Wo < tuning.PLANES_MIN_PIXELS:
+        Wo = -(-tuning.PLANES_MIN_PIXELS // Ho)
     H = max(1, (Ho - 1) * sy + h - pad[0] - pad[1] + draw(st.integers(0, sy - 1)))
     W = max(1, (Wo - 1) * sx + w - pad[2] - pad[3] + draw(st.integers(0, sx - 1)))
     N, C, K = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
     dtype = draw(st.sampled_from(DTYPES))
-    block = draw(st.sampled_from([_api.GEMM_BLOCK_ELEMENTS, 64, 700]))  # small: row blocks
+    block = draw(st.sampled_from([tuning.GEMM_BLOCK_ELEMENTS, 64, 700]))  # small: row blocks
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     f = rng.standard_normal((K, C, h, w)).astype(dtype)
     if (H + pad[0] + pad[1] - h) // sy + 1 <= 0 or (W + pad[2] + pad[3] - w) // sx + 1 <= 0:
         return
     padded = np.pad(x, ((0, 0), (0, 0), pad[:2], pad[2:]))
-    saved = _api.GEMM_BLOCK_ELEMENTS
-    _api.GEMM_BLOCK_ELEMENTS = block
+    saved = tuning.GEMM_BLOCK_ELEMENTS
+    tuning.GEMM_BLOCK_ELEMENTS = block
     try:
         got = [fd.correlate(x, f, stride=(sy, sx), pad=pad, n_threads=t) for t in (1, 2)]
         of_padded = fd.correlate(padded, f, stride=(sy, sx))
     finally:
-        _api.GEMM_BLOCK_ELEMENTS = saved
-    assert got[0].shape[2] * got[0].shape[3] >= _api.PLANES_MIN_PIXELS
+        tuning.GEMM_BLOCK_ELEMENTS = saved
+    assert got[0].shape[2] * got[0].shape[3] >= tuning.PLANES_MIN_PIXELS
     np.testing.assert_array_equal(got[0], of_padded)
     np.testing.assert_array_equal(got[0], got[1])
     want = ref.correlate(x, f, (sy, sx), pad)
     bound = ref.correlate(np.abs(x), np.abs(f), (sy, sx), pad)
     assert_within_rounding(got[0], want, bound, dtype, C * h * w)
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.integers(1, 9), st.integers(1, 4), st.integers(1, 4), st.integers(0, 3),
-       st.integers(0, 3))
-def test_windows_cover_matches_the_rows_read(size, kernel, stride, before, after):
-    if size + before + after < kernel:
-        return
-    count = _api.window_grid((size, 1), (kernel, 1), (stride, 1), (before, after, 0, 0))[0]
-    read = {stride * i - before + u for i in range(count) for u in range(kernel)}
-    assert _api.windows_cover(size, kernel, stride, before, count) == \
-        set(range(size)).issubset(read)
 
 
 @st.composite
@@ -559,24 +519,11 @@ def non_finite_x_case(draw):
     return x, f, stride, pad
 
 
-def test_nan_propagation_probe(monkeypatch):
-    """This BLAS propagates NaN through zeros (else the result-based input checks would be off);
-    a BLAS that skips zeros is recognised, and the inputs are then checked first."""
-    assert _api.blas_propagates_nan(np.float32) and _api.blas_propagates_nan(np.float64)
-    from scipy.linalg import blas
-    monkeypatch.setattr(_api, "_nan_through_zero", {})
-    monkeypatch.setattr(blas, "dgemm", _skipping_gemm)
-    monkeypatch.setattr(blas, "sgemm", _skipping_gemm)
-    assert not _api.blas_propagates_nan(np.float32)
-    assert not _api.blas_propagates_nan(np.float64)
-
-
 def test_correlate_refuses_nan_in_any_pixel_read_or_not():
     """NaN in each pixel in turn, over geometries where the windows skip rows or columns
     (stride above the kernel, padding on one side only, different padding on rows and columns)
     and where they read everything, on the rows and planes paths."""
     rng = np.random.default_rng(21)
-    decisions = set()
     for trial in range(240):
         h, w = rng.integers(1, 4, size=2)
         sy, sx = rng.integers(1, 5, size=2)
@@ -584,9 +531,6 @@ def test_correlate_refuses_nan_in_any_pixel_read_or_not():
         big = trial % 4 == 0   # 64 or more output pixels: the planes path
         H = int(rng.integers(max(1, h - pad[0] - pad[1]), 6 + (12 * sy if big else 0)))
         W = int(rng.integers(max(1, w - pad[2] - pad[3]), 6 + (12 * sx if big else 0)))
-        Ho, Wo = _api.window_grid((H, W), (h, w), (sy, sx), pad)
-        decisions.add(_api.windows_cover(H, h, sy, pad[0], Ho)
-                      and _api.windows_cover(W, w, sx, pad[2], Wo))
         f = np.zeros((2, 1, h, w))
         cells = [(y, x) for y in range(H) for x in range(W)]
         for y, x in (cells if len(cells) <= 40 else
@@ -595,23 +539,20 @@ def test_correlate_refuses_nan_in_any_pixel_read_or_not():
             img[0, 0, y, x] = np.nan
             with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
                 fd.correlate(img, f, stride=(sy, sx), pad=pad)
-    assert decisions == {True, False}
 
 
-@pytest.mark.parametrize("order", ["result", "inputs first"])
 @SETTINGS
 @given(non_finite_x_case(), st.sampled_from([1, 2]))
-def test_correlate_refuses_a_single_non_finite_value_in_x(order, case, threads):
+def test_correlate_refuses_a_single_non_finite_value_in_x(case, threads):
     """Wherever it is, even in pixels no window reads and against zero filters, one NaN or inf
-    in x raises the input's error (checked before the kernel, or after it from the result when
-    the windows read every value), never an overflow error or a result."""
+    in x raises the input's error (checked before the kernel), never an overflow error or a
+    result."""
     x, f, stride, pad = case
-    with nan_check_order(order):
-        with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
-            fd.correlate(x, f, stride=stride, pad=pad, n_threads=threads)
-        with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
-            _api.correlate_finite(x, f, stride=stride, pad=pad, n_threads=threads,
-                                  bias=np.ones(len(f)))
+    with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
+        fd.correlate(x, f, stride=stride, pad=pad, n_threads=threads)
+    with pytest.raises(ValueError, match=r"^x contains 1 non-finite values"):
+        ops.correlate_finite(x, f, stride=stride, pad=pad, n_threads=threads,
+                              bias=np.ones(len(f)))
 
 
 @pytest.mark.parametrize("shapes, stride, pad", [
@@ -631,13 +572,13 @@ def test_correlation_flags_any_non_finite_value(shapes, stride, pad):
         y = x.copy()
         y.reshape(-1)[rng.integers(y.size) if trial else -1] = np.nan if trial % 2 else np.inf
         for threads in (1, 3):
-            got, finite = _api.correlate_finite(y, f, stride=stride, pad=pad, n_threads=threads,
+            got, finite = ops.correlate_finite(y, f, stride=stride, pad=pad, n_threads=threads,
                                                 finite_inputs=True)
             assert finite == bool(np.isfinite(got).all())
             flagged += not finite
     assert flagged >= 12
     with pytest.raises(ValueError, match="one value per filter"):
-        _api.correlate_into(x, f, np.empty((1,)), 1, 1, 1, bias=np.ones(2))
+        correlation.correlate_into(x, f, np.empty((1,)), 1, 1, 1, bias=np.ones(2))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -654,11 +595,11 @@ def test_relu_blocks_and_special_values(dtype):
             with np.errstate(invalid="ignore"):
                 want = np.where(x > 0, x, dtype(leak) * x)
             for threads in (1, 2, 3):
-                got = _api.relu_into(x, np.empty_like(x), leak, threads)
+                got = maps.relu_into(x, np.empty_like(x), leak, threads)
                 assert np.array_equal(got, want, equal_nan=True)   # 0 * -inf is NaN
                 assert np.array_equal(np.signbit(got), np.signbit(want))
             y = x.copy()
-            _api.relu_into(y, y, leak, 2)
+            maps.relu_into(y, y, leak, 2)
             assert np.array_equal(y, want, equal_nan=True)
 
 

@@ -284,7 +284,7 @@ def assert_same_network(a, b):
                 assert va.tobytes() == vb.tobytes()
             elif not isinstance(la, fd.BatchNorm):  # a BatchNorm's bias is an array above
                 assert va is None and vb is None
-        for attr in ("stride_", "pad_", "kernel", "dilate", "method", "leak", "rate", "depth",
+        for attr in ("stride", "pad", "kernel", "dilate", "method", "leak", "rate", "depth",
                      "kappa", "alpha", "beta", "groups"):
             assert getattr(la, attr, None) == getattr(lb, attr, None)
 

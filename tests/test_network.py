@@ -316,21 +316,21 @@ def test_layer_forward_methods_check_their_input():
 
 
 def test_layer_outputs_refuse_an_out_that_shares_their_input():
-    from fastdecode import _api
+    from fastdecode._engine import maps
     x = np.ones((1, 2, 4, 4))
     with pytest.raises(ValueError, match="share memory"):
-        _api.pool_into(x, x.reshape(-1)[:8].reshape(1, 2, 2, 2), "max", (2, 2), (2, 2),
+        maps.pool_into(x, x.reshape(-1)[:8].reshape(1, 2, 2, 2), "max", (2, 2), (2, 2),
                        (0, 0, 0, 0), 1)
     with pytest.raises(ValueError, match="share memory"):
-        _api.relu_into(x, x.view(), 0.0, 1)
+        maps.relu_into(x, x.view(), 0.0, 1)
     with pytest.raises(ValueError, match="C-contiguous"):
         strided = (-np.ones((4, 4)))[:, :3]
-        _api.relu_into(strided, strided, 0.0, 1)
+        maps.relu_into(strided, strided, 0.0, 1)
     y = np.arange(-16.0, 16.0).reshape(1, 2, 4, 4)
-    assert _api.relu_into(y, y, 0.5, 2) is y   # in place, as a network's forward pass does
+    assert maps.relu_into(y, y, 0.5, 2) is y   # in place, as a network's forward pass does
     np.testing.assert_array_equal(y.reshape(-1), np.r_[np.arange(-8.0, 0, 0.5), np.arange(16.0)])
     with pytest.raises(ValueError, match="shape"):
-        _api.relu_into(x, np.empty((1, 2, 4, 3)), 0.0, 1)
+        maps.relu_into(x, np.empty((1, 2, 4, 3)), 0.0, 1)
 
 
 def test_forward_leaves_the_images_alone():
@@ -378,3 +378,62 @@ def test_overflow_by_the_bias_names_the_layer():
     with pytest.raises(ValueError, match=r"output of layer 'layer1' .* overflows float32"):
         net.forward(x)
     assert np.array_equal(net.forward(x[:, :, :1, :1]), [[[[1.0]], [[big]]]])
+
+
+def test_layers_have_plain_geometry_attributes():
+    conv = fd.Conv(np.ones((2, 1, 3, 3)), stride=2, pad=(1, 0))
+    pool = fd.Pool("avg", size=3, stride=2, pad=1)
+    assert conv.stride == (2, 2) and conv.pad == (1, 1, 0, 0) and conv.kernel == (3, 3)
+    assert pool.stride == (2, 2) and pool.pad == (1, 1, 1, 1) and pool.kernel == (3, 3)
+    assert fd.ReLU().stride == (1, 1) and fd.ReLU().pad == (0, 0, 0, 0)
+    for layer in (conv, pool, fd.ReLU()):
+        assert not hasattr(layer, "stride_") and not hasattr(layer, "pad_")
+    assert fd.network.Conv is fd.layers.Conv is fd.Conv
+
+
+def test_a_new_layer_type_plugs_into_forward_and_decoding():
+    """A per-channel gate written against the Layer interface alone: the network runs it and
+    decoding scales by it, as for a bnorm layer with the same scale."""
+    from fastdecode.layers import Layer
+
+    class Gate(Layer):
+        type = "gate"
+        decode_role = "scale"
+        new_output = True
+
+        def __init__(self, scale, name=None):
+            super().__init__(name)
+            self.scale = np.asarray(scale, dtype=np.float64)
+
+        def scale_shift(self, dtype=None):
+            a = self.scale if dtype is None else self.scale.astype(dtype)
+            return a, np.zeros_like(a)
+
+        def run(self, x, threads, *, out=None, memory_limit=None):
+            return x * self.scale.astype(x.dtype)[None, :, None, None], True
+
+    rng = np.random.default_rng(4)
+    w1, w2 = rng.standard_normal((3, 1, 3, 3)), rng.standard_normal((2, 3, 3, 3))
+    scale = np.array([0.5, 2.0, -1.0])
+    gated = fd.Network([fd.Conv(w1), Gate(scale), fd.Conv(w2)])
+    bnorm = fd.Network([fd.Conv(w1), fd.BatchNorm(scale, np.zeros(3), np.zeros(3), np.ones(3)),
+                        fd.Conv(w2)])
+    x = rng.standard_normal((2, 1, 9, 9))
+    np.testing.assert_allclose(gated.forward(x), bnorm.forward(x), rtol=1e-12)
+    np.testing.assert_allclose(fd.decode(gated, "layer3"), fd.decode(bnorm, "layer3"),
+                               rtol=1e-12)
+    np.testing.assert_allclose(fd.decode_all(gated)["layer3"], fd.decode(bnorm, "layer3"),
+                               rtol=1e-12)
+
+
+def test_subpackages_load_on_first_use_and_matplotlib_does_not():
+    import subprocess
+    code = ("import sys, fastdecode as fd\n"
+            "assert 'matplotlib' not in sys.modules\n"
+            "assert 'fastdecode.models' not in sys.modules\n"
+            "net = fd.models.load('lenet-mnist')\n"
+            "assert isinstance(net, fd.Network) and fd.datasets.__name__ == 'fastdecode.datasets'\n"
+            "assert 'matplotlib' not in sys.modules\n")
+    import os
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)   # the package tested here

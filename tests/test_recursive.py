@@ -13,13 +13,20 @@ import numpy as np
 import pytest
 
 import fastdecode as fd
-from fastdecode import _recursive
+from fastdecode._engine import chain, cost, recursion, resample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def chain_cost(net, idx, n_filters):
+    """FLOPs of the literal chain: unpoolings merged with no conv, every substitution counted
+    in full (as by GEMM + col2im)."""
+    plan = chain.ChainPlan(net, idx, resample.METHODS["bilinear"])
+    return cost.chain_flops(plan, n_filters, path="col2im")
 
 
 def _agree(a, b, dtype):
@@ -149,24 +156,24 @@ def test_cost_model_prefers_recursion_for_many_filters_and_chain_for_one():
     net = vgg_small(np.float32, np.random.default_rng(6), width=(64, 128, 256, 512, 512))
     idx = net.index("conv5_3")
     # all 4,224 filters of VGG-16 by the recursion: about 0.92 TFLOP
-    total = sum(_recursive.recursive_cost(net, net.index(n), net[n].num_filters)[0]
+    total = sum(cost.recursion_cost(net, net.index(n), net[n].num_filters)[0]
                 for n in ["conv5_3"])
     assert 0.5e12 < total < 1.5e12
-    one_chain = _recursive.chain_cost(net, idx, 1)
+    one_chain = chain_cost(net, idx, 1)
     assert 10e9 < one_chain < 20e9      # about 14.8 GFLOP per conv5_3 filter
-    assert _recursive.recursive_cost(net, idx, 512)[0] < _recursive.chain_cost(net, idx, 512)
-    assert _recursive.recursive_cost(net, idx, 1)[0] > one_chain
+    assert cost.recursion_cost(net, idx, 512)[0] < chain_cost(net, idx, 512)
+    assert cost.recursion_cost(net, idx, 1)[0] > one_chain
 
 
 def test_recursive_cost_counts_the_substitutions():
     rng = np.random.default_rng(7)
     net = fd.Network([_conv(rng, 4, 3, 3, np.float64), fd.Pool("max", size=2),
                       _conv(rng, 5, 4, 2, np.float64)])
-    flops, peak = _recursive.recursive_cost(net, 2, 5)
+    flops, peak = cost.recursion_cost(net, 2, 5)
     # box sum: 4 maps x 3 channels x 3x3 pixels x 4 taps x 2; substitution: 2*5*4*2*2*3*4*4
     assert flops == 2 * 4 * 3 * 9 * 4 + 2 * 5 * 4 * 4 * 3 * 4 * 4
     assert peak > 0
-    assert _recursive.chain_cost(net, 2, 1) > 0
+    assert chain_cost(net, 2, 1) > 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -208,8 +215,8 @@ def test_box_sum_is_the_substitution_of_identity_boxes():
     eye = np.zeros((3, 3, 2, 3))
     eye[np.arange(3), np.arange(3)] = 1.0
     expected = ref.substitute(eye, E, (3, 2))  # the identity as 2x3 boxes onto E at stride 3x2
-    np.testing.assert_allclose(_recursive.box_sum(E, (2, 3), (3, 2)), expected, atol=1e-14)
-    np.testing.assert_allclose(_recursive.box_sum(E, (2, 3), (3, 2), 1 / 6), expected / 6,
+    np.testing.assert_allclose(resample.box_sum(E, (2, 3), (3, 2)), expected, atol=1e-14)
+    np.testing.assert_allclose(resample.box_sum(E, (2, 3), (3, 2), 1 / 6), expected / 6,
                                atol=1e-14)
 
 
@@ -218,17 +225,17 @@ def test_decode_takes_the_recursion_only_where_it_is_cheaper(monkeypatch):
     net = vgg_small(np.float32, np.random.default_rng(13), width=(16, 16, 32, 32, 32))
     top = net.index("conv5_3")
     calls = []
-    walk = _recursive.walk
+    walk = recursion.walk
 
     def spy(*args, **kwargs):
         calls.append(args[1])
         return walk(*args, **kwargs)
 
-    monkeypatch.setattr(_recursive, "walk", spy)
-    chain = decoding._ChainPlan(net, top, "nearest")   # box unpoolings merged: cheaper
-    assert chain.flops(1) < _recursive.chain_cost(net, top, 1)
-    assert _recursive.recursive_cost(net, top, 32)[0] < chain.flops(32)
-    assert _recursive.recursive_cost(net, top, 1)[0] > chain.flops(1)
+    monkeypatch.setattr(recursion, "walk", spy)
+    plan = chain.ChainPlan(net, top, resample.METHODS["nearest"])  # box unpoolings merged
+    assert cost.chain_flops(plan, 1) < chain_cost(net, top, 1)      # cheaper than unmerged
+    assert cost.recursion_cost(net, top, 32)[0] < cost.chain_flops(plan, 32)
+    assert cost.recursion_cost(net, top, 1)[0] > cost.chain_flops(plan, 1)
     fd.decode(net, "conv5_3")                      # all 32 filters: the recursion
     assert calls == [top]
     fd.decode(net, "conv5_3", filters=[2])         # one filter: the chain

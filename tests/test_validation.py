@@ -377,7 +377,8 @@ def test_overflowing_results_are_refused_not_returned_as_inf():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_arrays_are_checked_for_nan_and_inf_everywhere(dtype):
-    from fastdecode._validation import PARALLEL_CHECK_ELEMENTS, all_finite
+    from fastdecode._engine.tuning import PARALLEL_CHECK_ELEMENTS
+    from fastdecode._validation import all_finite
     n = PARALLEL_CHECK_ELEMENTS + 12345          # blocks of 2**16 and a ragged tail
     x = np.random.default_rng(0).standard_normal(n).astype(dtype)
     assert all_finite(x) and all_finite(x[::2])
