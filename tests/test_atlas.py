@@ -576,12 +576,14 @@ def test_cli_report_killed_midway_leaves_nothing(cli_files, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fastdecode", "report", "lenet-mnist",
                              "--data", str(tmp_path / "many"), "--no-progress", "--threads", "1",
                              "--out", str(out)], env=env, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+                            stdout=subprocess.PIPE, cwd=str(tmp_path))  # not the source tree
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None and not any(
             n.startswith(".atlas.staging-") for n in os.listdir(tmp_path)):
         time.sleep(0.02)
     if proc.poll() is not None:
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err   # a run that failed is no reason to skip
         pytest.skip("the run ended before it could be stopped")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

@@ -458,7 +458,7 @@ def test_sigterm_on_the_command_line_exits_143(workspace, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(fd.__file__))] + sys.path))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, cwd=str(tmp_path))  # not the source tree, which is unbuilt in CI
     try:
         for line in proc.stdout:
             if line.startswith("staged"):

@@ -426,7 +426,7 @@ def test_a_new_layer_type_plugs_into_forward_and_decoding():
                                rtol=1e-12)
 
 
-def test_subpackages_load_on_first_use_and_matplotlib_does_not():
+def test_subpackages_load_on_first_use_and_matplotlib_does_not(tmp_path):
     import subprocess
     code = ("import sys, fastdecode as fd\n"
             "assert 'matplotlib' not in sys.modules\n"
@@ -435,5 +435,6 @@ def test_subpackages_load_on_first_use_and_matplotlib_does_not():
             "assert isinstance(net, fd.Network) and fd.datasets.__name__ == 'fastdecode.datasets'\n"
             "assert 'matplotlib' not in sys.modules\n")
     import os
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)   # the package tested here
+    # the package tested here, from outside the source tree (unbuilt in CI)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fd.__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=str(tmp_path))
