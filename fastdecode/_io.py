@@ -6,16 +6,20 @@ done; :func:`atomic_paths` does the same for several files that must appear toge
 folder inside the output directory and moves them in together at the end, or removes them (and
 any directory made for them) when the run fails or is interrupted. :func:`check_output_file` and
 :func:`check_output_dir` refuse a destination that cannot be used before any work is done.
+:func:`staged_directory` builds a whole output folder (the atlas) beside its destination and
+renames it into place at the end, replacing an earlier output of the same command
+(:func:`check_replaceable_dir` refuses anything else).
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import tempfile
 
 __all__ = ["atomic_path", "atomic_paths", "check_output_file", "check_output_dir",
-           "safe_file_name", "OutputDirectory"]
+           "safe_file_name", "OutputDirectory", "check_replaceable_dir", "staged_directory"]
 
 
 @contextlib.contextmanager
@@ -288,3 +292,81 @@ class OutputDirectory:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
         self.written = []
+
+
+# --- a whole output folder, replaced at once ---------------------------------------------------
+
+def check_replaceable_dir(out, marker, what="output"):
+    """Refuse an output folder that cannot be written or would replace something else than
+    an earlier output of the same kind (a folder holding the file ``marker``), before any
+    work (``what`` names that output in messages). Returns the absolute path."""
+    out = os.fspath(out)
+    if not out:
+        raise ValueError("the output folder must be named, got an empty string")
+    path = os.path.abspath(out)
+    if os.path.lexists(path):
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise FileExistsError("%s exists and is not a folder; the %s would replace it"
+                                  % (out, what))
+        if os.listdir(path) and not os.path.isfile(os.path.join(path, marker)):
+            raise FileExistsError("%s exists and is not an earlier %s (no %s file in it); "
+                                  "refusing to replace it: choose a new or empty folder"
+                                  % (out, what, marker))
+    ancestor = os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise NotADirectoryError("the output folder %s lies under a file: %s" % (out, ancestor))
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError("cannot write into %s" % ancestor)
+    return path
+
+
+@contextlib.contextmanager
+def staged_directory(out, marker, content, what="output"):
+    """Yield a staging folder beside ``out``; on success it becomes ``out`` (an earlier output
+    there, one holding the file ``marker``, is replaced), else it is removed with any parent
+    folders made for it: ``out`` is complete or absent, never half-written.
+
+    content: a dict written as JSON to the file ``marker`` in the new folder; what: the
+    output's name in messages.
+    """
+    path = check_replaceable_dir(out, marker, what)
+    parent = os.path.dirname(path)
+    made = []
+    d = parent
+    while not os.path.exists(d):
+        made.append(d)
+        d = os.path.dirname(d)
+    stage = None
+    try:
+        os.makedirs(parent, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=".%s.staging-" % os.path.basename(path), dir=parent)
+        yield stage
+        with open(os.path.join(stage, marker), "w") as f:
+            json.dump(content, f, indent=1)
+            f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes the folder private
+        check_replaceable_dir(out, marker, what)  # nothing else appeared there meanwhile
+        old = None
+        if os.path.isdir(path):
+            old = tempfile.mkdtemp(prefix=".%s.old-" % os.path.basename(path), dir=parent)
+            os.replace(path, os.path.join(old, "previous"))
+        try:
+            os.replace(stage, path)
+        except BaseException:
+            if old is not None:  # put the earlier output back
+                os.replace(os.path.join(old, "previous"), path)
+                os.rmdir(old)
+            raise
+        stage = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+            for d in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)

@@ -17,12 +17,15 @@ import numpy as np
 
 import fastdecode as fd
 
-from . import _analysis, _images, _output, _pages
+from .. import _io
+from . import _analysis, _images, _pages
 from ._inputs import Photos, load_photos, normalisation
 
 __all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]
 
-MARKER = _output.MARKER
+#: File written into every atlas; an existing folder holding it is an earlier atlas and may
+#: be replaced.
+MARKER = ".fastdecode-atlas"
 
 #: Largest side in pixels of a filter's cell in the sheets (larger filters are shrunk), and of a
 #: top image or patch.
@@ -181,15 +184,16 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
         raise ValueError("limit, labels and display_images need images")
     else:
         x = shown = None
-    _output.check_out(out)
+    _io.check_replaceable_dir(out, MARKER, "atlas")
     title = str(title) if title else "fastdecode atlas"
 
     from tqdm.auto import tqdm
     steps = 2 + 2 * len(names)
     bar = tqdm(total=steps, desc="atlas", unit="step", file=sys.stderr, disable=not progress)
     try:
-        with _output.staged(out, {"generator": "fastdecode atlas", "version": fd.__version__,
-                                  "layers": names}) as stage:
+        with _io.staged_directory(out, MARKER, {"generator": "fastdecode atlas",
+                                                "version": fd.__version__,
+                                                "layers": names}, "atlas") as stage:
             os.makedirs(os.path.join(stage, "img"))
             os.makedirs(os.path.join(stage, "assets"))
             bar.set_postfix_str("decoding")

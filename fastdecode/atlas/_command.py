@@ -66,7 +66,8 @@ def run_report(**kwargs):
 def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool="nearest",
          mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True):
     from .._app import load_data, load_model
-    from . import _output, report
+    from .. import _io
+    from . import MARKER, report
     from ._inputs import load_photos, normalisation
 
     t0 = time.time()
@@ -83,7 +84,7 @@ def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool=
         raise ValueError("--size resizes photos: it goes with --images")
     if images is None and data is None and (mean or std or limit):
         raise ValueError("--mean, --std and --limit need images (--data or --images)")
-    _output.check_out(out)
+    _io.check_replaceable_dir(out, MARKER, "atlas")
     net = load_model(model)
     layer_list = _layers(layers)
     if layer_list is not None:  # unknown layers refused before any image is read
