@@ -181,7 +181,8 @@ def _expectation(name, spec):
             raise ValueError("expect[%r]: unknown kind %r (one of %s, optionally prefixed by "
                              "'1x1 ')" % (name, kind, ", ".join(_KINDS)))
         wanted.append((scalar, kind))
-    text = " or ".join(("a 1x1 " if sc else "a ") + k for sc, k in wanted)
+    text = " or ".join(("a 1x1 " if sc else "an " if k[0] in "aeiou" else "a ") + k
+                       for sc, k in wanted)
 
     def check(cls, dims):
         for scalar, kind in wanted:

@@ -85,8 +85,10 @@ def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
     >>> net.meta["normalization"]["averageImage"].shape
     (1, 28, 28)
     """
+    # a variable that cannot hold a network is refused from its header, before its data is read
     variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit,
-                         skip_fields=_UNUSED_FIELDS)
+                         skip_fields=_UNUSED_FIELDS,
+                         expect={"net": ("1x1 struct", "object"), "layers": ("cell", "struct")})
     return _Loader(str(path)).network(variables)
 
 
