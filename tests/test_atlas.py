@@ -393,7 +393,7 @@ def test_interrupted_work_leaves_nothing(tmp_path, monkeypatch, exc):
     ({"layers": ["nope"]}, "unknown layer 'nope'"),
     ({"layers": ["layer2"]}, "is a pool layer"),
     ({"layers": []}, "layers is empty"),
-    ({"unpool": "linear"}, "unpool must be"),
+    ({"unpool": "linear"}, "unknown unpool method"),
     ({"top_k": 0}, "top_k must be"),
     ({"threshold": 2}, "threshold must be"),
     ({"images": np.zeros((0, 1, 28, 28), np.float32)}, "images is empty"),

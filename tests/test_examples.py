@@ -10,7 +10,7 @@ import pytest
 MODULES = ["fastdecode.ops", "fastdecode.decoding", "fastdecode.network",
            "fastdecode._config", "fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting",
            "fastdecode.matconvnet",
-           "fastdecode.datasets", "fastdecode.models", "fastdecode.paper"]
+           "fastdecode.datasets", "fastdecode.models", "fastdecode.paper", "fastdecode.atlas"]
 
 
 @pytest.mark.parametrize("name", MODULES)

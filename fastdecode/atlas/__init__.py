@@ -18,6 +18,7 @@ import numpy as np
 import fastdecode as fd
 
 from .. import _io
+from ..ops import unpool_method
 from . import _analysis, _images, _pages
 from ._inputs import Photos, load_photos, normalisation
 
@@ -32,7 +33,6 @@ MARKER = ".fastdecode-atlas"
 FILTER_CELL = 128
 TOP_CELL = 96
 
-UNPOOL = ("nearest", "bilinear", "bicubic", "adjoint")
 
 
 def _layer_names(net, layers):
@@ -140,30 +140,80 @@ def _net_rows(net):
 def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest", top_k=9,
            threshold=0.5, limit=None, display_images=None, image_names=None, class_names=None,
            title=None, n_threads=None, progress=True):
-    """Write the atlas of ``net``'s decoded filters into the folder ``out``; returns its path.
+    """Write the atlas of ``net``'s decoded filters into the folder ``out``.
 
-    out: a new or empty folder, or an earlier atlas (recognised by its marker file, replaced);
-    anything else is refused. The folder appears complete or not at all: the pages are written
-    into a staging folder beside it and renamed into place at the end.
-    images: optional (N, C, H, W) preprocessed as the network expects (e.g.
-    ``fastdecode.models.preprocess``, or :func:`load_photos`); with them every filter gets its
-    Eq. 3 error and its top images, and the overview Table 1.
-    labels: optional (N,) label per image, shown under the top images (``class_names[label]``
-    when class names are given); image_names: optional (N,) names (e.g. file names);
-    class_names: names of the classes, also written on the tiles of the top conv layer when it
-    has one filter per class.
-    layers: conv layer names or indices (default: all); unpool: "nearest", "bilinear",
-    "bicubic" or "adjoint"; top_k: top images per filter; threshold: fraction of each filter's
-    largest magnitude kept in the thresholded filters; limit: use at most the first ``limit``
-    images. display_images: the pictures to show for the images, uint8 (N, H, W[, 3]) or floats
-    in 0..255 or 0..1 (default: each image stretched by its own minimum and maximum).
-    title: of the pages (default: "fastdecode atlas").
+    A page per conv layer with a tile for every decoded filter (and its thresholded version),
+    and, when images are given, each filter's Eq. 3 error, the layer's Table 1 row and each
+    filter's top images by the network's response and by the decoded filter's correlation.
+    The folder opens from disk (``file://``) with no server and no network.
+
+    Parameters
+    ----------
+    net : Network
+        The network.
+    out : str or os.PathLike
+        A new or empty folder, or an earlier atlas (recognised by its marker file, replaced);
+        anything else is refused. The folder appears complete or not at all: the pages are
+        written into a staging folder beside it and renamed into place at the end.
+    images : array_like, optional
+        (N, C, H, W) images preprocessed as the network expects (e.g.
+        :func:`fastdecode.models.preprocess`, or :func:`load_photos`).
+    labels : array_like, optional
+        (N,) label per image, shown under the top images (``class_names[label]`` when class
+        names are given).
+    layers : sequence of str or int, optional
+        Conv layer names or indices (default: all).
+    unpool : str, optional
+        One of :data:`fastdecode.UNPOOL_METHODS` (default "nearest").
+    top_k : int, optional
+        Top images per filter.
+    threshold : float, optional
+        Fraction of each filter's largest magnitude kept in the thresholded filters.
+    limit : int, optional
+        Use at most the first ``limit`` images.
+    display_images : array_like, optional
+        The pictures shown for the images, uint8 (N, H, W[, 3]) or floats in 0..255 or 0..1
+        (default: each image stretched by its own minimum and maximum).
+    image_names : sequence of str, optional
+        (N,) names of the images (e.g. file names).
+    class_names : sequence of str, optional
+        Names of the classes, also written on the tiles of the top conv layer when it has one
+        filter per class.
+    title : str, optional
+        Title of the pages (default "fastdecode atlas").
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    str
+        The absolute path of the atlas folder.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For bad arguments, before any work starts (no folder is left behind).
+    FileExistsError
+        When ``out`` exists and is neither empty nor an earlier atlas.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import fastdecode as fd
+    >>> from fastdecode import datasets, models
+    >>> net = models.load("lenet-mnist")
+    >>> x = models.preprocess(net, datasets.fashion_sample().images[:50])
+    >>> out = fd.report(net, os.path.join(tempfile.mkdtemp(), "atlas"), images=x,
+    ...                 layers=["layer3"], progress=False)
+    >>> sorted(n for n in os.listdir(out) if n.endswith(".html"))[:1]
+    ['index.html']
     """
     t0 = datetime.datetime.now(datetime.timezone.utc)
     if not isinstance(net, fd.Network):
         raise TypeError("net must be a fastdecode Network, got %s" % type(net).__name__)
-    if unpool not in UNPOOL:
-        raise ValueError("unpool must be one of %s, got %r" % (", ".join(UNPOOL), unpool))
+    unpool = unpool_method(unpool).name
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError("top_k must be a whole number, at least 1, got %r" % (top_k,))
     threshold = float(threshold)

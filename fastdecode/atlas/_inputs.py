@@ -127,7 +127,24 @@ def load_photos(folder, net, *, size=None, mean=None, std=None, limit=None):
     white), resized on its shorter side and centre-cropped to ``size`` (H, W; default the
     model's input size), scaled to [0, 1], then ``(x - mean) / std`` per channel (defaults: see
     :func:`normalisation`). An unreadable file is skipped with a warning naming it.
-    limit: read at most this many images. Returns :class:`Photos`.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder of ``.jpg``, ``.jpeg`` and ``.png`` files.
+    net : Network
+        The network the images are for (its input channels and size).
+    size : tuple of int, optional
+        (H, W) the photos are cropped to (default: the model's input size).
+    mean, std : sequence of float, optional
+        Per-channel normalisation of pixels scaled to [0, 1] (default: from the model file).
+    limit : int, optional
+        Read at most this many images.
+
+    Returns
+    -------
+    Photos
+        ``images`` (N, C, H, W) for the network, ``display`` uint8 pictures, ``names``.
     """
     if net.input_channels not in (1, 3):
         raise ValueError("the network takes %d-channel images; photos can be read for 1 (grey) "
