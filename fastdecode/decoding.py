@@ -4,7 +4,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ._engine import chain, cost, recursion, workspace
+from ._engine import chain, cost, graph, recursion, workspace
 from ._validation import (as_int, as_memory_limit, check_bytes, check_finite_result, format_bytes,
                           printable, resolve_threads)
 from .network import Network
@@ -23,7 +23,7 @@ def check_network(net):
 
 
 def _filter_indices(net, idx, filters):
-    K = net.layers[idx].num_filters
+    K = net.channels(idx)
     if filters is None:
         return np.arange(K)
     sel = np.asarray(filters)
@@ -61,7 +61,8 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
     net : Network
         The network.
     layer : str or int
-        A conv layer, by name or 0-based index (negative counts from the end).
+        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
+        counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional
@@ -116,6 +117,9 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
 def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
     check_network(net)
     unpool = unpool_method(unpool)
+    if not net.is_chain:
+        return _decode_graph(net, net.decodable_index(layer), filters, unpool, n_threads,
+                             memory_limit, want_bias)
     idx = net.conv_index(layer)
     sel = _filter_indices(net, idx, filters)
     threads = resolve_threads(n_threads)
@@ -153,6 +157,43 @@ def _decode_planned(net, idx, sel, plan, threads, limit, want_bias, ws):
     return DecodedFilters(_finite_decoded(net, idx, out), bias)
 
 
+def _decode_graph(net, idx, filters, unpool, n_threads, memory_limit, want_bias):
+    """Decoded channels of layer ``idx`` of a graph network by the reverse sweep, in chunks
+    of channels that fit the memory limit, each placed in the layer's union box."""
+    sel = _filter_indices(net, idx, filters)
+    threads = resolve_threads(n_threads)
+    limit = as_memory_limit(memory_limit)
+    graph.check_decodable(net, idx)
+    name = printable(net.layers[idx].name)
+    shape = (len(sel),) + net.decoded_shape(idx)
+    out_bytes = check_bytes("decoded filters of layer %r" % name, shape, net.dtype, limit)
+    per_filter = graph.per_filter_elements(net, idx) * net.dtype.itemsize
+    room = limit - out_bytes
+    if per_filter > room:
+        raise MemoryError(
+            "decoding layer %r needs up to %s per filter in intermediate maps besides %s of "
+            "output, above the memory limit of %s; pass a larger memory_limit"
+            % (name, format_bytes(per_filter), format_bytes(out_bytes), format_bytes(limit)))
+    chunk = max(1, min(len(sel), int(room // per_filter)))
+    _, P, _ = net._geometry(idx)
+    out = np.zeros(shape, dtype=net.dtype)
+    bias = np.zeros(len(sel), dtype=net.dtype) if want_bias else None
+    for start in range(0, len(sel), chunk):
+        part = sel[start:start + chunk]
+        maps, (oy, ox), b = graph.decode_chunk(net, idx, part, unpool, threads, want_bias)
+        y, x = oy + P[0], ox + P[2]
+        h, w = maps.shape[2:]
+        if y < 0 or x < 0 or y + h > shape[2] or x + w > shape[3]:
+            raise AssertionError("decoded maps of layer %r at (%d, %d) of %dx%d outside the "
+                                 "box %s" % (name, y, x, h, w, shape[2:]))
+        out[start:start + len(part), :, y:y + h, x:x + w] = maps
+        if want_bias:
+            bias[start:start + len(part)] = b
+    if want_bias:
+        _finite_decoded(net, idx, bias)
+    return DecodedFilters(_finite_decoded(net, idx, out), bias)
+
+
 def _finite_decoded(net, idx, arr):
     return check_finite_result("decoding layer %r" % printable(net.layers[idx].name), arr)
 
@@ -169,12 +210,23 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
     GEMMs' blocks, and so the order of their sums, follow the number of filters decoded
     together).
 
+    For a graph network (any network that is not a chain), every layer whose output is a map
+    or a vector can be decoded: channel k starts as a unit at the layer's output and a reverse
+    sweep walks the layers in reverse order, each by its decode step (an add passes the maps
+    to each input, a concatenation splits them by channel, a global pool unpools over the
+    whole map, a linear layer substitutes as its equivalent conv, a gate scales by its held
+    value); the maps coming back to a tensor read by several layers are summed at their
+    offsets, and the result is placed in the layer's union box (``net.padding(layer)``,
+    ``net.receptive_field(layer)``). With ``unpool="nearest"`` it is the gradient of the
+    network's linear twin at a unit. Decoding through an upsampling is not supported yet.
+
     Parameters
     ----------
     net : Network
         The network.
     layer : str or int
-        A conv layer, by name or 0-based index (negative counts from the end).
+        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
+        counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional

@@ -203,6 +203,20 @@ class Network:
                                 ", ".join(map(printable, self.conv_layers))))
         return i
 
+    def decodable_index(self, layer):
+        """Index of a layer that :func:`~fastdecode.decode` can start from: a conv layer of a
+        chain; any layer of a graph whose output is a map or a vector and that decoding can
+        pass (ValueError naming the layer otherwise)."""
+        if self.is_chain:
+            return self.conv_index(layer)
+        i = self.index(layer)
+        l = self.layers[i]
+        if (l.type not in ("add", "concat", "gate", "linear")
+                and getattr(l, "decode_role", None) is None):
+            raise ValueError("layer %r is a %s layer, which decoding cannot start from"
+                             % (printable(l.name), l.type))
+        return i
+
     def channels(self, layer):
         """Channels at the output of ``layer`` (name, index or object)."""
         return self._channels[self.index(layer)]
@@ -243,9 +257,9 @@ class Network:
         return self._geometry(self.index(layer))[2]
 
     def decoded_shape(self, layer):
-        """Shape (C0, h, w) of one decoded filter of a conv layer: the input channels and
-        :meth:`receptive_field`."""
-        i = self.conv_index(layer)
+        """Shape (C0, h, w) of one decoded filter of a conv layer (of any decodable layer of a
+        graph): the input channels and :meth:`receptive_field`."""
+        i = self.decodable_index(layer)
         return (self.input_channels,) + self._geometry(i)[2]
 
     def output_shape(self, input_shape, upto=None):
