@@ -1,5 +1,8 @@
 """Filter decoding with substitution: conv-layer filters mapped down to image space."""
 
+import os
+import tempfile
+import urllib.parse
 from collections import namedtuple
 
 import numpy as np
@@ -7,7 +10,7 @@ import numpy as np
 from ._engine import chain, cost, graph, recursion, workspace
 from ._validation import (as_int, as_memory_limit, check_bytes, check_finite_result, format_bytes,
                           printable, resolve_threads)
-from .network import Network
+from .network import Conv, Network
 from .ops import unpool_method
 
 __all__ = ["decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters"]
@@ -309,29 +312,44 @@ def _decode_recursive(plan, sel, threads, limit):
     return recursion.walk(net, idx, plan.unpool, threads, top_filters=top)[idx]
 
 
-def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
-    """Decoded filters of every conv layer, bottom to top.
+def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_limit=None,
+               out=None):
+    """Decoded filters of every conv layer (or of the layers named), bottom to top.
 
     With a box unpooling ("nearest", the default, or "adjoint") the layers are decoded
     recursively, each from the one below by one substitution at image scale (far cheaper than
     one chain per layer); "bilinear" and "bicubic" are not shift-equivariant and use the chain
-    of :func:`decode` for each layer.
+    of :func:`decode` for each layer. Named layers, a directory ``out`` or a graph network
+    decode each layer by :func:`decode` (in chunks of filters within the memory limit), so the
+    result equals :func:`decode`'s layer by layer.
 
     Parameters
     ----------
     net : Network
         The network.
+    layers : iterable of str or int, optional
+        The layers to decode (any layer :func:`decode` takes); default every conv layer.
     unpool : str, optional
         One of :data:`fastdecode.UNPOOL_METHODS`, as for :func:`decode`.
     n_threads : int, optional
         Threads to use; default all that OpenMP may use.
     memory_limit : float, optional
-        Bytes the results and the working maps may take together (default 4 GiB).
+        Bytes the results and the working maps may take together (default 4 GiB); with
+        ``out``, the bytes one chunk of filters and its working maps may take (the results
+        are on disk).
+    out : str or path-like, optional
+        A directory (created if needed): each layer's result is written there as it is
+        computed, chunk by chunk, to ``<layer>.npy`` (the name percent-encoded when it holds
+        characters other than letters, digits, ``_``, ``-`` and ``.``; an existing file is
+        replaced atomically, once complete) and returned memory-mapped read-only
+        (``np.load(path, mmap_mode="r")``), so the peak memory stays bounded by
+        ``memory_limit`` whatever the network.
 
     Returns
     -------
     dict
-        {layer name: decoded filters (K, C0, h, w)} for every conv layer, bottom to top.
+        {layer name: decoded filters (K, C0, h, w)} for every conv layer (or those named),
+        bottom to top.
 
     Raises
     ------
@@ -355,6 +373,8 @@ def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
     unpool = unpool_method(unpool)
     threads = resolve_threads(n_threads)
     limit = as_memory_limit(memory_limit)
+    if layers is not None or out is not None or not net.is_chain:
+        return _decode_layers(net, layers, unpool, threads, limit, out)
     conv_idx = [i for i, layer in enumerate(net.layers) if layer.decode_role == "substitute"]
     if not conv_idx:
         raise ValueError("the network has no conv layers to decode")
@@ -384,3 +404,66 @@ def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
     with workspace.reuse():
         decoded = recursion.walk(net, top, unpool, threads, keep=set(conv_idx))
     return {net.layers[i].name: _finite_decoded(net, i, decoded[i]) for i in conv_idx}
+
+
+def _decode_layers(net, layers, unpool, threads, limit, out):
+    """decode_all layer by layer through :func:`decode` (graphs, named layers, or ``out``)."""
+    if layers is None:
+        idx = [i for i, layer in enumerate(net.layers) if isinstance(layer, Conv)]
+        if not idx:
+            raise ValueError("the network has no conv layers to decode")
+    else:
+        if isinstance(layers, (str, int, np.integer)):
+            layers = [layers]
+        idx = sorted(set(net.decodable_index(l) for l in layers))
+        if not idx:
+            raise ValueError("layers names no layer")
+    if not net.is_chain:
+        for i in idx:
+            graph.check_decodable(net, i)
+    if out is not None:
+        return {net.layers[i].name: _decode_to_file(net, i, unpool, threads, limit, out)
+                for i in idx}
+    results = {}
+    for i in idx:
+        remaining = limit - sum(a.nbytes for a in results.values())
+        if remaining <= 0:
+            raise MemoryError("decoding layers %s needs more than the memory limit of %s for "
+                              "the results; pass a larger memory_limit or out= a directory"
+                              % (", ".join(printable(net.layers[j].name) for j in idx),
+                                 format_bytes(limit)))
+        results[net.layers[i].name] = decode(net, i, unpool=unpool, n_threads=threads,
+                                             memory_limit=remaining)
+    return results
+
+
+def _decode_to_file(net, i, unpool, threads, limit, out):
+    """Layer i decoded chunk by chunk into ``out``/<layer>.npy; returned memory-mapped."""
+    directory = os.fspath(out)
+    os.makedirs(directory, exist_ok=True)
+    name = net.layers[i].name
+    path = os.path.join(directory, urllib.parse.quote(name, safe="") + ".npy")
+    shape = (net.channels(i),) + net.decoded_shape(i)
+    per_filter = int(np.prod(shape[1:])) * net.dtype.itemsize
+    if net.is_chain:
+        chunk = max(1, min(shape[0], int(limit // 3 // per_filter)))
+    else:   # the sweep's working maps scale with the chunk too
+        work = graph.per_filter_elements(net, i) * net.dtype.itemsize
+        chunk = max(1, min(shape[0], int(limit // (per_filter + work))))
+    fd_, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
+                                dir=directory)
+    os.close(fd_)
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=net.dtype, shape=shape)
+        for start in range(0, shape[0], chunk):
+            sel = np.arange(start, min(shape[0], start + chunk))
+            arr[start:start + len(sel)] = decode(net, i, filters=sel, unpool=unpool,
+                                                 n_threads=threads, memory_limit=limit)
+        arr.flush()
+        del arr
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return np.load(path, mmap_mode="r")

@@ -273,3 +273,68 @@ def test_random_graphs_decode_as_the_twin_and_exactly(net):
     H = R[0] + 3 * S[0]
     W = R[1] + 2 * S[1]
     check_exact(net, name, rnd(rng, 1, net.input_channels, H, W), everywhere=False)
+
+
+# --- decode_all ------------------------------------------------------------------------------
+
+def test_decode_all_of_a_graph_equals_decode_layer_by_layer():
+    rng = np.random.default_rng(7)
+    net = linear_residual(rng, bias=True)
+    got = fd.decode_all(net)
+    assert list(got) == net.conv_layers
+    for name, D in got.items():
+        np.testing.assert_allclose(D, fd.decode(net, name), rtol=1e-12, atol=1e-12)
+    named = fd.decode_all(net, layers=["cat", "sum", "cat"], unpool="adjoint")
+    assert list(named) == ["sum", "cat"]
+    np.testing.assert_allclose(named["cat"], fd.decode(net, "cat", unpool="adjoint"),
+                               rtol=1e-12, atol=1e-12)
+    one = fd.decode_all(net, layers="top", n_threads=1)
+    two = fd.decode_all(net, layers="top", n_threads=2)
+    np.testing.assert_array_equal(one["top"], two["top"])
+
+
+def test_decode_all_to_a_directory_is_memory_mapped(tmp_path):
+    rng = np.random.default_rng(8)
+    net = linear_residual(rng)
+    want = fd.decode_all(net)
+    got = fd.decode_all(net, out=tmp_path / "d", memory_limit=1e5)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(
+        n + ".npy" for n in net.conv_layers)
+    for name, D in got.items():
+        assert isinstance(D, np.memmap) and not D.flags.writeable
+        np.testing.assert_allclose(D, want[name], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(np.load(tmp_path / "d" / (name + ".npy")), D)
+    # a chain too, and odd names are percent-encoded
+    chain = fd.Network([fd.Conv(rnd(rng, 3, 1, 3, 3), name="conv/1"), fd.ReLU(),
+                        fd.Conv(rnd(rng, 2, 3, 3, 3), name="c2")])
+    got = fd.decode_all(chain, out=str(tmp_path))
+    assert (tmp_path / "conv%2F1.npy").is_file()
+    np.testing.assert_array_equal(got["c2"], fd.decode(chain, "c2"))
+
+
+def test_decode_all_to_a_directory_keeps_the_peak_memory_bounded(tmp_path):
+    """The results (25 MB) never sit in memory at once: the traced peak stays well below them
+    (the limit, 3 MB, bounds the results' chunks and the decoded maps; the substitution
+    kernels' own buffers come on top, as documented)."""
+    import tracemalloc
+    rng = np.random.default_rng(9)
+    net = fd.Network([
+        fd.Conv(rnd(rng, 8, 3, 5, 5), name="c0"),
+        fd.Pool("avg", size=2, name="p0"),
+        fd.Conv(rnd(rng, 8, 8, 5, 5), name="c1"),
+        fd.Conv(rnd(rng, 8, 8, 3, 3), name="c1b", inputs="p0"),
+        fd.Pool("avg", size=3, stride=1, name="p1b"),
+        fd.Add(inputs=("c1", "p1b"), name="sum"),
+        fd.Pool("avg", size=2, name="p1"),
+        fd.Conv(rnd(rng, 1024, 8, 5, 5), name="c2")])
+    total = sum(net.channels(n) * np.prod(net.decoded_shape(n)) * 8 for n in net.conv_layers)
+    limit = 3e6
+    assert total > 8 * limit
+    tracemalloc.start()
+    try:
+        got = fd.decode_all(net, out=tmp_path, memory_limit=limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < total / 2
+    np.testing.assert_allclose(got["c1"], fd.decode(net, "c1"), rtol=1e-12, atol=1e-12)

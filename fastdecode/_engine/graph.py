@@ -105,7 +105,8 @@ def _reverse(net, i, maps, offset, unpool, threads, bias):
     if role == "substitute":
         if bias is not None and layer.bias is not None:
             bias += weighted_channel_sums(maps, layer.bias)
-        w = (layer.conv_weights() if kind == "linear" else layer.dense_weights()).astype(dtype)
+        w = (layer.conv_weights() if kind == "linear" else layer.dense_weights())
+        w = w.astype(dtype, copy=False)
         return [(src, _substitute(maps, w, (sy, sx), threads), new_offset)]
     # unpool
     ph, pw = layer.kernel
@@ -140,13 +141,15 @@ def decode_chunk(net, top, sel, unpool, threads, want_bias):
 
 
 def per_filter_elements(net, top):
-    """An upper bound of the elements one filter's maps take during the sweep (every tensor's
-    decoded map held at once, and a substitution's input and output): a map at layer i's
-    output spans at most the top's receptive field in layer i's pixels, plus one kernel."""
+    """An estimate of the elements one filter's maps take during the sweep: every tensor's
+    decoded map held at once (a map at layer i's output covers the units of layer i inside
+    the top's box, at most (R_top - R_i) // S_i + 2 per side). The substitution kernels'
+    own buffers come on top, as for chains."""
     from .._graph import ancestors
     _, _, R = net._geometry(top)
     total = net.input_channels * R[0] * R[1]
     for i in ancestors(net._inputs, top):
-        S, _, _ = net._geometry(i)
-        total += net._channels[i] * (R[0] // S[0] + 2) * (R[1] // S[1] + 2)
-    return 2 * total
+        S, _, Ri = net._geometry(i)
+        total += net._channels[i] * (max(0, R[0] - Ri[0]) // S[0] + 2) * (
+            max(0, R[1] - Ri[1]) // S[1] + 2)
+    return total
