@@ -338,3 +338,28 @@ def test_decode_all_to_a_directory_keeps_the_peak_memory_bounded(tmp_path):
         tracemalloc.stop()
     assert peak < total / 2
     np.testing.assert_allclose(got["c1"], fd.decode(net, "c1"), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("unpool", ["nearest", "adjoint", "bilinear", "bicubic"])
+def test_the_sweep_agrees_with_the_chain_on_chains(unpool):
+    """The graph sweep run on chains gives the chain engine's decoded filters and biases."""
+    from fastdecode.decoding import _decode_graph
+    from fastdecode.ops import unpool_method
+    rng = np.random.default_rng(10)
+    net = fd.Network([
+        fd.Conv(rnd(rng, 4, 2, 3, 3), rnd(rng, 4), stride=2, pad=1),
+        fd.BatchNorm(rng.random(4) + 0.5, rnd(rng, 4), rnd(rng, 4), rng.random(4) + 0.5),
+        fd.LeakyReLU(0.2),
+        fd.Pool("max", size=3, stride=2),
+        fd.Conv(rnd(rng, 6, 2, 3, 3), rnd(rng, 6), dilate=2, pad=2),   # 2 groups
+        fd.Pool("avg", size=2),
+        fd.Conv(rnd(rng, 5, 6, 2, 2), rnd(rng, 5)),
+        fd.GlobalPool("max"),
+        fd.Conv(rnd(rng, 3, 5, 1, 1), rnd(rng, 3), name="top"),
+    ], input_shape=(2, 64, 64))
+    assert net.is_chain
+    for name in ("layer5", "layer7", "top"):
+        want = fd.decode_with_bias(net, name, unpool=unpool)
+        got = _decode_graph(net, net.index(name), None, unpool_method(unpool), 2, None, True)
+        np.testing.assert_allclose(got.filters, want.filters, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got.bias, want.bias, rtol=1e-10, atol=1e-12)
