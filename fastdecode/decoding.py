@@ -319,9 +319,13 @@ def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_lim
     With a box unpooling ("nearest", the default, or "adjoint") the layers are decoded
     recursively, each from the one below by one substitution at image scale (far cheaper than
     one chain per layer); "bilinear" and "bicubic" are not shift-equivariant and use the chain
-    of :func:`decode` for each layer. Named layers, a directory ``out`` or a graph network
-    decode each layer by :func:`decode` (in chunks of filters within the memory limit), so the
-    result equals :func:`decode`'s layer by layer.
+    of :func:`decode` for each layer. On a graph network with a box unpooling the recursion
+    is generalised to graphs (an add sums its inputs' decoded filters at their offsets, a
+    concatenation stacks them, a conv substitutes its weights into its input's) when the
+    decoded filters of every tensor on the way fit the memory limit. Otherwise, for named
+    layers of a chain, and with a directory ``out``, each layer is decoded by :func:`decode`
+    (in chunks of filters within the memory limit). Either way the result equals
+    :func:`decode`'s layer by layer, to rounding.
 
     Parameters
     ----------
@@ -424,6 +428,10 @@ def _decode_layers(net, layers, unpool, threads, limit, out):
     if out is not None:
         return {net.layers[i].name: _decode_to_file(net, i, unpool, threads, limit, out)
                 for i in idx}
+    if not net.is_chain and unpool.box:
+        fast = _decode_graph_recursive(net, idx, unpool, threads, limit)
+        if fast is not None:
+            return fast
     results = {}
     for i in idx:
         remaining = limit - sum(a.nbytes for a in results.values())
@@ -467,3 +475,36 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
             os.remove(tmp)
         raise
     return np.load(path, mmap_mode="r")
+
+
+def _decode_graph_recursive(net, idx, unpool, threads, limit):
+    """decode_all of layers ``idx`` of a graph by the layer recursion, or None when its
+    decoded filters of every tensor on the way (an upper bound: all held at once) and the
+    results exceed ``limit``."""
+    from ._engine import graph_recursion
+    from ._graph import ancestors
+    needed = sorted(set().union(*(ancestors(net._inputs, i) for i in idx)))
+    itemsize = net.dtype.itemsize
+    try:
+        need = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize
+                   for i in needed)
+    except ValueError:
+        return None
+    results = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize for i in idx)
+    if need + results > limit:
+        return None
+    with workspace.reuse():
+        decoded = graph_recursion.walk(net, set(idx), unpool, threads)
+    out = {}
+    for i in idx:
+        D, (oy, ox) = decoded[i]
+        _, P, _ = net._geometry(i)
+        shape = (net.channels(i),) + net.decoded_shape(i)
+        y, x = oy + P[0], ox + P[2]
+        if (y, x) == (0, 0) and D.shape == shape:
+            full = D
+        else:
+            full = np.zeros(shape, dtype=net.dtype)
+            full[:, :, y:y + D.shape[2], x:x + D.shape[3]] = D
+        out[net.layers[i].name] = _finite_decoded(net, i, full)
+    return out

@@ -363,3 +363,40 @@ def test_the_sweep_agrees_with_the_chain_on_chains(unpool):
         got = _decode_graph(net, net.index(name), None, unpool_method(unpool), 2, None, True)
         np.testing.assert_allclose(got.filters, want.filters, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(got.bias, want.bias, rtol=1e-10, atol=1e-12)
+
+
+@SETTINGS
+@given(net=small_graphs(), unpool=st.sampled_from(["nearest", "adjoint"]))
+def test_the_graph_recursion_equals_the_sweep(net, unpool):
+    got = fd.decode_all(net, unpool=unpool)
+    assert list(got) == net.conv_layers
+    for name, D in got.items():
+        np.testing.assert_allclose(D, fd.decode(net, name, unpool=unpool), rtol=1e-10,
+                                   atol=1e-10)
+
+
+def test_the_graph_recursion_through_gates_heads_and_pools():
+    rng = np.random.default_rng(11)
+    net = fd.Network([
+        fd.Conv(rnd(rng, 4, 2, 3, 3), rnd(rng, 4), pad=1, name="c"),
+        fd.Pool("max", size=3, stride=2, name="mp"),
+        fd.Conv(rnd(rng, 4, 4, 1, 1), rnd(rng, 4), name="e"),
+        fd.GlobalPool("avg", name="sq", inputs="e"),
+        fd.Sigmoid(name="sig"),
+        fd.Gate(inputs=("e", "sig"), hold=[0.5, 1.0, 2.0, -1.0], name="gate"),
+        fd.Concat(inputs=("gate", "mp"), name="cat"),
+        fd.BatchNorm(rng.random(8) + 0.5, rnd(rng, 8), rnd(rng, 8), rng.random(8) + 0.5,
+                     name="bn"),
+        fd.GlobalPool("max", name="gp"),
+        fd.Linear(rnd(rng, 3, 8), name="fc"),
+    ], input_shape=(2, 15, 15))
+    names = ["c", "e", "gate", "cat", "bn", "gp", "fc"]
+    for unpool in ("nearest", "adjoint"):
+        got = fd.decode_all(net, layers=names, unpool=unpool)
+        for name in names:
+            np.testing.assert_allclose(got[name], fd.decode(net, name, unpool=unpool),
+                                       rtol=1e-10, atol=1e-12)
+    one = fd.decode_all(net, layers=names, n_threads=1)
+    two = fd.decode_all(net, layers=names, n_threads=2)
+    for name in names:
+        np.testing.assert_array_equal(one[name], two[name])
