@@ -156,7 +156,8 @@ class Gate(_Merge):
     inputs : (str, str)
         The names of x (N, C, H, W) and of the gate g (N, C, 1, 1).
     hold : float or array_like, optional
-        The gate's value when decoding: one value, or one per channel.
+        The gate's value when decoding: one value, or one per channel (e.g. its mean over
+        images x, ``net.forward(x, upto=gate_name).mean(axis=0).ravel()``).
     name : str, optional
         The layer's name.
     """
