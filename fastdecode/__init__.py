@@ -14,9 +14,15 @@ from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores
                          threshold_filters, top_images)
 from .layers import LRN, BatchNorm, Conv, Dropout, Layer, Pool, ReLU, Softmax
 from .network import Network
+from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
+                          Sigmoid, Tanh)
+from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
+    "Add", "Concat", "Gate", "GlobalPool", "Linear", "Upsample",
+    "LeakyReLU", "Clip", "ReLU6", "PReLU", "Sigmoid", "Tanh", "SiLU", "HardSwish", "HardSigmoid",
+    "GELU",
     "decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters",
     "correlate", "substitute", "unpool", "pool", "relu", "UNPOOL_METHODS", "show_config",
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",

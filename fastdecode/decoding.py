@@ -1,13 +1,16 @@
 """Filter decoding with substitution: conv-layer filters mapped down to image space."""
 
+import os
+import tempfile
+import urllib.parse
 from collections import namedtuple
 
 import numpy as np
 
-from ._engine import chain, cost, recursion, workspace
+from ._engine import chain, cost, graph, recursion, workspace
 from ._validation import (as_int, as_memory_limit, check_bytes, check_finite_result, format_bytes,
                           printable, resolve_threads)
-from .network import Network
+from .network import Conv, Network
 from .ops import unpool_method
 
 __all__ = ["decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters"]
@@ -23,7 +26,7 @@ def check_network(net):
 
 
 def _filter_indices(net, idx, filters):
-    K = net.layers[idx].num_filters
+    K = net.channels(idx)
     if filters is None:
         return np.arange(K)
     sel = np.asarray(filters)
@@ -61,7 +64,8 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
     net : Network
         The network.
     layer : str or int
-        A conv layer, by name or 0-based index (negative counts from the end).
+        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
+        counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional
@@ -116,6 +120,9 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
 def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
     check_network(net)
     unpool = unpool_method(unpool)
+    if not net.is_chain:
+        return _decode_graph(net, net.decodable_index(layer), filters, unpool, n_threads,
+                             memory_limit, want_bias)
     idx = net.conv_index(layer)
     sel = _filter_indices(net, idx, filters)
     threads = resolve_threads(n_threads)
@@ -153,6 +160,43 @@ def _decode_planned(net, idx, sel, plan, threads, limit, want_bias, ws):
     return DecodedFilters(_finite_decoded(net, idx, out), bias)
 
 
+def _decode_graph(net, idx, filters, unpool, n_threads, memory_limit, want_bias):
+    """Decoded channels of layer ``idx`` of a graph network by the reverse sweep, in chunks
+    of channels that fit the memory limit, each placed in the layer's union box."""
+    sel = _filter_indices(net, idx, filters)
+    threads = resolve_threads(n_threads)
+    limit = as_memory_limit(memory_limit)
+    graph.check_decodable(net, idx)
+    name = printable(net.layers[idx].name)
+    shape = (len(sel),) + net.decoded_shape(idx)
+    out_bytes = check_bytes("decoded filters of layer %r" % name, shape, net.dtype, limit)
+    per_filter = graph.per_filter_elements(net, idx) * net.dtype.itemsize
+    room = limit - out_bytes
+    if per_filter > room:
+        raise MemoryError(
+            "decoding layer %r needs up to %s per filter in intermediate maps besides %s of "
+            "output, above the memory limit of %s; pass a larger memory_limit"
+            % (name, format_bytes(per_filter), format_bytes(out_bytes), format_bytes(limit)))
+    chunk = max(1, min(len(sel), int(room // per_filter)))
+    _, P, _ = net._geometry(idx)
+    out = np.zeros(shape, dtype=net.dtype)
+    bias = np.zeros(len(sel), dtype=net.dtype) if want_bias else None
+    for start in range(0, len(sel), chunk):
+        part = sel[start:start + chunk]
+        maps, (oy, ox), b = graph.decode_chunk(net, idx, part, unpool, threads, want_bias)
+        y, x = oy + P[0], ox + P[2]
+        h, w = maps.shape[2:]
+        if y < 0 or x < 0 or y + h > shape[2] or x + w > shape[3]:
+            raise AssertionError("decoded maps of layer %r at (%d, %d) of %dx%d outside the "
+                                 "box %s" % (name, y, x, h, w, shape[2:]))
+        out[start:start + len(part), :, y:y + h, x:x + w] = maps
+        if want_bias:
+            bias[start:start + len(part)] = b
+    if want_bias:
+        _finite_decoded(net, idx, bias)
+    return DecodedFilters(_finite_decoded(net, idx, out), bias)
+
+
 def _finite_decoded(net, idx, arr):
     return check_finite_result("decoding layer %r" % printable(net.layers[idx].name), arr)
 
@@ -169,12 +213,23 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
     GEMMs' blocks, and so the order of their sums, follow the number of filters decoded
     together).
 
+    For a graph network (any network that is not a chain), every layer whose output is a map
+    or a vector can be decoded: channel k starts as a unit at the layer's output and a reverse
+    sweep walks the layers in reverse order, each by its decode step (an add passes the maps
+    to each input, a concatenation splits them by channel, a global pool unpools over the
+    whole map, a linear layer substitutes as its equivalent conv, a gate scales by its held
+    value); the maps coming back to a tensor read by several layers are summed at their
+    offsets, and the result is placed in the layer's union box (``net.padding(layer)``,
+    ``net.receptive_field(layer)``). With ``unpool="nearest"`` it is the gradient of the
+    network's linear twin at a unit. Decoding through an upsampling is not supported yet.
+
     Parameters
     ----------
     net : Network
         The network.
     layer : str or int
-        A conv layer, by name or 0-based index (negative counts from the end).
+        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
+        counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional
@@ -257,29 +312,48 @@ def _decode_recursive(plan, sel, threads, limit):
     return recursion.walk(net, idx, plan.unpool, threads, top_filters=top)[idx]
 
 
-def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
-    """Decoded filters of every conv layer, bottom to top.
+def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_limit=None,
+               out=None):
+    """Decoded filters of every conv layer (or of the layers named), bottom to top.
 
     With a box unpooling ("nearest", the default, or "adjoint") the layers are decoded
     recursively, each from the one below by one substitution at image scale (far cheaper than
     one chain per layer); "bilinear" and "bicubic" are not shift-equivariant and use the chain
-    of :func:`decode` for each layer.
+    of :func:`decode` for each layer. On a graph network with a box unpooling the recursion
+    is generalised to graphs (an add sums its inputs' decoded filters at their offsets, a
+    concatenation stacks them, a conv substitutes its weights into its input's) when the
+    decoded filters of every tensor on the way fit the memory limit. Otherwise, for named
+    layers of a chain, and with a directory ``out``, each layer is decoded by :func:`decode`
+    (in chunks of filters within the memory limit). Either way the result equals
+    :func:`decode`'s layer by layer, to rounding.
 
     Parameters
     ----------
     net : Network
         The network.
+    layers : iterable of str or int, optional
+        The layers to decode (any layer :func:`decode` takes); default every conv layer.
     unpool : str, optional
         One of :data:`fastdecode.UNPOOL_METHODS`, as for :func:`decode`.
     n_threads : int, optional
         Threads to use; default all that OpenMP may use.
     memory_limit : float, optional
-        Bytes the results and the working maps may take together (default 4 GiB).
+        Bytes the results and the working maps may take together (default 4 GiB); with
+        ``out``, the bytes one chunk of filters and its working maps may take (the results
+        are on disk).
+    out : str or path-like, optional
+        A directory (created if needed): each layer's result is written there as it is
+        computed, chunk by chunk, to ``<layer>.npy`` (the name percent-encoded when it holds
+        characters other than letters, digits, ``_``, ``-`` and ``.``; an existing file is
+        replaced atomically, once complete) and returned memory-mapped read-only
+        (``np.load(path, mmap_mode="r")``), so the peak memory stays bounded by
+        ``memory_limit`` whatever the network.
 
     Returns
     -------
     dict
-        {layer name: decoded filters (K, C0, h, w)} for every conv layer, bottom to top.
+        {layer name: decoded filters (K, C0, h, w)} for every conv layer (or those named),
+        bottom to top.
 
     Raises
     ------
@@ -303,6 +377,8 @@ def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
     unpool = unpool_method(unpool)
     threads = resolve_threads(n_threads)
     limit = as_memory_limit(memory_limit)
+    if layers is not None or out is not None or not net.is_chain:
+        return _decode_layers(net, layers, unpool, threads, limit, out)
     conv_idx = [i for i, layer in enumerate(net.layers) if layer.decode_role == "substitute"]
     if not conv_idx:
         raise ValueError("the network has no conv layers to decode")
@@ -332,3 +408,103 @@ def decode_all(net, *, unpool="nearest", n_threads=None, memory_limit=None):
     with workspace.reuse():
         decoded = recursion.walk(net, top, unpool, threads, keep=set(conv_idx))
     return {net.layers[i].name: _finite_decoded(net, i, decoded[i]) for i in conv_idx}
+
+
+def _decode_layers(net, layers, unpool, threads, limit, out):
+    """decode_all layer by layer through :func:`decode` (graphs, named layers, or ``out``)."""
+    if layers is None:
+        idx = [i for i, layer in enumerate(net.layers) if isinstance(layer, Conv)]
+        if not idx:
+            raise ValueError("the network has no conv layers to decode")
+    else:
+        if isinstance(layers, (str, int, np.integer)):
+            layers = [layers]
+        idx = sorted(set(net.decodable_index(l) for l in layers))
+        if not idx:
+            raise ValueError("layers names no layer")
+    if not net.is_chain:
+        for i in idx:
+            graph.check_decodable(net, i)
+    if out is not None:
+        return {net.layers[i].name: _decode_to_file(net, i, unpool, threads, limit, out)
+                for i in idx}
+    if not net.is_chain and unpool.box:
+        fast = _decode_graph_recursive(net, idx, unpool, threads, limit)
+        if fast is not None:
+            return fast
+    results = {}
+    for i in idx:
+        remaining = limit - sum(a.nbytes for a in results.values())
+        if remaining <= 0:
+            raise MemoryError("decoding layers %s needs more than the memory limit of %s for "
+                              "the results; pass a larger memory_limit or out= a directory"
+                              % (", ".join(printable(net.layers[j].name) for j in idx),
+                                 format_bytes(limit)))
+        results[net.layers[i].name] = decode(net, i, unpool=unpool, n_threads=threads,
+                                             memory_limit=remaining)
+    return results
+
+
+def _decode_to_file(net, i, unpool, threads, limit, out):
+    """Layer i decoded chunk by chunk into ``out``/<layer>.npy; returned memory-mapped."""
+    directory = os.fspath(out)
+    os.makedirs(directory, exist_ok=True)
+    name = net.layers[i].name
+    path = os.path.join(directory, urllib.parse.quote(name, safe="") + ".npy")
+    shape = (net.channels(i),) + net.decoded_shape(i)
+    per_filter = int(np.prod(shape[1:])) * net.dtype.itemsize
+    if net.is_chain:
+        chunk = max(1, min(shape[0], int(limit // 3 // per_filter)))
+    else:   # the sweep's working maps scale with the chunk too
+        work = graph.per_filter_elements(net, i) * net.dtype.itemsize
+        chunk = max(1, min(shape[0], int(limit // (per_filter + work))))
+    fd_, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
+                                dir=directory)
+    os.close(fd_)
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=net.dtype, shape=shape)
+        for start in range(0, shape[0], chunk):
+            sel = np.arange(start, min(shape[0], start + chunk))
+            arr[start:start + len(sel)] = decode(net, i, filters=sel, unpool=unpool,
+                                                 n_threads=threads, memory_limit=limit)
+        arr.flush()
+        del arr
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return np.load(path, mmap_mode="r")
+
+
+def _decode_graph_recursive(net, idx, unpool, threads, limit):
+    """decode_all of layers ``idx`` of a graph by the layer recursion, or None when its
+    decoded filters of every tensor on the way (an upper bound: all held at once) and the
+    results exceed ``limit``."""
+    from ._engine import graph_recursion
+    from ._graph import ancestors
+    needed = sorted(set().union(*(ancestors(net._inputs, i) for i in idx)))
+    itemsize = net.dtype.itemsize
+    try:
+        need = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize
+                   for i in needed)
+    except ValueError:
+        return None
+    results = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize for i in idx)
+    if need + results > limit:
+        return None
+    with workspace.reuse():
+        decoded = graph_recursion.walk(net, set(idx), unpool, threads)
+    out = {}
+    for i in idx:
+        D, (oy, ox) = decoded[i]
+        _, P, _ = net._geometry(i)
+        shape = (net.channels(i),) + net.decoded_shape(i)
+        y, x = oy + P[0], ox + P[2]
+        if (y, x) == (0, 0) and D.shape == shape:
+            full = D
+        else:
+            full = np.zeros(shape, dtype=net.dtype)
+            full[:, :, y:y + D.shape[2], x:x + D.shape[3]] = D
+        out[net.layers[i].name] = _finite_decoded(net, i, full)
+    return out

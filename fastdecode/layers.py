@@ -17,6 +17,20 @@ from ._engine.maps import pool_into, relu_into
 from ._validation import (all_finite, as_int, as_pad, as_pair, float_array, printable,
                           resolve_threads)
 
+def as_inputs(inputs, name=None):
+    """``inputs=`` as a tuple of names, or None (the previous layer)."""
+    if inputs is None:
+        return None
+    try:
+        names = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    except TypeError:
+        names = ()
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise TypeError("layer %r: inputs must be a layer name or a non-empty tuple of names, "
+                        "got %r" % (printable(name), inputs))
+    return names
+
+
 __all__ = ["Layer", "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax"]
 
 
@@ -28,6 +42,10 @@ class Layer:
     name : str, optional
         The layer's name; a :class:`~fastdecode.Network` names unnamed layers ``layer1``,
         ``layer2``, ... by position.
+    inputs : str or tuple of str, optional
+        The layer(s) it reads, by name: ``"input"`` names the images; default the layer before
+        it in the network (the images for the first). Names must be of earlier layers, so a
+        network is acyclic by construction.
 
     Attributes
     ----------
@@ -63,10 +81,14 @@ class Layer:
     #: layers whose dtype is not its own with :meth:`astype`).
     dtype = None
 
-    def __init__(self, name=None):
+    #: Whether :meth:`run` takes a list of inputs (Add, Concat, Gate) rather than one array.
+    multi_input = False
+
+    def __init__(self, name=None, *, inputs=None):
         if name is not None and not isinstance(name, str):
             raise TypeError("layer name must be a string, got %r" % (name,))
         self.name = name
+        self.inputs = as_inputs(inputs, name)
 
     def output_size(self, size):
         """(rows, cols) of the output for an input of ``size`` (rows, cols)."""
@@ -158,6 +180,9 @@ class Layer:
 
     def __repr__(self):
         extra = self._params()
+        inputs = getattr(self, "inputs", None)
+        extra = extra + (("inputs=%r" % (inputs if len(inputs) > 1 else inputs[0],),)
+                         if inputs else ())
         inner = ", ".join(extra + ("name=%r" % printable(self.name),))
         return "%s(%s)" % (type(self).__name__, inner)
 
@@ -183,6 +208,8 @@ class Conv(Layer):
         Spacing of the filters' taps.
     name : str, optional
         The layer's name.
+    inputs : str, optional
+        The layer it reads (see :class:`Layer`); default the previous one.
 
     Notes
     -----
@@ -194,8 +221,9 @@ class Conv(Layer):
     decode_role = "substitute"
     new_output = True
 
-    def __init__(self, weights, bias=None, *, stride=1, pad=0, dilate=1, name=None):
-        super().__init__(name)
+    def __init__(self, weights, bias=None, *, stride=1, pad=0, dilate=1, name=None,
+                 inputs=None):
+        super().__init__(name, inputs=inputs)
         w = float_array("weights", weights)
         if w.ndim != 4:  # MATLAB drops trailing singletons; accept (K, C, h, w) only when 4-D
             raise ValueError("conv weights must be 4-D (K, C, h, w), got shape %s" % (w.shape,))
@@ -293,7 +321,8 @@ class Conv(Layer):
     def astype(self, dtype):
         new = Conv(self.weights.astype(dtype),
                    None if self.bias is None else self.bias.astype(dtype),
-                   stride=self.stride, pad=self.pad, dilate=self.dilate, name=self.name)
+                   stride=self.stride, pad=self.pad, dilate=self.dilate, name=self.name,
+                   inputs=self.inputs)
         new.groups = self.groups
         return new
 
@@ -336,6 +365,8 @@ class Pool(Layer):
         Padding, smaller than the window.
     name : str, optional
         The layer's name.
+    inputs : str, optional
+        The layer it reads (see :class:`Layer`); default the previous one.
     """
 
     type = "pool"
@@ -343,8 +374,8 @@ class Pool(Layer):
     writes_into = True
     new_output = True
 
-    def __init__(self, method="max", *, size=2, stride=None, pad=0, name=None):
-        super().__init__(name)
+    def __init__(self, method="max", *, size=2, stride=None, pad=0, name=None, inputs=None):
+        super().__init__(name, inputs=inputs)
         if method not in ("max", "avg"):
             raise ValueError("pool method must be 'max' or 'avg', got %r" % (method,))
         self.method = method
@@ -389,6 +420,8 @@ class ReLU(Layer):
     ----------
     name : str, optional
         The layer's name.
+    inputs : str, optional
+        The layer it reads (see :class:`Layer`); default the previous one.
     leak : float, optional
         Slope for negative values (finite).
     """
@@ -399,8 +432,8 @@ class ReLU(Layer):
     in_place = True
     new_output = True
 
-    def __init__(self, name=None, *, leak=0.0):
-        super().__init__(name)
+    def __init__(self, name=None, *, leak=0.0, inputs=None):
+        super().__init__(name, inputs=inputs)
         leak = float(leak)
         if not np.isfinite(leak):
             raise ValueError("relu leak must be finite, got %r" % leak)
@@ -430,14 +463,16 @@ class BatchNorm(Layer):
         One value per channel each; sigma without zeros.
     name : str, optional
         The layer's name.
+    inputs : str, optional
+        The layer it reads (see :class:`Layer`); default the previous one.
     """
 
     type = "bnorm"
     decode_role = "scale"
     new_output = True
 
-    def __init__(self, gain, bias, mean, sigma, *, name=None):
-        super().__init__(name)
+    def __init__(self, gain, bias, mean, sigma, *, name=None, inputs=None):
+        super().__init__(name, inputs=inputs)
         g = float_array("gain", gain).ravel()
         arrays = [float_array(n, a, dtype=g.dtype).ravel()
                   for n, a in (("bias", bias), ("mean", mean), ("sigma", sigma))]
@@ -480,7 +515,8 @@ class BatchNorm(Layer):
 
     def astype(self, dtype):
         return BatchNorm(self.gain.astype(dtype), self.bias.astype(dtype),
-                         self.mean.astype(dtype), self.sigma.astype(dtype), name=self.name)
+                         self.mean.astype(dtype), self.sigma.astype(dtype), name=self.name,
+                         inputs=self.inputs)
 
     def _params(self):
         return ("channels=%d" % self.gain.size,)
@@ -498,13 +534,15 @@ class Dropout(Layer):
         The training-time dropout rate (kept for files that carry it).
     name : str, optional
         The layer's name.
+    inputs : str, optional
+        The layer it reads (see :class:`Layer`); default the previous one.
     """
 
     type = "dropout"
     decode_role = "identity"
 
-    def __init__(self, rate=0.5, *, name=None):
-        super().__init__(name)
+    def __init__(self, rate=0.5, *, name=None, inputs=None):
+        super().__init__(name, inputs=inputs)
         self.rate = float(rate)
 
     def run(self, x, threads, *, out=None, memory_limit=None):
@@ -526,14 +564,16 @@ class LRN(Layer):
         The normalisation's constants (finite).
     name : str, optional
         The layer's name.
+    inputs : str, optional
+        The layer it reads (see :class:`Layer`); default the previous one.
     """
 
     type = "lrn"
     decode_role = "identity"
     new_output = True
 
-    def __init__(self, depth=5, kappa=1.0, alpha=1e-4, beta=0.75, *, name=None):
-        super().__init__(name)
+    def __init__(self, depth=5, kappa=1.0, alpha=1e-4, beta=0.75, *, name=None, inputs=None):
+        super().__init__(name, inputs=inputs)
         self.depth = as_int("depth", depth, minimum=1)
         self.kappa, self.alpha, self.beta = float(kappa), float(alpha), float(beta)
         for what, value in (("kappa", self.kappa), ("alpha", self.alpha), ("beta", self.beta)):
@@ -564,6 +604,8 @@ class Softmax(Layer):
     ----------
     name : str, optional
         The layer's name.
+    inputs : str, optional
+        The layer it reads (see :class:`Layer`); default the previous one.
     """
 
     type = "softmax"

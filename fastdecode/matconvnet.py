@@ -32,6 +32,7 @@ from ._io import atomic_path
 from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
                        read_mat)
 from ._validation import printable
+from .graph_layers import Add, Concat
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax
 
 __all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError"]
@@ -48,7 +49,9 @@ _DAGNN_MERGES = ("dagnn.Sum", "dagnn.Concat")
 # --- loading ------------------------------------------------------------------------------------
 
 def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
-    """A network from a MatConvNet ``.mat`` file (simplenn, or a DagNN chain).
+    """A network from a MatConvNet ``.mat`` file (simplenn, or DagNN: a chain, or a graph whose
+    ``dagnn.Sum`` layers become :class:`~fastdecode.Add` and ``dagnn.Concat`` layers (along
+    channels) :class:`~fastdecode.Concat`).
 
     Parameters
     ----------
@@ -96,6 +99,7 @@ class _Loader:
     def __init__(self, path):
         self.path = path
         self.wheres = []  # "layer i of n 'name' (type)" of each loaded layer, for messages
+        self.graph = False  # whether the layers form a graph (a DagNN that is not a chain)
 
     def fail(self, message):
         error = MatConvNetError("%s: %s" % (self.path, message))
@@ -118,7 +122,7 @@ class _Loader:
         if isinstance(size, tuple) and len(size) >= 3 and isinstance(size[2], int) \
                 and size[2] > 0 and (channels is None or size[2] % channels == 0):
             channels = size[2]  # a grouped first conv (its filters see part of the input), or none
-        if channels is not None:
+        if channels is not None and not self.graph:
             self._check_channels(layers, channels)
         meta = self._meta(root, layers, losses, channels)
         try:
@@ -299,18 +303,51 @@ class _Loader:
         # Losses: sink layers of a loss type (their outputs feed nothing).
         losses = [n for n in nodes if n["type"] in _DAGNN_LOSSES
                   and not any(v in feeding for v in n["outputs"])]
-        chain = [n for n in nodes if not any(n is l for l in losses)]
-        for i, n in enumerate(nodes):
-            if any(n is c for c in chain) and (n["type"] in _DAGNN_MERGES or len(n["inputs"]) != 1):
-                self.fail("the DagNN is not a chain: %s merges %d inputs (%s); only chains of "
-                          "layers load" % (self.where(i, len(nodes), n["name"], n["type"]),
-                                           len(n["inputs"]), ", ".join(n["inputs"])))
+        body = [n for n in nodes if not any(n is l for l in losses)]
+        ordered = self._graph_order(body)
+        self.graph = not _is_chain(ordered)
         out = []
-        for n in self._chain_order(chain):
+        for n in ordered:
             i = next(k for k, m in enumerate(nodes) if m is n)
             where = self.where(i, len(nodes), n["name"], n["type"])
-            out.append(self._layer(where, self._dagnn_layer, n, values))
+            layer = self._layer(where, self._dagnn_layer, n, values)
+            if self.graph and not layer.multi_input:
+                layer.inputs = n["reads"]
+            out.append(layer)
         return out, [{"name": n["name"], "type": n["type"]} for n in losses]
+
+    def _graph_order(self, body):
+        """The layers of ``body`` in an order where each follows those it reads (the file's
+        order where it allows), each with ``reads``: the names of the layers it reads
+        ("input" for the network's input)."""
+        producer = {}
+        for n in body:
+            if len(n["outputs"]) != 1:
+                self.fail("layer %r has %d outputs; DagNN layers load with one output each"
+                          % (n["name"], len(n["outputs"])))
+            if n["outputs"][0] in producer:
+                self.fail("variable %r is the output of layers %r and %r"
+                          % (n["outputs"][0], producer[n["outputs"][0]]["name"], n["name"]))
+            producer[n["outputs"][0]] = n
+        inputs = sorted({v for n in body for v in n["inputs"] if v not in producer})
+        if len(inputs) != 1:
+            self.fail("the DagNN has %d inputs (%s); networks of one input load"
+                      % (len(inputs), ", ".join(map(repr, inputs))))
+        for n in body:
+            if not n["inputs"]:
+                self.fail("layer %r reads no variable" % n["name"])
+            n["reads"] = tuple("input" if v not in producer else producer[v]["name"]
+                               for v in n["inputs"])
+        ordered, done, pending = [], set(), list(body)
+        while pending:
+            ready = [n for n in pending if all(r == "input" or r in done for r in n["reads"])]
+            if not ready:
+                self.fail("the DagNN has a cycle through layer %r" % pending[0]["name"])
+            for n in ready:
+                ordered.append(n)
+                done.add(n["name"])
+            pending = [n for n in pending if n["name"] not in done]
+        return ordered
 
     def _dagnn_params(self, params):
         """{parameter name: value} of a DagNN's 'params' struct array."""
@@ -318,37 +355,11 @@ class _Loader:
             self.fail("DagNN 'layers' without a 'params' struct array of name and value")
         return {mv.text(rec["name"]): rec["value"] for rec in params.records}
 
-    def _chain_order(self, chain):
-        """The layers of ``chain`` (one input each) from the network's input to its output."""
-        consumers = {}
-        for n in chain:
-            consumers.setdefault(n["inputs"][0], []).append(n)
-        for v, users in consumers.items():
-            if len(users) > 1:
-                self.fail("the DagNN is not a chain: variable %r feeds %d layers (%s)"
-                          % (v, len(users), ", ".join(repr(u["name"]) for u in users)))
-        produced = {v for n in chain for v in n["outputs"]}
-        starts = [n for n in chain if n["inputs"][0] not in produced]
-        if len(starts) != 1:
-            self.fail("the DagNN is not a chain: %d layers read a network input (%s)"
-                      % (len(starts), ", ".join(repr(n["name"]) for n in starts)))
-        ordered, node = [], starts[0]
-        while node is not None:
-            ordered.append(node)
-            if len(node["outputs"]) != 1:
-                self.fail("the DagNN is not a chain: layer %r has %d outputs"
-                          % (node["name"], len(node["outputs"])))
-            users = consumers.get(node["outputs"][0], [])
-            node = users[0] if users else None
-            if len(ordered) > len(chain):
-                self.fail("the DagNN has a cycle through layer %r" % ordered[-1]["name"])
-        if len(ordered) != len(chain):
-            self.fail("the DagNN is not a chain: %d of its %d layers are not connected to the "
-                      "input" % (len(chain) - len(ordered), len(chain)))
-        return ordered
-
     def _dagnn_layer(self, node, values):
         block, name, type_ = node["block"], node["name"], node["type"]
+        if type_ not in _DAGNN_MERGES and len(node["inputs"]) != 1:
+            raise ValueError("a %s layer reads one input, got %d (%s)"
+                             % (type_, len(node["inputs"]), ", ".join(node["inputs"])))
         if type_ == "dagnn.Conv":
             return self._dagnn_conv(node, values)
         if type_ == "dagnn.Pooling":
@@ -366,9 +377,20 @@ class _Loader:
             return self._lrn(block.get("param"), name)
         if type_ == "dagnn.SoftMax":
             return Softmax(name)
+        if type_ == "dagnn.Sum":
+            return Add(inputs=node["reads"], name=name)
+        if type_ == "dagnn.Concat":
+            dim = mv.scalar("dim", block.get("dim"), 3.0)
+            if dim != 3:
+                raise ValueError("concatenation along dimension %g; only channels (3) load"
+                                 % dim)
+            return Concat(inputs=node["reads"], name=name)
+        if len(node["inputs"]) != 1:
+            raise ValueError("a %s layer reads one input, got %d (%s)"
+                             % (type_, len(node["inputs"]), ", ".join(node["inputs"])))
         raise ValueError("layer type %r is not supported (supported: dagnn.Conv, dagnn.Pooling, "
                          "dagnn.ReLU, dagnn.BatchNorm, dagnn.DropOut, dagnn.LRN, dagnn.SoftMax, "
-                         "and losses at the end)" % type_)
+                         "dagnn.Sum, dagnn.Concat, and losses at the end)" % type_)
 
     def _dagnn_conv(self, node, values):
         block = node["block"]
@@ -442,6 +464,12 @@ class _Loader:
         else:
             self.fail("meta.normalization.averageImage has MATLAB shape %s" % mv.mshape(a))
         return np.ascontiguousarray(out)
+
+
+def _is_chain(ordered):
+    """Whether every layer reads the one before it (the input for the first)."""
+    return all(n["reads"] == ((ordered[i - 1]["name"],) if i else ("input",))
+               and n["type"] not in _DAGNN_MERGES for i, n in enumerate(ordered))
 
 
 def _dagnn_node(rec):
@@ -518,6 +546,9 @@ def save_matconvnet(net, path):
 
     if not isinstance(net, Network):
         raise TypeError("net must be a fastdecode.Network, got %s" % type(net).__name__)
+    if not net.is_chain:
+        raise TypeError("a simplenn file holds a chain of layers; this network is a graph "
+                        "(saving graphs is not supported)")
     records = [_layer_to_matlab(layer) for layer in net.layers]
     cell = np.empty((1, len(records)), dtype=object)
     for i, r in enumerate(records):

@@ -1,4 +1,4 @@
-"""The sequential Network: its layers, their geometry and the forward pass.
+"""The Network: its layers (a chain or a graph), their geometry and the forward pass.
 
 The layer classes live in :mod:`fastdecode.layers` and are re-exported here.
 """
@@ -7,6 +7,7 @@ import copy
 
 import numpy as np
 
+from . import _graph
 from ._validation import as_int, check_bytes, float_array, printable, resolve_threads
 from .layers import LRN, BatchNorm, Conv, Dropout, Layer, Pool, ReLU, Softmax
 
@@ -14,18 +15,26 @@ __all__ = ["Layer", "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Soft
 
 
 class Network:
-    """A chain of layers, addressed by name or 0-based index, with its forward pass and geometry.
+    """A chain or a graph of layers, addressed by name or 0-based index, with its forward pass
+    and geometry.
+
+    Each layer reads the layer before it unless its ``inputs=`` names others (``"input"`` for
+    the images); inputs name earlier layers, so the list order is a topological order. A
+    network whose every layer reads the previous one is a chain.
 
     Parameters
     ----------
     layers : iterable of Layer
-        The layers, bottom to top. The network keeps copies: naming and group resolution never
-        touch the caller's layer objects.
+        The layers, in an order where each comes after the layers it reads. The network keeps
+        copies: naming and group resolution never touch the caller's layer objects.
     meta : dict, optional
         What a file carried beside the layers (input size, classes, normalisation).
     input_channels : int, optional
-        Channels of the images; default the depth of the first conv layer's filters (required
-        for a network without conv layers).
+        Channels of the images; default ``input_shape``'s C, else the depth of the first conv
+        layer's filters (required for a network without either).
+    input_shape : (int, int, int), optional
+        (C, H, W) of the images; required for networks with global pooling or linear layers
+        (their window is the whole map).
 
     Attributes
     ----------
@@ -45,8 +54,9 @@ class Network:
     TypeError
         For an item that is not a :class:`~fastdecode.layers.Layer`.
     ValueError
-        For no layers, shared names, parameters holding NaN or inf, or a layer that does not
-        fit the depth of its input.
+        For no layers, shared names, parameters holding NaN or inf, a layer that does not
+        fit the depth of its input, an input name that is not an earlier layer, merged inputs
+        of mismatched shapes, or a global or linear layer without ``input_shape``.
 
     Examples
     --------
@@ -61,9 +71,21 @@ class Network:
     (2, 6, 3, 3)
     >>> net.stride("layer4"), net.receptive_field("layer4"), net.decoded_shape("layer4")
     ((2, 2), (8, 8), (1, 8, 8))
+
+    A residual block with a projection shortcut at stride 2, its branches added:
+
+    >>> block = fd.Network([
+    ...     fd.Conv(rng.standard_normal((4, 1, 3, 3)), stride=2, pad=1, name="conv"),
+    ...     fd.ReLU(name="relu"),
+    ...     fd.Conv(rng.standard_normal((4, 1, 1, 1)), stride=2, name="proj", inputs="input"),
+    ...     fd.Add(inputs=("relu", "proj"), name="sum")], input_shape=(1, 8, 8))
+    >>> block.forward(np.ones((2, 1, 8, 8)), upto="sum").shape
+    (2, 4, 4, 4)
+    >>> block.stride("sum"), block.padding("sum"), block.receptive_field("sum")
+    ((2, 2), (1, 1, 1, 1), (3, 3))
     """
 
-    def __init__(self, layers, *, meta=None, input_channels=None):
+    def __init__(self, layers, *, meta=None, input_channels=None, input_shape=None):
         layers = list(layers)
         if not layers:
             raise ValueError("a Network needs at least one layer")
@@ -86,19 +108,28 @@ class Network:
             if layer.name in seen:
                 raise ValueError("layers %d and %d share the name %r" % (seen[layer.name], i,
                                                                          printable(layer.name)))
+            if layer.name == "input":
+                raise ValueError("layer %d: the name 'input' is reserved for the images" % i)
             seen[layer.name] = i
         self._index = seen
+        if input_shape is not None:
+            input_shape = tuple(as_int("input_shape", v, minimum=1) for v in input_shape)
+            if len(input_shape) != 3:
+                raise ValueError("input_shape must be (C, H, W), got %r" % (input_shape,))
+            if input_channels is not None and input_channels != input_shape[0]:
+                raise ValueError("input_channels %r and input_shape %r disagree"
+                                 % (input_channels, input_shape))
+            input_channels = input_shape[0]
+        self.input_shape = input_shape
         first = next((l for l in self.layers if isinstance(l, Conv)), None)
         if input_channels is None:
             if first is None:
                 raise ValueError("input_channels must be given for a network without conv layers")
             input_channels = first.weights.shape[1]
         self.input_channels = as_int("input_channels", input_channels, minimum=1)
-        self._channels = []  # channels at the output of each layer
-        c = self.input_channels
-        for layer in self.layers:
-            c = layer.attach(c)
-            self._channels.append(c)
+        # inputs, shapes (C, H, W) at each layer's output (H, W None without input_shape),
+        # channels, vector outputs, consumers
+        _graph.build(self, input_shape)
 
     # --- addressing ---------------------------------------------------------------------------
     def index(self, layer):
@@ -152,6 +183,11 @@ class Network:
     def __repr__(self):
         return "Network([\n%s\n])" % ",\n".join("  " + repr(l) for l in self.layers)
 
+    def inputs(self, layer):
+        """Names of the layers that ``layer`` (name, index or object) reads (``"input"`` for
+        the images)."""
+        return _graph.names_of(self.layers, self._inputs[self.index(layer)])
+
     @property
     def conv_layers(self):
         """Names of the conv layers, bottom to top."""
@@ -167,6 +203,20 @@ class Network:
                                 ", ".join(map(printable, self.conv_layers))))
         return i
 
+    def decodable_index(self, layer):
+        """Index of a layer that :func:`~fastdecode.decode` can start from: a conv layer of a
+        chain; any layer of a graph whose output is a map or a vector and that decoding can
+        pass (ValueError naming the layer otherwise)."""
+        if self.is_chain:
+            return self.conv_index(layer)
+        i = self.index(layer)
+        l = self.layers[i]
+        if (l.type not in ("add", "concat", "gate", "linear")
+                and getattr(l, "decode_role", None) is None):
+            raise ValueError("layer %r is a %s layer, which decoding cannot start from"
+                             % (printable(l.name), l.type))
+        return i
+
     def channels(self, layer):
         """Channels at the output of ``layer`` (name, index or object)."""
         return self._channels[self.index(layer)]
@@ -174,6 +224,8 @@ class Network:
     # --- geometry -----------------------------------------------------------------------------
     def _geometry(self, upto):
         """(stride, pad, receptive field) in image pixels at the output of layer ``upto``."""
+        if not self.is_chain:
+            return _graph.geometry(self, upto)
         S = [1, 1]
         P = [0, 0, 0, 0]
         R = [1, 1]
@@ -205,9 +257,9 @@ class Network:
         return self._geometry(self.index(layer))[2]
 
     def decoded_shape(self, layer):
-        """Shape (C0, h, w) of one decoded filter of a conv layer: the input channels and
-        :meth:`receptive_field`."""
-        i = self.conv_index(layer)
+        """Shape (C0, h, w) of one decoded filter of a conv layer (of any decodable layer of a
+        graph): the input channels and :meth:`receptive_field`."""
+        i = self.decodable_index(layer)
         return (self.input_channels,) + self._geometry(i)[2]
 
     def output_shape(self, input_shape, upto=None):
@@ -215,6 +267,12 @@ class Network:
         layer ``upto`` (default: the last)."""
         N, C, H, W = input_shape
         last = len(self.layers) - 1 if upto is None else self.index(upto)
+        if not self.is_chain:
+            sizes = {_graph.IMAGE: (C, H, W)}
+            for i in _graph.ancestors(self._inputs, last):
+                sizes[i] = _graph.propagate(self, self.layers[i], i,
+                                            [sizes[s] for s in self._inputs[i]], attach=False)
+            return (N,) + sizes[last]
         size = (H, W)
         for layer in self.layers[:last + 1]:
             size = layer.output_size(size)
@@ -249,6 +307,9 @@ class Network:
                              % (C, self.input_channels, name, tuple(shape)))
         if min(shape) == 0:
             raise ValueError("%s is empty, shape %s" % (name, tuple(shape)))
+        if not self.is_chain:
+            _graph.check_sizes(self, shape, last, memory_limit, name)
+            return
         size = (H, W)
         for i, layer in enumerate(self.layers[:last + 1]):
             new = layer.output_size(size)
@@ -279,7 +340,8 @@ class Network:
         Returns
         -------
         numpy.ndarray
-            (N, K, Ho, Wo) in the network's dtype.
+            (N, K, Ho, Wo) in the network's dtype, or (N, K) for a vector (the output of a
+            linear layer, or of elementwise layers and merges of vectors).
 
         Raises
         ------
@@ -297,6 +359,9 @@ class Network:
         threads = resolve_threads(n_threads)
         last = len(self.layers) - 1 if upto is None else self.index(upto)
         self.check_input(x.shape, upto=last, memory_limit=memory_limit, name="x")
+        if not self.is_chain:
+            y = _graph.forward(self, x, own, last, threads, memory_limit)
+            return _graph.vector_shape(y) if self._vector[last] else y
         for i in range(last + 1):
             layer = self.layers[i]
             # a layer that works in place (ReLU) does so on an array of the pass's own
@@ -305,7 +370,7 @@ class Network:
                                    out=x if in_place else None)
             own = own if y is x else layer.new_output
             x = y
-        return x
+        return _graph.vector_shape(x) if self._vector[last] else x
 
     def writes_into(self, i):
         """Whether :meth:`forward_layer` writes layer ``i``'s output into a given ``out``
@@ -333,7 +398,7 @@ class Network:
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError("dtype must be float32 or float64, got %s" % dtype)
         net = Network([l.astype(dtype) for l in self.layers], meta=self.meta,
-                      input_channels=self.input_channels)
+                      input_channels=self.input_channels, input_shape=self.input_shape)
         net.dtype = dtype
         return net
 
@@ -344,10 +409,27 @@ class Network:
         described = [layer.describe() for layer in self.layers]
         wn = max([20] + [len(n) for n in names])  # columns as wide as their longest entry
         wd = max([40] + [len(d) for d in described])
+        if not self.is_chain:
+            return self._graph_summary(names, described, wn, wd)
         rows = ["%-3s %-*s %-*s %8s %8s %10s" % ("#", wn, "name", wd, "layer", "channels",
                                                  "stride", "receptive")]
         for i, layer in enumerate(self.layers):
             S, P, R = self._geometry(i)
             rows.append("%-3d %-*s %-*s %8d %8s %10s" % (
                 i, wn, names[i], wd, described[i], self._channels[i], "%dx%d" % S, "%dx%d" % R))
+        return "\n".join(rows)
+
+    def _graph_summary(self, names, described, wn, wd):
+        inputs = [_graph.summary_inputs(self, i) for i in range(len(self.layers))]
+        wi = max([12] + [len(t) for t in inputs])
+        rows = ["%-3s %-*s %-*s %-*s %8s %8s %10s" % ("#", wn, "name", wi, "inputs", wd, "layer",
+                                                      "channels", "stride", "receptive")]
+        for i in range(len(self.layers)):
+            try:
+                S, P, R = self._geometry(i)
+                s, r = "%dx%d" % S, "%dx%d" % R
+            except (ValueError, TypeError):  # above an upsampling, or no input_shape
+                s, r = "-", "-"
+            rows.append("%-3d %-*s %-*s %-*s %8d %8s %10s" % (
+                i, wn, names[i], wi, inputs[i], wd, described[i], self._channels[i], s, r))
         return "\n".join(rows)

@@ -451,23 +451,50 @@ def test_dagnn_declared_size_must_match(tmp_path):
 
 @needs_h5py
 @pytest.mark.parametrize("merge", ["dagnn.Sum", "dagnn.Concat"])
-def test_dagnn_that_is_not_a_chain(tmp_path, merge):
+def test_dagnn_merges_load_as_a_graph(tmp_path, merge):
     variables = dagnn_variables()
     recs = variables["layers"].records
-    recs[6]["outputs"] = ml.cell("x7")
-    recs.insert(7, {"name": "merge7", "type": merge, "inputs": ml.cell("x7", "x4"),
-                    "outputs": ml.cell("prediction"), "params": ml.cell(),
+    recs.insert(5, {"name": "merge", "type": merge, "inputs": ml.cell("x5", "x4"),
+                    "outputs": ml.cell("x5m"), "params": ml.cell(),
                     "block": {"dim": 3.0} if merge == "dagnn.Concat" else ml.Empty("struct")})
-    with pytest.raises(MatConvNetError, match="not a chain.*'merge7' \\(%s\\)" % merge):
-        fd.load_matconvnet(write(tmp_path, variables, "v73"))
+    if merge == "dagnn.Sum":
+        recs[6]["inputs"] = ml.cell("x5m")   # conv2 reads the sum
+    net = fd.load_matconvnet(write(tmp_path, variables, "v73"))
+    assert not net.is_chain and net.inputs("merge") == ("norm1", "bn1")
+    assert net["merge"].type == ("add" if merge == "dagnn.Sum" else "concat")
+    x = np.random.default_rng(0).standard_normal((2, net.input_channels, 9, 12)).astype(np.float32)
+    a, b = net.forward(x, upto="norm1"), net.forward(x, upto="bn1")
+    want = a + b if merge == "dagnn.Sum" else np.concatenate([a, b], axis=1)
+    np.testing.assert_allclose(net.forward(x, upto="merge"), want, rtol=1e-6)
+    assert fd.decode(net, "merge").shape[0] == want.shape[1]
+    with pytest.raises(TypeError, match="graph"):
+        fd.save_matconvnet(net, tmp_path / "out.mat")
 
 
-def test_dagnn_branch_is_refused(tmp_path):
+def test_dagnn_branch_loads(tmp_path):
     variables = dagnn_variables()
     recs = variables["layers"].records
     recs.insert(2, {"name": "side", "type": "dagnn.ReLU", "inputs": ml.cell("x1"),
                     "outputs": ml.cell("side"), "params": ml.cell(), "block": {"leak": 0.0}})
-    with pytest.raises(MatConvNetError, match="'x1' feeds 2 layers"):
+    net = fd.load_matconvnet(write(tmp_path, variables, "v7"))
+    assert net.inputs("side") == ("conv1",) and net.inputs("relu1") == ("conv1",)
+    x = np.random.default_rng(0).standard_normal((1, net.input_channels, 9, 12)).astype(np.float32)
+    np.testing.assert_array_equal(net.forward(x, upto="side"),
+                                  np.maximum(net.forward(x, upto="conv1"), 0))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.insert(2, {"name": "crop1", "type": "dagnn.Crop", "inputs": ml.cell("x1"),
+                            "outputs": ml.cell("xc"), "params": ml.cell(),
+                            "block": ml.Empty("struct")}),
+     r"'crop1' \(dagnn.Crop\).*not supported"),
+    (lambda r: r[5].__setitem__("inputs", ml.cell("x5", "other")), "2 inputs.*'input', 'other'"),
+    (lambda r: r[1].__setitem__("inputs", ml.cell("x2")), "cycle"),
+])
+def test_bad_dagnn_graphs_are_named(tmp_path, change, message):
+    variables = dagnn_variables()
+    change(variables["layers"].records)
+    with pytest.raises(MatConvNetError, match=message):
         fd.load_matconvnet(write(tmp_path, variables, "v7"))
 
 

@@ -1,0 +1,100 @@
+"""Graph benchmarks: decode_all of a ResNet-shaped network (random weights) against PyTorch
+autograd computing the same decoded filters (the gradient of a centre unit of the linear twin,
+batched over channels), both on the same thread count.
+
+The baseline decodes a sample of channels per layer and is scaled to all channels (said in
+``extra_info``).
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+import fastdecode as fd
+
+import _util
+
+THREADS = 2
+SAMPLE = 8
+
+
+def resnet_shaped(dtype=np.float32, seed=0, size=112,
+                  stages=((64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))):
+    """A ResNet-18-shaped network: a 7x7 stem at stride 2, a 3x3 max pool at stride 2, then
+    basic blocks (two 3x3 convs beside an identity or a 1x1 projection shortcut, added)."""
+    rng = np.random.default_rng(seed)
+
+    def conv(K, C, k, s, p, name, inputs=None):
+        w = (rng.standard_normal((K, C, k, k)) / np.sqrt(C * k * k)).astype(dtype)
+        return fd.Conv(w, None, stride=s, pad=p, name=name, inputs=inputs)
+    layers = [conv(64, 3, 7, 2, 3, "stem"), fd.ReLU(name="stem_relu"),
+              fd.Pool("max", size=3, stride=2, pad=1, name="pool")]
+    prev, C = "pool", 64
+    for b, (K, s) in enumerate(stages):
+        layers += [conv(K, C, 3, s, 1, "b%d_a" % b, prev), fd.ReLU(name="b%d_relu" % b),
+                   conv(K, K, 3, 1, 1, "b%d_b" % b)]
+        shortcut = prev
+        if s != 1 or K != C:
+            layers.append(conv(K, C, 1, s, 0, "b%d_proj" % b, prev))
+            shortcut = "b%d_proj" % b
+        layers += [fd.Add(inputs=("b%d_b" % b, shortcut), name="b%d_sum" % b),
+                   fd.ReLU(name="b%d_out" % b)]
+        prev, C = "b%d_out" % b, K
+    return fd.Network(layers, input_shape=(3, size, size))
+
+
+def torch_twin_seconds(net, threads, sample=SAMPLE):
+    """Seconds PyTorch autograd takes for every conv layer's decoded filters: the gradient of
+    a centre unit of the linear twin (ReLU the identity, pooling a sum pooling), ``sample``
+    channels at once per layer, scaled to the layer's channels."""
+    import torch
+    F = torch.nn.functional
+    torch.set_num_threads(threads)
+    total = 0.0
+    for name in net.conv_layers:
+        S, P, R = net.stride(name), net.padding(name), net.receptive_field(name)
+        u, v = -(-P[0] // S[0]), -(-P[2] // S[1])
+        H, W = u * S[0] - P[0] + R[0] + S[0], v * S[1] - P[2] + R[1] + S[1]
+        n = min(sample, net.channels(name))
+        x = torch.zeros((n, 3, H, W), dtype=torch.float32, requires_grad=True)
+        t0 = time.perf_counter()
+        T = {-1: x}
+        for i in range(net.index(name) + 1):
+            layer, ins = net.layers[i], [T[s] for s in net._inputs[i]]
+            a = ins[0]
+            if layer.type == "conv":
+                pt, pb, pl, pr = layer.pad
+                y = F.conv2d(F.pad(a, (pl, pr, pt, pb)), torch.from_numpy(layer.weights),
+                             stride=layer.stride)
+            elif layer.type == "pool":
+                pt, pb, pl, pr = layer.pad
+                kh, kw = layer.kernel
+                y = F.avg_pool2d(F.pad(a, (pl, pr, pt, pb)), layer.kernel,
+                                 layer.stride) * (kh * kw)
+            elif layer.type == "add":
+                y = ins[0] + ins[1]
+            else:
+                y = a
+            T[i] = y
+        sel = torch.arange(n)
+        torch.autograd.grad(T[net.index(name)][sel, sel, u, v].sum(), x)
+        total += (time.perf_counter() - t0) * net.channels(name) / n
+    return total
+
+
+def test_resnet_shaped_decode_all_against_torch_autograd(benchmark):
+    if not _util.torch_available():
+        pytest.skip("torch is not installed")
+    net = resnet_shaped()
+    out = benchmark.pedantic(lambda: fd.decode_all(net, n_threads=THREADS), rounds=2,
+                             iterations=1, warmup_rounds=0)
+    baseline = torch_twin_seconds(net, THREADS)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        best = stats.stats.min
+        benchmark.extra_info.update(
+            threads=THREADS, filters=sum(a.shape[0] for a in out.values()), seconds=best,
+            torch_autograd_seconds=baseline, torch_sampled_channels=SAMPLE,
+            speedup=baseline / best)
+    assert len(out) == len(net.conv_layers)

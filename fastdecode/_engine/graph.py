@@ -1,0 +1,155 @@
+"""The reverse sweep: decoding a layer of a graph network down to image space.
+
+Channel k of layer L starts as a unit at L's output. The layers are walked in reverse
+topological order (their list order, reversed), each mapping the decoded maps at its output,
+(F, C, h, w) placed at an offset (rows, cols) in that tensor's pixels, to maps at its inputs
+by its ``decode_role`` (see :mod:`.chain`) or its merge type:
+
+- "substitute": the weights substituted at the stride (a conv layer; a linear layer as the conv
+  whose kernel is its whole input map);
+- "unpool": unpooled by the :class:`.resample.UnpoolMethod` (a global pool: a window that is the
+  whole map);
+- "scale": scaled per channel; "identity": passed through;
+- add: the same maps to each input; concat: split by channels; gate: scaled by the held value,
+  to x only.
+
+Where a tensor feeds several layers, the maps coming back are summed on their union box, each
+at its offset. The decoded biases collect, at each layer with a bias (or shift), the bias
+times the sum of the decoded map at its output, per channel.
+"""
+
+import numpy as np
+
+from .._validation import printable
+from .chain import ROLES, weighted_channel_sums
+from .resample import unpool_into
+from .substitution import substitute_into
+
+IMAGE = -1
+
+
+def _refuse(net, layer, top):
+    return ValueError("cannot decode layer %r through layer %r of type %s"
+                      % (printable(net.layers[top].name), printable(layer.name), layer.type))
+
+
+def check_decodable(net, top):
+    """Raise ValueError naming the first layer on ``top``'s paths that decoding cannot pass."""
+    from .._graph import ancestors
+    for i in reversed(ancestors(net._inputs, top)):
+        layer = net.layers[i]
+        if layer.type == "upsample":
+            raise ValueError("cannot decode layer %r through layer %r: decoding through an "
+                             "upsampling is not supported yet"
+                             % (printable(net.layers[top].name), printable(layer.name)))
+        if layer.type in ("add", "concat", "gate", "linear"):
+            continue
+        if getattr(layer, "decode_role", None) not in ROLES:
+            raise _refuse(net, layer, top)
+
+
+def _sum_at_offsets(parts, dtype):
+    """Sum of [(maps (F, C, h, w), (oy, ox))] on their union box: (maps, offset)."""
+    if len(parts) == 1:
+        return parts[0]
+    top = min(o[0] for _, o in parts)
+    left = min(o[1] for _, o in parts)
+    bottom = max(o[0] + m.shape[2] for m, o in parts)
+    right = max(o[1] + m.shape[3] for m, o in parts)
+    F, C = parts[0][0].shape[:2]
+    out = np.zeros((F, C, bottom - top, right - left), dtype=dtype)
+    for m, (oy, ox) in parts:
+        out[:, :, oy - top:oy - top + m.shape[2], ox - left:ox - left + m.shape[3]] += m
+    return out, (top, left)
+
+
+def _substitute(maps, weights, stride, threads):
+    F, J, H, W = maps.shape
+    _, C, kh, kw = weights.shape
+    out = np.empty((F, C, (H - 1) * stride[0] + kh, (W - 1) * stride[1] + kw), dtype=maps.dtype)
+    return substitute_into(np.ascontiguousarray(maps), np.ascontiguousarray(weights), out,
+                           stride[0], stride[1], threads, zero=True)
+
+
+def _reverse(net, i, maps, offset, unpool, threads, bias):
+    """Layer i's decode step: [(tensor, maps, offset)] at its inputs; adds to ``bias``."""
+    layer = net.layers[i]
+    srcs = net._inputs[i]
+    dtype = net.dtype
+    kind = layer.type
+    if kind == "add":
+        return [(s, maps, offset) for s in srcs]
+    if kind == "concat":
+        out, c = [], 0
+        for s in srcs:
+            n = net._channels[s] if s != IMAGE else net.input_channels
+            out.append((s, np.ascontiguousarray(maps[:, c:c + n]), offset))
+            c += n
+        return out
+    if kind == "gate":
+        hold = layer.hold.astype(dtype)
+        h = hold[None, :, None, None] if hold.size > 1 else hold[0]
+        return [(srcs[0], maps * h, offset)]
+    role = "substitute" if kind == "linear" else layer.decode_role
+    src = srcs[0]
+    if role == "identity":
+        return [(src, maps, offset)]
+    if role == "scale":
+        a, c = layer.scale_shift(np.float64)
+        if bias is not None:
+            bias += weighted_channel_sums(maps, c)
+        return [(src, maps * a.astype(dtype)[None, :, None, None], offset)]
+    pt, _, pl, _ = layer.pad
+    sy, sx = layer.stride
+    new_offset = (offset[0] * sy - pt, offset[1] * sx - pl)
+    if role == "substitute":
+        if bias is not None and layer.bias is not None:
+            bias += weighted_channel_sums(maps, layer.bias)
+        w = (layer.conv_weights() if kind == "linear" else layer.dense_weights())
+        w = w.astype(dtype, copy=False)
+        return [(src, _substitute(maps, w, (sy, sx), threads), new_offset)]
+    # unpool
+    ph, pw = layer.kernel
+    return [(src, unpool_into(np.ascontiguousarray(maps), sy, sx, ph, pw, unpool, threads),
+             new_offset)]
+
+
+def decode_chunk(net, top, sel, unpool, threads, want_bias):
+    """Decoded maps of channels ``sel`` of layer ``top``: (maps (F, C0, h, w) at the image,
+    offset (rows, cols) of their first pixel, biases (F,) in float64 or None)."""
+    from .._graph import ancestors
+    F = len(sel)
+    C = net._channels[top]
+    start = np.zeros((F, C, 1, 1), dtype=net.dtype)
+    start[np.arange(F), sel, 0, 0] = 1
+    pending = {top: [(start, (0, 0))]}
+    bias = np.zeros(F) if want_bias else None
+    for i in reversed(ancestors(net._inputs, top)):
+        parts = pending.pop(i, None)
+        if parts is None:
+            continue
+        maps, offset = _sum_at_offsets(parts, net.dtype)
+        del parts
+        for s, m, o in _reverse(net, i, maps, offset, unpool, threads, bias):
+            pending.setdefault(s, []).append((m, o))
+        del maps
+    if IMAGE not in pending:   # nothing reaches the images (a gate's path only)
+        C0 = net.input_channels
+        return np.zeros((F, C0, 1, 1), dtype=net.dtype), (0, 0), bias
+    maps, offset = _sum_at_offsets(pending.pop(IMAGE), net.dtype)
+    return maps, offset, bias
+
+
+def per_filter_elements(net, top):
+    """An estimate of the elements one filter's maps take during the sweep: every tensor's
+    decoded map held at once (a map at layer i's output covers the units of layer i inside
+    the top's box, at most (R_top - R_i) // S_i + 2 per side). The substitution kernels'
+    own buffers come on top, as for chains."""
+    from .._graph import ancestors
+    _, _, R = net._geometry(top)
+    total = net.input_channels * R[0] * R[1]
+    for i in ancestors(net._inputs, top):
+        S, _, Ri = net._geometry(i)
+        total += net._channels[i] * (max(0, R[0] - Ri[0]) // S[0] + 2) * (
+            max(0, R[1] - Ri[1]) // S[1] + 2)
+    return total

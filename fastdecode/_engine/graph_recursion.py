@@ -1,0 +1,107 @@
+"""The layer recursion on graphs: the decoded filters of every tensor built from those of the
+tensors it reads, bottom to top, for a box unpooling ("nearest" or "adjoint").
+
+A tensor's decoded filters are (C, C0, h, w) with an offset (rows, cols) in image pixels of
+their box's first pixel relative to the tensor's unit (0, 0), and the tensor's stride. The
+images' are the identity. A conv substitutes its weights into its input's decoded filters at
+the input's stride (:func:`.substitution.substitute_into`, the maps being the weights); an add
+sums its inputs' decoded filters at their offsets; a concatenation stacks them; a pool sums its
+input's shifted over its window (times the unpooling's box scale); a scaling or a gate scales
+them per channel; activations pass them on. Each tensor's filters are freed once the last layer
+reading them has run.
+"""
+
+import numpy as np
+
+from .substitution import substitute_into
+
+IMAGE = -1
+
+
+def _union(parts, dtype):
+    """[(D (C, C0, h, w), offset)] placed on their union box: a list of arrays of one size."""
+    top = min(o[0] for _, o in parts)
+    left = min(o[1] for _, o in parts)
+    bottom = max(o[0] + d.shape[2] for d, o in parts)
+    right = max(o[1] + d.shape[3] for d, o in parts)
+    out = []
+    for d, (oy, ox) in parts:
+        if d.shape[2:] == (bottom - top, right - left):
+            out.append(d)
+            continue
+        a = np.zeros(d.shape[:2] + (bottom - top, right - left), dtype=dtype)
+        a[:, :, oy - top:oy - top + d.shape[2], ox - left:ox - left + d.shape[3]] = d
+        out.append(a)
+    return out, (top, left)
+
+
+def walk(net, keep, unpool, threads):
+    """{layer index: (decoded filters, offset)} for the layers in ``keep`` (sorted indices)."""
+    from .._graph import ancestors
+    dtype = net.dtype
+    needed = sorted(set().union(*(ancestors(net._inputs, k) for k in keep)))
+    uses = {IMAGE: 0}
+    for i in needed:
+        uses[i] = 0
+    for i in needed:
+        for s in net._inputs[i]:
+            uses[s] += 1
+    C0 = net.input_channels
+    eye = np.eye(C0, dtype=dtype).reshape(C0, C0, 1, 1)
+    T = {IMAGE: (eye, (0, 0), (1, 1))}
+    out = {}
+    for i in needed:
+        layer = net.layers[i]
+        srcs = net._inputs[i]
+        kind = layer.type
+        ins = [T[s] for s in srcs]
+        D, off, S = ins[0]
+        if kind == "add":
+            maps, off = _union([(d, o) for d, o, _ in ins], dtype)
+            D = maps[0].copy()
+            for m in maps[1:]:
+                D += m
+        elif kind == "concat":
+            maps, off = _union([(d, o) for d, o, _ in ins], dtype)
+            D = np.concatenate(maps, axis=0)
+        elif kind == "gate":
+            h = layer.hold.astype(dtype)
+            D = D * (h[:, None, None, None] if h.size > 1 else h[0])
+        else:
+            role = "substitute" if kind == "linear" else layer.decode_role
+            if role == "scale":
+                a, _ = layer.scale_shift(dtype)
+                D = D * a[:, None, None, None]
+            elif role in ("substitute", "unpool"):
+                pt, _, pl, _ = layer.pad
+                off = (off[0] - pt * S[0], off[1] - pl * S[1])
+                if role == "substitute":
+                    w = layer.conv_weights() if kind == "linear" else layer.dense_weights()
+                    w = np.ascontiguousarray(w.astype(dtype, copy=False))
+                    K, J, kh, kw = w.shape
+                    _, _, h, wd = D.shape
+                    new = np.empty((K, C0, (kh - 1) * S[0] + h, (kw - 1) * S[1] + wd),
+                                   dtype=dtype)
+                    # the weights are the maps substituted: out[k] += w[k, j, u, v] D[j] at
+                    # (S * u, S * v)
+                    D = substitute_into(w, np.ascontiguousarray(D), new, S[0], S[1], threads,
+                                        zero=True)
+                else:
+                    ph, pw = layer.kernel
+                    scale = dtype.type(unpool.box_scale(layer.kernel))
+                    C, _, h, wd = D.shape
+                    new = np.zeros((C, C0, (ph - 1) * S[0] + h, (pw - 1) * S[1] + wd),
+                                   dtype=dtype)
+                    for u in range(ph):
+                        for v in range(pw):
+                            new[:, :, u * S[0]:u * S[0] + h, v * S[1]:v * S[1] + wd] += D
+                    D = new * scale if scale != 1 else new
+                S = (S[0] * layer.stride[0], S[1] * layer.stride[1])
+        for s in set(srcs):
+            uses[s] -= len([x for x in srcs if x == s])
+            if uses[s] == 0 and s != IMAGE:
+                del T[s]
+        T[i] = (D, off, S)
+        if i in keep:
+            out[i] = (D, off)
+    return out
