@@ -326,9 +326,11 @@ def run_isolated(path, memory_limit, *, expect=None, names=None, loader=False, t
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     args = {"path": str(path), "memory_limit": memory_limit, "expect": expect,
             "names": names, "loader": loader, "module": module}
+    import fastdecode
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    # the package under test (installed, or built in place), not an unbuilt source tree
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastdecode.__file__)))
+    env["PYTHONPATH"] = package_parent + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     t = time.perf_counter()
     try:
@@ -336,7 +338,7 @@ def run_isolated(path, memory_limit, *, expect=None, names=None, loader=False, t
             [sys.executable, "-c", "import sys, json; sys.path.insert(0, %r); import hostile_mat; "
              "hostile_mat._child(json.loads(sys.argv[1]))" % os.path.dirname(__file__),
              json.dumps(args)], capture_output=True, text=True, timeout=timeout,
-            preexec_fn=limit, env=env)
+            preexec_fn=limit, env=env, cwd=os.path.dirname(os.path.abspath(str(path))))
     except subprocess.TimeoutExpired:
         return {"outcome": "timeout", "message": "", "seconds": time.perf_counter() - t,
                 "charged": 0, "worked": 0, "peak": 0}
