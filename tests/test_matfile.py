@@ -6,7 +6,6 @@ import os
 import stat
 import struct
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,9 +24,10 @@ except ImportError:  # pragma: no cover
 needs_h5py = pytest.mark.skipif(h5py is None, reason="h5py is not installed")
 
 
-def refused_fast(result, *, seconds=10, peak=64 * MiB, match=None):
+def refused_fast(result, *, peak=64 * MiB, match=None):
+    """A refusal within the child's time limit (a slower run comes back as a "timeout") and
+    within ``peak`` bytes of memory."""
     assert result["outcome"] == "MatConvNetError", result
-    assert result["seconds"] < seconds, result
     assert result["peak"] < peak, result
     if match is not None:
         assert match in result["message"], result
@@ -61,11 +61,10 @@ def test_object_bombs_are_refused_before_allocation(bombs, name, memory_limit):
                                      (H.scalar_cells, 30_000), (H.utf8_chars, 6_000_000)])
 def test_objects_within_the_budget_load_within_what_was_charged(tmp_path, build, n):
     path = build(tmp_path / "f.mat", n)
-    r = H.run_isolated(path, 256 * MiB)
+    r = H.run_isolated(path, 256 * MiB, timeout=30)
     assert r["outcome"] == "loaded", r
     assert r["charged"] > 8 * MiB  # the objects' cost, not 8 bytes each
     assert r["peak"] <= r["charged"] + 16 * MiB, r
-    assert r["seconds"] < 20, r
 
 
 def test_record_count_is_read_back(tmp_path):
@@ -87,8 +86,8 @@ def test_numeric_array_peak_is_what_was_charged(tmp_path):
 
 def test_expected_class_is_checked_before_the_data_is_read(tmp_path):
     path = H.double_matrix(tmp_path / "d.mat", 25_000, 1000)
-    r = H.run_isolated(path, 256 * MiB, expect={"net": "1x1 struct"})
-    refused_fast(r, seconds=2, peak=16 * MiB, match="25000x1000 double, not a 1x1 struct")
+    r = H.run_isolated(path, 256 * MiB, expect={"net": "1x1 struct"}, timeout=10)
+    refused_fast(r, peak=16 * MiB, match="25000x1000 double, not a 1x1 struct")
     assert r["worked"] < 1 * MiB  # nothing inflated beyond the header
 
 
@@ -126,8 +125,8 @@ def test_skipped_fields_count_against_the_work_limit(tmp_path):
     path = H.conv_network(tmp_path / "m.mat", 3, 3, 1, 1, momentum=13,
                           momentum_dims=(1000, 1000, 50))
     assert path.stat().st_size < 4 * MiB
-    r = H.run_isolated(path, 256 * MiB, loader=True)
-    refused_fast(r, seconds=20, match="work limit")
+    r = H.run_isolated(path, 256 * MiB, loader=True, timeout=30)
+    refused_fast(r, match="work limit")
     assert "momentum" in r["message"]
 
 
@@ -142,9 +141,10 @@ def test_unwanted_variables_are_not_inflated(tmp_path):
     state = H.matrix(H.MX_DOUBLE, [125_000, 1000], "state",
                      [H.tag(H.MI_DOUBLE, 8 * 125 * 10**6), H.Zeros(8 * 125 * 10**6)])
     path = H.write(tmp_path / "s.mat", state, net)
-    t = time.perf_counter()
-    out = read_mat(path, ["net"], memory_limit=64 * MiB)
-    assert list(out) == ["net"] and time.perf_counter() - t < 2
+    r = H.run_isolated(path, 64 * MiB, names=["net"], timeout=20)
+    assert r["outcome"] == "loaded", r
+    assert r["worked"] < 1 * MiB  # the 1 GB 'state' was passed over, not inflated
+    assert list(read_mat(path, ["net"], memory_limit=64 * MiB)) == ["net"]
 
 
 def test_repeated_variable_is_refused(tmp_path):
@@ -187,8 +187,8 @@ def test_v73_unwritten_chunked_datasets(tmp_path, cls, empty, dtype):
 def test_v73_references_are_followed_once(tmp_path):
     path = H.v73_reference_chain(tmp_path / "chain.mat", 40)
     assert path.stat().st_size < 100_000
-    r = H.run_isolated(path, 256 * MiB)
-    assert r["outcome"] == "loaded" and r["seconds"] < 10, r
+    r = H.run_isolated(path, 256 * MiB, timeout=10)   # hours before references were memoised
+    assert r["outcome"] == "loaded", r
     value = read_mat(path)["net"]
     assert value.shape == (1, 2) and value[0, 0] is value[0, 1]
 
