@@ -35,6 +35,10 @@ class Network:
     input_shape : (int, int, int), optional
         (C, H, W) of the images; required for networks with global pooling or linear layers
         (their window is the whole map).
+    aliases : dict of str to str, optional
+        Further names for layers' outputs, ``{alias: layer name}``: an importer names the
+        output of a whole block (``"layer2.1"``) by the block's last layer. An alias is
+        accepted wherever a layer name is.
 
     Attributes
     ----------
@@ -48,6 +52,8 @@ class Network:
         converted to it.
     input_channels : int
         Channels of the images.
+    aliases : dict of str to str
+        A copy of ``aliases``.
 
     Raises
     ------
@@ -56,7 +62,8 @@ class Network:
     ValueError
         For no layers, shared names, parameters holding NaN or inf, a layer that does not
         fit the depth of its input, an input name that is not an earlier layer, merged inputs
-        of mismatched shapes, or a global or linear layer without ``input_shape``.
+        of mismatched shapes, a global or linear layer without ``input_shape``, or an alias
+        that is a layer's name or names no layer.
 
     Examples
     --------
@@ -85,7 +92,8 @@ class Network:
     ((2, 2), (1, 1, 1, 1), (3, 3))
     """
 
-    def __init__(self, layers, *, meta=None, input_channels=None, input_shape=None):
+    def __init__(self, layers, *, meta=None, input_channels=None, input_shape=None,
+                 aliases=None):
         layers = list(layers)
         if not layers:
             raise ValueError("a Network needs at least one layer")
@@ -112,6 +120,7 @@ class Network:
                 raise ValueError("layer %d: the name 'input' is reserved for the images" % i)
             seen[layer.name] = i
         self._index = seen
+        self.aliases = _check_aliases(aliases, seen)
         if input_shape is not None:
             input_shape = tuple(as_int("input_shape", v, minimum=1) for v in input_shape)
             if len(input_shape) != 3:
@@ -161,6 +170,8 @@ class Network:
         if isinstance(layer, str):
             if layer in self._index:
                 return self._index[layer]
+            if layer in self.aliases:
+                return self._index[self.aliases[layer]]
             raise KeyError("no layer named %r; layers are: %s"
                            % (layer, ", ".join(printable(l.name) for l in self.layers)))
         if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
@@ -398,7 +409,8 @@ class Network:
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError("dtype must be float32 or float64, got %s" % dtype)
         net = Network([l.astype(dtype) for l in self.layers], meta=self.meta,
-                      input_channels=self.input_channels, input_shape=self.input_shape)
+                      input_channels=self.input_channels, input_shape=self.input_shape,
+                      aliases=self.aliases)
         net.dtype = dtype
         return net
 
@@ -433,3 +445,25 @@ class Network:
             rows.append("%-3d %-*s %-*s %-*s %8d %8s %10s" % (
                 i, wn, names[i], wi, inputs[i], wd, described[i], self._channels[i], s, r))
         return "\n".join(rows)
+
+
+def _check_aliases(aliases, names):
+    """A checked copy of ``aliases`` ({alias: layer name}) for layers named ``names``."""
+    if aliases is None:
+        return {}
+    if not isinstance(aliases, dict):
+        raise TypeError("aliases must be a dict {alias: layer name}, got %s"
+                        % type(aliases).__name__)
+    checked = {}
+    for alias, target in aliases.items():
+        if not isinstance(alias, str) or not isinstance(target, str) or not alias:
+            raise TypeError("aliases must map non-empty names (str) to layer names (str), got "
+                            "%r: %r" % (alias, target))
+        if alias == "input" or alias in names:
+            raise ValueError("alias %r is already the name of %s" % (
+                printable(alias), "the images" if alias == "input" else "a layer"))
+        if target not in names:
+            raise ValueError("alias %r names %r, which is not a layer of the network"
+                             % (printable(alias), printable(target)))
+        checked[alias] = target
+    return checked

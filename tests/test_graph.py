@@ -238,6 +238,26 @@ def test_every_layer_addressable_and_output_shape():
         assert y.shape == net.output_shape(x.shape, upto=layer.name)
 
 
+def test_aliases_address_a_block_by_its_last_layer():
+    rng = np.random.default_rng(11)
+    plain = residual_net(rng)
+    net = fd.Network(plain.layers, aliases={"block1": "r2", "block2": "out"})
+    x = rnd(rng, 1, 3, 9, 9)
+    np.testing.assert_array_equal(net.forward(x, upto="block1"), net.forward(x, upto="r2"))
+    assert net.index("block2") == net.index("out") == len(net) - 1
+    assert net.stride("block1") == net.stride("r2")
+    np.testing.assert_array_equal(fd.decode(net, "block1"), fd.decode(net, "r2"))
+    assert net.astype(np.float32).aliases == {"block1": "r2", "block2": "out"}
+    with pytest.raises(ValueError, match="'c1' is already the name of a layer"):
+        fd.Network(plain.layers, aliases={"c1": "r2"})
+    with pytest.raises(ValueError, match="names 'nope', which is not a layer"):
+        fd.Network(plain.layers, aliases={"b": "nope"})
+    with pytest.raises(ValueError, match="the images"):
+        fd.Network(plain.layers, aliases={"input": "c1"})
+    with pytest.raises(TypeError, match="aliases must be a dict"):
+        fd.Network(plain.layers, aliases=[("b", "c1")])
+
+
 # --- validation ---------------------------------------------------------------------------
 
 def test_unknown_and_later_input_names_are_refused():
