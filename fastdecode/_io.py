@@ -15,11 +15,23 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 
 __all__ = ["atomic_path", "atomic_paths", "check_output_file", "check_output_dir",
            "safe_file_name", "OutputDirectory", "check_replaceable_dir", "staged_directory"]
+
+
+def fresh_name(directory, prefix, suffix=""):
+    """A new path in ``directory`` for a temporary file or folder, not yet created.
+
+    The caller keeps the name before creating it (with ``O_EXCL`` or ``os.mkdir``), so that an
+    interrupt (SIGINT, SIGTERM) at any moment leaves nothing its cleanup does not know of, as
+    ``tempfile.mkstemp`` and ``mkdtemp`` cannot promise; 128 random bits make a clash with
+    another file as good as impossible.
+    """
+    return os.path.join(directory, "%s%s%s" % (prefix, secrets.token_hex(16), suffix))
 
 
 @contextlib.contextmanager
@@ -52,13 +64,13 @@ def atomic_path(path, suffix=None):
     if not os.path.isdir(directory):
         raise FileNotFoundError("output directory does not exist: %s" % directory)
     ext = suffix if suffix is not None else os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
-    os.close(fd)
+    tmp = fresh_name(directory, ".tmp-", ext)  # known before the file exists (see fresh_name)
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
+        os.chmod(tmp, 0o666 & ~umask)  # made private; give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -228,9 +240,10 @@ class OutputDirectory:
         while not os.path.exists(d):
             missing.append(d)
             d = os.path.dirname(d)
+        self._made = missing  # known before the folders exist (see fresh_name)
         os.makedirs(self.out, exist_ok=True)
-        self._made = missing
-        self._stage = tempfile.mkdtemp(prefix=".fastdecode-", dir=self.out)
+        self._stage = fresh_name(self.out, ".fastdecode-")
+        os.mkdir(self._stage, 0o700)
 
     def path(self, name):
         """Where to write the file ``name`` now, in the staging directory.
@@ -341,7 +354,8 @@ def staged_directory(out, marker, content, what="output"):
     stage = None
     try:
         os.makedirs(parent, exist_ok=True)
-        stage = tempfile.mkdtemp(prefix=".%s.staging-" % os.path.basename(path), dir=parent)
+        stage = fresh_name(parent, ".%s.staging-" % os.path.basename(path))
+        os.mkdir(stage, 0o700)
         yield stage
         with open(os.path.join(stage, marker), "w") as f:
             json.dump(content, f, indent=1)
