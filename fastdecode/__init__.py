@@ -9,6 +9,7 @@ from .ops import UNPOOL_METHODS, correlate, pool, relu, substitute, unpool
 from ._config import show_config
 from .decoding import DecodedFilters, decode, decode_all, decode_with_bias, decoded_bias
 from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
+from .loading import load, model_format
 from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores,
                          max_activation_matrix, reconstruction_error, self_consistency, table1,
                          threshold_filters, top_images)
@@ -28,7 +29,7 @@ __all__ = [
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",
     "max_activation_matrix", "classifier_accuracy", "top_images", "self_consistency",
     "threshold_filters",
-    "load_matconvnet", "save_matconvnet", "MatConvNetError",
+    "load_matconvnet", "save_matconvnet", "MatConvNetError", "load", "model_format",
     "report",
 ]
 

@@ -17,7 +17,7 @@ from ._pipeline import (METHODS, Dataset, evaluate, header_lines, prepare, print
                         save_evaluation_figures, save_layer_figures, write_results)
 from ._validation import printable
 
-__all__ = ["load_model", "load_data", "parse_filters", "run_info", "run_decode", "run_demo",
+__all__ = ["load_model", "load_data", "parse_filters", "parse_numbers", "parse_size", "run_info", "run_decode", "run_demo",
            "run_evaluate"]
 
 
@@ -27,13 +27,19 @@ def _say(text=""):
 
 # --- inputs -------------------------------------------------------------------------------------
 
-def load_model(spec):
-    """A network from a MatConvNet ``.mat`` path or a shipped model's name.
+def load_model(spec, *, size=None, size_needed=True):
+    """A network from a model file (MatConvNet or ONNX, told apart by content) or a shipped
+    model's name.
 
     Parameters
     ----------
     spec : str or os.PathLike
-        A path to a MatConvNet file, or a name from :func:`fastdecode.models.available`.
+        A path to a MatConvNet or ONNX file, or a name from :func:`fastdecode.models.available`.
+    size : (int, int), optional
+        (H, W) of the images, for an ONNX model (the ``--size`` option).
+    size_needed : bool, optional
+        Refuse ``size`` for a model other than an ONNX file (True, the default), or ignore it
+        there (False: the atlas also crops photos to it).
 
     Returns
     -------
@@ -47,25 +53,61 @@ def load_model(spec):
     ValueError
         When ``spec`` is not a regular file (a device or a pipe), or not a readable network.
     FileNotFoundError
-        When ``spec`` looks like a path (ends in ``.mat`` or holds a separator) but is missing.
+        When ``spec`` looks like a path (ends in ``.mat`` or ``.onnx``, or holds a separator)
+        but is missing.
     KeyError
         When ``spec`` is neither a file nor a shipped model's name.
     """
     from . import models
+    from .loading import load, model_format
     spec = os.fspath(spec)
     if os.path.isdir(spec):
-        raise IsADirectoryError("the model %s is a directory, not a MatConvNet .mat file" % spec)
+        raise IsADirectoryError("the model %s is a directory, not a model file" % spec)
     if os.path.isfile(spec):
-        from .matconvnet import load_matconvnet
-        return load_matconvnet(spec)
+        if size is None:
+            return load(spec)
+        if model_format(spec) == "onnx":
+            return load(spec, input_shape=(None,) + tuple(size))
+        if size_needed:
+            raise ValueError("--size sets the input size of an ONNX model; %s is a MatConvNet "
+                             "file, whose size is its own" % spec)
+        return load(spec)
     if os.path.exists(spec):  # a device or a pipe, which could block a reader
         raise ValueError("the model %s is not a regular file" % spec)
-    if spec.endswith(".mat") or os.sep in spec:
+    if spec.endswith((".mat", ".onnx")) or os.sep in spec:
         raise FileNotFoundError("model file not found: %s" % spec)
     if spec not in models.available():
         raise KeyError("no shipped model named %r and no such file; shipped models: %s"
                        % (spec, ", ".join(models.available())))
+    if size is not None and size_needed:
+        raise ValueError("--size sets the input size of an ONNX model; %s is a shipped "
+                         "model, whose size is its own" % spec)
     return models.load(spec)
+
+
+def parse_numbers(flag, text, kind=float):
+    """'0.48,0.46,0.41' -> [0.48, 0.46, 0.41] (None for None); ValueError naming the flag
+    otherwise."""
+    if text is None:
+        return None
+    try:
+        values = [kind(v) for v in str(text).replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        values = []
+    if not values:
+        raise ValueError("%s takes comma-separated numbers such as 0.5,0.5,0.5; got %r"
+                         % (flag, text))
+    return values
+
+
+def parse_size(text):
+    """(H, W) from the ``--size`` text ``"H,W"``, or None for None."""
+    size = parse_numbers("--size", text, int)
+    if size is None:
+        return None
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError("--size takes H,W (two positive whole numbers), got %r" % (text,))
+    return tuple(size)
 
 
 def load_data(data=None, *, start=0, limit=None):
@@ -156,13 +198,15 @@ def parse_filters(text, count, layer):
 
 # --- info and decode ----------------------------------------------------------------------------
 
-def run_info(model):
+def run_info(model, size=None):
     """``fastdecode info``: print a network's layers, strides and decoded sizes.
 
     Parameters
     ----------
     model : str
-        A shipped model's name or a MatConvNet file.
+        A shipped model's name or a MatConvNet or ONNX file.
+    size : str, optional
+        The ``--size`` text "H,W", for ONNX files that leave the input size open.
 
     Returns
     -------
@@ -170,20 +214,21 @@ def run_info(model):
         0.
     """
     from .matconvnet import format_info
-    print(format_info(load_model(model), title=model))
+    print(format_info(load_model(model, size=parse_size(size)), title=model))
     return 0
 
 
 def run_decode(*, model, layer, filters=None, unpool="nearest", out=None, save=None,
-               threshold=None, n_threads=None):
-    """``fastdecode decode``: decode a conv layer's filters, save them as .npy and a PNG grid.
+               threshold=None, n_threads=None, size=None):
+    """``fastdecode decode``: decode a layer's filters, save them as .npy and a PNG grid.
 
     Parameters
     ----------
     model : str
-        A shipped model's name or a MatConvNet file.
+        A shipped model's name or a MatConvNet or ONNX file.
     layer : str or int
-        The conv layer's name or index.
+        The layer's name or index: a conv layer, or for a graph any layer decoding can start
+        from (a block's output, a concatenation, a linear layer).
     filters : str, optional
         The ``--filters`` text (see :func:`parse_filters`; default: all filters).
     unpool : str, optional
@@ -194,6 +239,8 @@ def run_decode(*, model, layer, filters=None, unpool="nearest", out=None, save=N
         Also draw the thresholded filters (a fraction in [0, 1]).
     n_threads : int, optional
         Threads (default: all cores).
+    size : str, optional
+        The ``--size`` text "H,W", for ONNX files that leave the input size open.
 
     Returns
     -------
@@ -207,13 +254,14 @@ def run_decode(*, model, layer, filters=None, unpool="nearest", out=None, save=N
         check_output_file(path, flag)
     if threshold is not None and not 0 <= threshold <= 1:
         raise ValueError("--threshold must be a fraction in [0, 1], got %g" % threshold)
-    net = load_model(model)
-    conv = net.layers[net.conv_index(layer)]
-    chosen = None if filters is None else parse_filters(filters, conv.num_filters, conv.name)
+    net = load_model(model, size=parse_size(size))
+    idx = net.decodable_index(layer)
+    count, lname = net.channels(idx), net.layers[idx].name
+    chosen = None if filters is None else parse_filters(filters, count, lname)
     D = decode(net, layer, filters=chosen, unpool=unpool, n_threads=n_threads)
     name = printable(net[layer].name)  # control characters from real files escaped
     print("decoded %d filters of layer %s: shape %s, %s" % (D.shape[0], name, D.shape, D.dtype))
-    labels = np.arange(conv.num_filters) if chosen is None else np.array(chosen)
+    labels = np.arange(count) if chosen is None else np.array(chosen)
     title = "%s, layer %s (%s unpooling)" % (model, name, unpool)
     with atomic_paths([(path, suffix) for path, _, suffix in files]) as tmps:
         for tmp, (_, flag, _) in zip(tmps, files):  # both files appear together, or neither
@@ -235,16 +283,19 @@ def _save_grid(D, path, threshold, labels, title):
 
 # --- runs ---------------------------------------------------------------------------------------
 
-def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, progress):
+def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, progress,
+         mean=None, std=None, size=None):
     """Load the model and data, evaluate, write the figures (all or nothing), print a summary."""
     t0 = time.time()
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    size = parse_size(size)
+    mean, std = parse_numbers("--mean", mean), parse_numbers("--std", std)
     if out is not None:
         check_output_dir(out)
-    net = load_model(model)
+    net = load_model(model, size=size)
     ds = load_data(data, start=start, limit=limit)
     with OutputDirectory(out) as outputs:
-        x, has_mean = prepare(net, ds)
+        x, has_mean = prepare(net, ds, mean=mean, std=std)
         _say("\n".join(header_lines(net, model, ds, len(x), has_mean)))
         e = evaluate(net, model, ds, methods=methods, bias=bias, n_threads=n_threads,
                      progress=progress, prepared=(x, has_mean))
@@ -292,13 +343,13 @@ def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threa
 
 
 def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit=None, start=0,
-                 bias=False, progress=True):
+                 bias=False, progress=True, mean=None, std=None, size=None):
     """``fastdecode evaluate``: Table 1, Figure 1 and self-consistency on a data set.
 
     Parameters
     ----------
     model : str
-        A shipped model's name or a MatConvNet file.
+        A shipped model's name or a MatConvNet or ONNX file.
     data : str or None
         A directory of IDX test files (None: the shipped Fashion-MNIST sample).
     out : str, optional
@@ -314,6 +365,11 @@ def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit
         Add the decoded biases to the decoded filters' correlations.
     progress : bool, optional
         Show progress bars on stderr.
+    mean, std : str, optional
+        The ``--mean`` and ``--std`` texts ("a,b,c", one value or one per channel): images are
+        scaled to [0, 1], then ``(x - mean) / std``; default the model's own normalisation.
+    size : str, optional
+        The ``--size`` text "H,W", for ONNX files that leave the input size open.
 
     Returns
     -------
@@ -321,4 +377,6 @@ def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit
         0; errors are raised, for the command line to report.
     """
     return _run(model=model, data=data, out=out, methods=unpool, figures=False,
-                n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress)
+                n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress,
+                mean=mean, std=std, size=size)
+

@@ -87,7 +87,7 @@ def class_names(net, n, model_name=None):
     return [str(i) for i in range(n)]
 
 
-def prepare(net, data):
+def prepare(net, data, *, mean=None, std=None):
     """A data set's images as the network expects them.
 
     Parameters
@@ -95,17 +95,30 @@ def prepare(net, data):
     net : fastdecode.Network
         The network.
     data : Dataset
-        Raw images (N, H, W) or (N, C, H, W).
+        Raw images (N, H, W) or (N, C, H, W), pixels in 0..255.
+    mean, std : sequence of float, optional
+        One value or one per channel: pixels are scaled to [0, 1], then ``(x - mean) / std``
+        (the missing one from the model, as :func:`fastdecode.atlas._inputs.normalisation`).
+        Grey images are repeated into a 3-channel network's channels.
 
     Returns
     -------
     images : numpy.ndarray
-        (N, C, H, W) in ``net.dtype``: :func:`fastdecode.models.preprocess`, or the raw pixels
-        for a network without a mean image.
+        (N, C, H, W) in ``net.dtype``: the normalised images, else
+        :func:`fastdecode.models.preprocess`, or the raw pixels for a network without a mean
+        image.
     has_mean : bool
         False when the raw pixels were used.
     """
     from . import models
+    if mean is not None or std is not None:
+        from .atlas._inputs import normalisation
+        raw = np.asarray(data.images)
+        raw = raw[:, None] if raw.ndim == 3 else raw
+        if raw.shape[1] == 1 and net.input_channels == 3:
+            raw = np.repeat(raw, 3, axis=1)
+        m, s = normalisation(net, raw.shape[2:], mean, std)
+        return ((raw.astype(np.float64) / 255.0 - m[None]) / s[None]).astype(net.dtype), True
     try:
         return models.preprocess(net, data.images), True
     except KeyError:

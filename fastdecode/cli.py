@@ -12,20 +12,22 @@ import threading
 
 from . import UNPOOL_METHODS, __version__
 
+MODEL_HELP = "a MatConvNet (.mat) or ONNX file, or a shipped model's name"
+SIZE_HELP = "H,W: the input size, for an ONNX model whose file leaves it open"
 DESCRIPTION = ("Filter decoding with substitution (Rafegas & Vanrell): decode the filters of a "
                "trained CNN into image space and measure how well they predict its responses.")
 
 
 def _cmd_info(args):
     from ._app import run_info
-    return run_info(args.model)
+    return run_info(args.model, size=args.size)
 
 
 def _cmd_decode(args):
     from ._app import run_decode
     return run_decode(model=args.model, layer=args.layer, filters=args.filters,
                       unpool=args.unpool, out=args.out, save=args.save,
-                      threshold=args.threshold, n_threads=args.threads)
+                      threshold=args.threshold, n_threads=args.threads, size=args.size)
 
 
 def _cmd_demo(args):
@@ -39,7 +41,8 @@ def _cmd_evaluate(args):
     from ._app import run_evaluate
     return run_evaluate(model=args.model, data=args.data, out=args.out, unpool=args.unpool,
                         n_threads=args.threads, limit=args.limit, start=args.start,
-                        bias=args.bias, progress=not args.no_progress)
+                        bias=args.bias, progress=not args.no_progress, mean=args.mean,
+                        std=args.std, size=args.size)
 
 
 def _cmd_report(args):
@@ -80,14 +83,17 @@ def build_parser():
 
 def _add_info(sub):
     s = sub.add_parser("info", help="print a network's layers, strides and decoded sizes")
-    s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
+    s.add_argument("model", help=MODEL_HELP)
+    s.add_argument("--size", help=SIZE_HELP)
     s.set_defaults(func=_cmd_info)
 
 
 def _add_decode(sub):
-    s = sub.add_parser("decode", help="decode the filters of one conv layer")
-    s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
-    s.add_argument("--layer", required=True, help="conv layer name (e.g. layer5) or index")
+    s = sub.add_parser("decode", help="decode the filters of one layer")
+    s.add_argument("model", help=MODEL_HELP)
+    s.add_argument("--layer", required=True,
+                   help="layer name (e.g. layer5) or index: a conv layer, or in a graph any "
+                        "layer whose output is a map or a vector")
     s.add_argument("--filters", help="filter indices, e.g. 0,3,10-19 (default: all)")
     s.add_argument("--unpool", default="nearest",
                    choices=UNPOOL_METHODS)
@@ -97,6 +103,7 @@ def _add_decode(sub):
                    help="also draw the filters keeping only values of at least this fraction of "
                         "each filter's max |value| (e.g. 0.5)")
     s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    s.add_argument("--size", help=SIZE_HELP)
     s.set_defaults(func=_cmd_decode)
 
 
@@ -114,20 +121,28 @@ def _add_demo(sub):
 
 def _add_evaluate(sub):
     s = sub.add_parser("evaluate", help="Table 1, Figure 1 and self-consistency on a dataset")
-    s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
+    s.add_argument("model", help=MODEL_HELP)
     s.add_argument("--data", required=True, help="directory of IDX test files")
     s.add_argument("--unpool", nargs="+", default=["nearest", "bilinear", "bicubic"],
                    choices=UNPOOL_METHODS,
                    help="unpooling methods of Table 1; the first one is used for Figure 1")
     s.add_argument("--out", default=None, help="output directory for results and figures")
+    _add_normalisation(s, "H,W: the input size, for an ONNX model whose file leaves it open")
     _add_run_options(s)
     s.set_defaults(func=_cmd_evaluate)
+
+
+def _add_normalisation(s, size_help):
+    s.add_argument("--mean", help="per-channel mean of pixels scaled to [0, 1], e.g. "
+                                  "0.485,0.456,0.406 (default: from the model file)")
+    s.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
+    s.add_argument("--size", help=size_help)
 
 
 def _add_report(sub):
     s = sub.add_parser("report", help="the atlas: HTML pages of every decoded filter, with "
                                       "Eq. 3 errors and top images when images are given")
-    s.add_argument("model", help="a MatConvNet .mat file or a shipped model's name")
+    s.add_argument("model", help=MODEL_HELP)
     source = s.add_mutually_exclusive_group()
     source.add_argument("--data", help="directory of MNIST-format IDX test files")
     source.add_argument("--images", help="folder of JPEG/PNG photos")
@@ -135,10 +150,8 @@ def _add_report(sub):
     s.add_argument("--layers", nargs="+", help="conv layers to show (default: all)")
     s.add_argument("--unpool", default="nearest",
                    choices=UNPOOL_METHODS)
-    s.add_argument("--mean", help="per-channel mean of pixels scaled to [0, 1], e.g. "
-                                  "0.485,0.456,0.406 (default: from the model file)")
-    s.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
-    s.add_argument("--size", help="H,W the photos are cropped to (default: the model's)")
+    _add_normalisation(s, "H,W the photos are cropped to (default: the model's), and the "
+                          "input size of an ONNX model whose file leaves it open")
     s.add_argument("--top-k", type=int, default=9, help="top images per filter (default 9)")
     s.add_argument("--title", help="title of the pages")
     s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")

@@ -533,7 +533,7 @@ def test_cli_report_from_photos(cli_files, tmp_path, capsys):
     (["--data", "DATA", "--limit", "0"], "--limit must be at least 1"),
     (["--images", "EMPTY"], "no JPEG or PNG images"),
     (["--layers", "bogus"], "unknown layer 'bogus'"),
-    (["--data", "DATA", "--size", "28,28"], "--size resizes photos"),
+    (["--data", "DATA", "--size", "28,28"], "--size sets the input size of an ONNX model"),
     (["--images", "PHOTOS", "--mean", "a,b"], "--mean takes comma-separated numbers"),
     (["--images", "PHOTOS", "--std", "1,2"], "std needs 1 or 1 values"),
 ])

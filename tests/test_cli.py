@@ -126,6 +126,33 @@ def test_evaluate_prints_table1_and_writes_results(workspace, tmp_path, capsys):
                                 "fig4cd_top_images_layer7.png", "results.json", "results.txt"]
 
 
+def test_evaluate_with_mean_and_std_scales_pixels_first(workspace, tmp_path, capsys):
+    out_dir = tmp_path / "eval"
+    code, out, err = run(["evaluate", workspace["model"], "--data", workspace["data"],
+                          "--limit", 12, "--unpool", "nearest", "--mean", "0.5", "--std", "0.25",
+                          "--out", out_dir, "--no-progress"], capsys)
+    assert code == 0, err
+    net = fd.load_matconvnet(workspace["model"])
+    x = ((workspace["images"][:12, None] / 255.0 - 0.5) / 0.25).astype(net.dtype)
+    expect = fd.table1(net, x, methods=("nearest",), progress=False)
+    results = json.loads((out_dir / "results.json").read_text())
+    for (layer, method), r in expect.items():
+        assert results["table1"]["%s/%s" % (layer, method)]["mean"] == pytest.approx(r.mean)
+
+
+def test_decode_a_graph_layer_that_is_not_a_conv(shared_data, tmp_path, capsys):
+    path = shared_data / "matconvnet" / "dncnn-dagnn-epoch50-v73.mat"
+    if not path.is_file():
+        pytest.skip("no DagNN fixture")
+    pytest.importorskip("h5py")
+    net = fd.load(path)
+    last = [l.name for l in net.layers if isinstance(l, fd.Add)][-1]
+    code, out, err = run(["decode", path, "--layer", last, "--save", tmp_path / "d.npy"], capsys)
+    assert code == 0, err
+    assert "decoded 1 filters of layer %s" % last in out
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), fd.decode(net, last))
+
+
 def test_nested_out_directories_are_created(workspace, tmp_path, capsys):
     out_dir = tmp_path / "results" / "tiny"
     code, _, err = run(["evaluate", workspace["model"], "--data", workspace["data"], "--limit",
@@ -220,6 +247,15 @@ ERRORS = {
                        "{bad}/a-file"], "a-file"),
     "out under a file": (["evaluate", "{model}", "--data", "{data}", "--out",
                           "{bad}/a-file/results"], "a-file"),
+    "--size for a MatConvNet file": (["info", "{model}", "--size", "28,28"],
+                                     "--size sets the input size of an ONNX model"),
+    "--size for a shipped model": (["decode", "lenet-mnist", "--layer", "layer1", "--size",
+                                    "28,28"], "is a shipped model"),
+    "bad --size": (["info", "{model}", "--size", "28"], "--size takes H,W"),
+    "bad --mean": (["evaluate", "{model}", "--data", "{data}", "--mean", "a"],
+                   "--mean takes comma-separated numbers"),
+    "negative --std": (["evaluate", "{model}", "--data", "{data}", "--std", "-1"],
+                       "std must be positive"),
 }
 
 

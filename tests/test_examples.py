@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["fastdecode.ops", "fastdecode.decoding", "fastdecode.network",
            "fastdecode._config", "fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting",
-           "fastdecode.matconvnet", "fastdecode.graph_layers",
+           "fastdecode.matconvnet", "fastdecode.loading", "fastdecode.graph_layers",
            "fastdecode.datasets", "fastdecode.models", "fastdecode.paper", "fastdecode.atlas"]
 
 

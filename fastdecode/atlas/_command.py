@@ -8,20 +8,6 @@ import warnings
 import numpy as np
 
 
-def _numbers(flag, text, kind=float):
-    """'0.48,0.46,0.41' -> [0.48, 0.46, 0.41]; ValueError naming the flag otherwise."""
-    if text is None:
-        return None
-    try:
-        values = [kind(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        values = []
-    if not values:
-        raise ValueError("%s takes comma-separated numbers such as 0.5,0.5,0.5; got %r"
-                         % (flag, text))
-    return values
-
-
 def _layers(specs):
     """--layers values, each a name or index, comma-separated or not."""
     if not specs:
@@ -65,7 +51,7 @@ def run_report(**kwargs):
 
 def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool="nearest",
          mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True):
-    from .._app import load_data, load_model
+    from .._app import load_data, load_model, parse_numbers, parse_size
     from .. import _io
     from . import MARKER, report
     from ._inputs import load_photos, normalisation
@@ -75,17 +61,13 @@ def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool=
         raise ValueError("--limit must be at least 1, got %d" % limit)
     if top_k < 1:
         raise ValueError("--top-k must be at least 1, got %d" % top_k)
-    mean = _numbers("--mean", mean)
-    std = _numbers("--std", std)
-    size = _numbers("--size", size, int)
-    if size is not None and len(size) != 2:
-        raise ValueError("--size takes H,W, got %d values" % len(size))
-    if images is None and size is not None:
-        raise ValueError("--size resizes photos: it goes with --images")
+    mean = parse_numbers("--mean", mean)
+    std = parse_numbers("--std", std)
+    size = parse_size(size)
     if images is None and data is None and (mean or std or limit):
         raise ValueError("--mean, --std and --limit need images (--data or --images)")
     _io.check_replaceable_dir(out, MARKER, "atlas")
-    net = load_model(model)
+    net = load_model(model, size=size, size_needed=images is None)
     layer_list = _layers(layers)
     if layer_list is not None:  # unknown layers refused before any image is read
         from . import _layer_names
