@@ -273,7 +273,6 @@ class Walker:
 
     # --- the network ----------------------------------------------------------------------------
     def live_layers(self, outputs):
-        by_name = {l.name: l for l in self.layers}
         need = {a.layer for a in outputs}
         for layer in reversed(self.layers):
             if layer.name in need:
