@@ -64,6 +64,14 @@ def as_pad(name, value):
     return tuple(as_int(name, v, minimum=0) for v in values)
 
 
+def as_flag(name, value):
+    """True or False (also numpy bools and the ints 0 and 1, as ONNX attributes are)."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
+                                                and value in (0, 1)):
+        return bool(value)
+    raise TypeError("%s must be True or False, got %r" % (name, value))
+
+
 def printable(name):
     """A layer name with control characters escaped, for messages ("<unnamed>" for None)."""
     if name is None:

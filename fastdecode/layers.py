@@ -12,9 +12,9 @@ and setting these; neither the network nor the engine needs to change.
 import numpy as np
 
 from . import ops
-from ._engine.grid import window_grid
+from ._engine.grid import ceil_mode_pad, window_grid
 from ._engine.maps import pool_into, relu_into
-from ._validation import (all_finite, as_int, as_pad, as_pair, float_array, printable,
+from ._validation import (all_finite, as_flag, as_int, as_pad, as_pair, float_array, printable,
                           resolve_threads)
 
 def as_inputs(inputs, name=None):
@@ -351,7 +351,8 @@ class Conv(Layer):
 
 
 class Pool(Layer):
-    """Max or average pooling (MatConvNet ``vl_nnpool``).
+    """Max or average pooling (MatConvNet ``vl_nnpool``; PyTorch's and ONNX's pooling with
+    ``ceil_mode`` and ``count_include_pad``).
 
     Parameters
     ----------
@@ -362,11 +363,46 @@ class Pool(Layer):
     stride : int or (int, int), optional
         Step between windows, default ``size``.
     pad : int, (int, int) or (int, int, int, int), optional
-        Padding, smaller than the window.
+        Padding (top, bottom, left, right), smaller than the window.
+    ceil_mode : bool, optional
+        Count the windows as PyTorch's ``ceil_mode=True``: ``ceil((H + top + bottom - size) /
+        stride) + 1`` rows, less the last when it would start in the bottom padding; the
+        windows that run past the bottom (right) padding are clipped. Default False:
+        ``floor(...) + 1``, as MatConvNet.
+    count_include_pad : bool, optional
+        Average pooling only: divide by the window clipped to the padded input (the declared
+        padding counts as zeros, a ceil-mode overhang does not), as PyTorch and ONNX. Default
+        False: divide by the window clipped to the input, as MatConvNet. Max pooling always
+        ignores the padding.
     name : str, optional
         The layer's name.
     inputs : str, optional
         The layer it reads (see :class:`Layer`); default the previous one.
+
+    Attributes
+    ----------
+    pad : (int, int, int, int)
+        The padding of the windows' grid: ``declared_pad`` plus, in ceil mode, the overhang
+        ``min(stride - 1, size - 1 - pad)`` at the bottom and right (see :meth:`output_size`).
+        The network's geometry (:meth:`Network.padding`) adds it up like a conv's padding.
+    declared_pad : (int, int, int, int)
+        The padding as given.
+
+    Notes
+    -----
+    Decoding unpools every window the same way whatever the options: "nearest" substitutes a
+    box of ones over the window, "adjoint" a box of ``1 / (rows * cols)``. Windows that touch
+    no padding and no overhang divide by the whole window in every mode, so the adjoint is the
+    exact adjoint of the average pooling on the units whose windows lie inside the input.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> pool = fd.Pool("avg", size=3, stride=2, pad=1, ceil_mode=True, count_include_pad=True)
+    >>> pool.output_size((6, 6)), pool.pad
+    ((4, 4), (1, 2, 1, 2))
+    >>> pool.forward(np.ones((1, 1, 6, 6)))[0, 0, -1]
+    array([0.33333333, 0.5       , 0.5       , 0.25      ])
     """
 
     type = "pool"
@@ -374,22 +410,38 @@ class Pool(Layer):
     writes_into = True
     new_output = True
 
-    def __init__(self, method="max", *, size=2, stride=None, pad=0, name=None, inputs=None):
+    def __init__(self, method="max", *, size=2, stride=None, pad=0, ceil_mode=False,
+                 count_include_pad=False, name=None, inputs=None):
         super().__init__(name, inputs=inputs)
         if method not in ("max", "avg"):
             raise ValueError("pool method must be 'max' or 'avg', got %r" % (method,))
+        ceil_mode = as_flag("pool layer %r: ceil_mode" % (printable(name),), ceil_mode)
+        count_include_pad = as_flag("pool layer %r: count_include_pad" % (printable(name),),
+                                    count_include_pad)
+        if count_include_pad and method != "avg":
+            raise ValueError("pool layer %r: count_include_pad applies to average pooling only, "
+                             "not %r" % (printable(name), method))
         self.method = method
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self.kernel = as_pair("size", size, minimum=1)
         self.stride = self.kernel if stride is None else as_pair("stride", stride, minimum=1)
-        self.pad = as_pad("pad", pad)
+        self.declared_pad = self.pad = as_pad("pad", pad)
         if max(self.pad[:2]) >= self.kernel[0] or max(self.pad[2:]) >= self.kernel[1]:
             raise ValueError("pool layer %r: pad %s must be smaller than the window %s"
                              % (printable(name), self.pad, self.kernel))
+        if self.ceil_mode:
+            self.pad = ceil_mode_pad(self.kernel, self.stride, self.declared_pad)
 
     @property
     def size(self):
         """The window (rows, cols)."""
         return self.kernel
+
+    def output_size(self, size):
+        """(rows, cols) of the output for an input of ``size`` (rows, cols): ``(H + top +
+        bottom - size) // stride + 1`` over :attr:`pad` (in ceil mode, PyTorch's count over
+        the declared padding)."""
+        return window_grid(size, self.kernel, self.stride, self.pad)
 
     def check_size(self, shape):
         H, W = shape[2:]
@@ -401,16 +453,22 @@ class Pool(Layer):
     def run(self, x, threads, *, out=None, memory_limit=None):
         if out is None:
             out = np.empty(x.shape[:2] + self.output_size(x.shape[2:]), dtype=x.dtype)
-        return pool_into(x, out, self.method, self.kernel, self.stride, self.pad, threads), True
+        counted = (self.declared_pad[1], self.declared_pad[3]) if self.count_include_pad else None
+        return pool_into(x, out, self.method, self.kernel, self.stride, self.pad, threads,
+                         counted), True
 
     def _params(self):
         return ("%r" % self.method, "size=%s" % (self.kernel,), "stride=%s" % (self.stride,)) + (
-            ("pad=%s" % (self.pad,),) if any(self.pad) else ())
+            ("pad=%s" % (self.declared_pad,),) if any(self.declared_pad) else ()) + (
+            ("ceil_mode=True",) if self.ceil_mode else ()) + (
+            ("count_include_pad=True",) if self.count_include_pad else ())
 
     def describe(self):
         s = "pool %s %dx%d stride %s" % (self.method, self.kernel[0], self.kernel[1],
                                           self.stride)
-        return s + (" pad %s" % (self.pad,) if any(self.pad) else "")
+        return s + (" pad %s" % (self.declared_pad,) if any(self.declared_pad) else "") + (
+            " ceil" if self.ceil_mode else "") + (
+            " count-pad" if self.count_include_pad else "")
 
 
 class ReLU(Layer):

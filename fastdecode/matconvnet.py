@@ -584,6 +584,11 @@ def _layer_to_matlab(layer):
                    dilate=mv.row(layer.dilate), opts=np.empty((0, 0), dtype=object),
                    precious=False)
     elif isinstance(layer, Pool):
+        # a ceil-mode pool is vl_nnpool over its grid padding (clipped windows either way);
+        # vl_nnpool has no count_include_pad, which matters only over declared padding
+        if layer.count_include_pad and any(layer.declared_pad):
+            raise TypeError("layer %r averages with count_include_pad over a padding, which "
+                            "MatConvNet's vl_nnpool cannot represent" % (printable(layer.name),))
         rec.update(method=layer.method, pool=mv.row(layer.kernel), stride=mv.row(layer.stride),
                    pad=mv.row(layer.pad), opts=np.empty((0, 0), dtype=object), precious=False)
     elif isinstance(layer, ReLU):

@@ -9,11 +9,11 @@ import numpy as np
 
 from ._engine import resample
 from ._engine.correlation import correlate_into
-from ._engine.grid import window_grid
+from ._engine.grid import ceil_mode_pad, window_grid
 from ._engine.maps import check_out, pool_into, relu_into
 from ._engine.substitution import substitute_into
-from ._validation import (all_finite, as_pad, as_pair, check_bytes, float_array, overflow_error,
-                          resolve_threads, result_dtype)
+from ._validation import (all_finite, as_flag, as_pad, as_pair, check_bytes, float_array,
+                          overflow_error, resolve_threads, result_dtype)
 
 __all__ = ["correlate", "substitute", "unpool", "pool", "relu", "UNPOOL_METHODS"]
 
@@ -280,8 +280,9 @@ def unpool(a, factor, method="nearest", *, size=None, n_threads=None, memory_lim
     return resample.unpool_into(a, fy, fx, sz_y, sz_x, method, threads)
 
 
-def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
-    """Max or average pooling (MatConvNet ``vl_nnpool``).
+def pool(x, method="max", *, size=2, stride=None, pad=0, ceil_mode=False,
+         count_include_pad=False, n_threads=None):
+    """Max or average pooling (MatConvNet ``vl_nnpool``; PyTorch's with its options).
 
     Parameters
     ----------
@@ -296,24 +297,41 @@ def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
     pad : int, (int, int) or (int, int, int, int), optional
         Padding, smaller than the window; windows are clipped at the padded borders (max
         ignores the padding, average divides by the clipped area).
+    ceil_mode : bool, optional
+        PyTorch's ``ceil_mode``: round the number of windows up (see :class:`~fastdecode.Pool`).
+    count_include_pad : bool, optional
+        Average only: divide by the window clipped to the padded input, as PyTorch.
     n_threads : int, optional
         Threads to use; default all that OpenMP may use.
 
     Returns
     -------
     numpy.ndarray
-        (N, C, Ho, Wo) with ``Ho = (H + top + bottom - size) // stride + 1``, in x's dtype.
+        (N, C, Ho, Wo) with ``Ho = (H + top + bottom - size) // stride + 1`` (rounded up in
+        ceil mode), in x's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.pool(np.arange(9.0).reshape(1, 1, 3, 3), "max", size=2, ceil_mode=True)[0, 0]
+    array([[4., 5.],
+           [7., 8.]])
     """
     if method not in ("max", "avg"):
         raise ValueError("unknown pooling method %r; choose 'max' or 'avg'" % (method,))
+    ceil_mode = as_flag("ceil_mode", ceil_mode)
+    count_include_pad = as_flag("count_include_pad", count_include_pad)
+    if count_include_pad and method != "avg":
+        raise ValueError("count_include_pad applies to average pooling only, not %r" % (method,))
     x = float_array("x", x, ndim=4)
     ph, pw = as_pair("size", size, minimum=1)
     sy, sx = (ph, pw) if stride is None else as_pair("stride", stride, minimum=1)
-    pt, pb, pl, pr = as_pad("pad", pad)
+    declared = as_pad("pad", pad)
     threads = resolve_threads(n_threads)
-    if max(pt, pb) >= ph or max(pl, pr) >= pw:
+    if max(declared[:2]) >= ph or max(declared[2:]) >= pw:
         raise ValueError("pooling pad %s must be smaller than the window %s"
-                         % ((pt, pb, pl, pr), (ph, pw)))
+                         % (declared, (ph, pw)))
+    pt, pb, pl, pr = ceil_mode_pad((ph, pw), (sy, sx), declared) if ceil_mode else declared
     N, C, H, W = x.shape
     if x.size == 0:
         raise ValueError("x must be non-empty, got shape %s" % (x.shape,))
@@ -322,7 +340,8 @@ def pool(x, method="max", *, size=2, stride=None, pad=0, n_threads=None):
                          % (H, W, (pt, pb, pl, pr), (ph, pw)))
     out = np.empty((N, C) + window_grid((H, W), (ph, pw), (sy, sx), (pt, pb, pl, pr)),
                    dtype=x.dtype)
-    return pool_into(x, out, method, (ph, pw), (sy, sx), (pt, pb, pl, pr), threads)
+    return pool_into(x, out, method, (ph, pw), (sy, sx), (pt, pb, pl, pr), threads,
+                     (declared[1], declared[3]) if count_include_pad else None)
 
 
 def relu(x, *, leak=0.0, n_threads=None):

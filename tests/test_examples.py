@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-MODULES = ["fastdecode.ops", "fastdecode.decoding", "fastdecode.network",
+MODULES = ["fastdecode.ops", "fastdecode.decoding", "fastdecode.network", "fastdecode.layers",
            "fastdecode._config", "fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting",
            "fastdecode.matconvnet", "fastdecode.graph_layers",
            "fastdecode.datasets", "fastdecode.models", "fastdecode.paper", "fastdecode.atlas"]

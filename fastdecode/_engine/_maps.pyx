@@ -21,19 +21,23 @@ def pool2d(
         intp pl,
         bint average,
         int n_threads,
+        intp hc=0,
+        intp wc=0,
 ):
     """Max or average pooling of planes x (P, H, W) into out (P, Ho, Wo), MatConvNet style.
 
     Window (i, j) covers rows sy*i - pt ... + ph - 1 and columns sx*j - pl ... + pw - 1, clipped to
-    the plane: max pooling ignores the padding, average pooling divides by the clipped area.
-    Callers guarantee that every window meets the plane. Windows are read row by row (sums in
-    double); whole 2x2 windows, the common case, without loops. Parallel over planes.
+    the plane: max pooling ignores the padding, average pooling divides by the clipped area, or,
+    when hc > 0, by the area of the window clipped to rows < hc and columns < wc (the padded
+    extent H + bottom, W + right: PyTorch's count_include_pad). Callers guarantee that every
+    window meets the plane. Windows are read row by row (sums in double); whole 2x2 windows, the
+    common case, without loops. Parallel over planes.
     """
     cdef intp P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef intp Ho = out.shape[1], Wo = out.shape[2]
     cdef intp p, i, j, y, xx, y0, y1, x0, x1
     cdef floating best, m0, m1
-    cdef double acc
+    cdef double acc, area
     cdef const floating *a
     cdef const floating *b
     cdef floating *o
@@ -62,11 +66,16 @@ def pool2d(
                 for j in range(Wo):
                     x0 = max(sx * j - pl, 0)
                     x1 = min(sx * j - pl + pw, W)
+                    if hc > 0:
+                        area = <double>((min(sy * i - pt + ph, hc) - (sy * i - pt))
+                                        * (min(sx * j - pl + pw, wc) - (sx * j - pl)))
+                    else:
+                        area = <double>((y1 - y0) * (x1 - x0))
                     if y1 - y0 == 2 and x1 - x0 == 2:
                         a = &x[p, y0, x0]
                         if average:
                             out[p, i, j] = <floating>(
-                                (((<double>a[0] + a[1]) + a[W]) + a[W + 1]) / 4)
+                                (((<double>a[0] + a[1]) + a[W]) + a[W + 1]) / area)
                         else:
                             m0 = a[0] if a[0] >= a[1] else a[1]
                             m1 = a[W] if a[W] >= a[W + 1] else a[W + 1]
@@ -76,7 +85,7 @@ def pool2d(
                         for y in range(y0, y1):
                             for xx in range(x0, x1):
                                 acc = acc + x[p, y, xx]
-                        out[p, i, j] = <floating>(acc / ((y1 - y0) * (x1 - x0)))
+                        out[p, i, j] = <floating>(acc / area)
                     else:
                         best = x[p, y0, x0]
                         for y in range(y0, y1):

@@ -35,3 +35,16 @@ def window_grid(size, kernel, stride, pad):
     by (top, bottom, left, right): the output size of a correlation or a pooling."""
     (h, w), (kh, kw), (sy, sx), (pt, pb, pl, pr) = size, kernel, stride, pad
     return (h + pt + pb - kh) // sy + 1, (w + pl + pr - kw) // sx + 1
+
+
+def ceil_mode_pad(kernel, stride, pad):
+    """The padding (top, bottom, left, right) whose floor-mode :func:`window_grid` is the
+    ceil-mode grid of PyTorch's pooling over ``pad`` (each side smaller than the window).
+
+    PyTorch counts ``ceil((H + pt + pb - k) / s) + 1`` windows, less the last one when it would
+    start at or past ``H + pt`` (inside the bottom padding). Both bounds are floors of
+    ``(H + pt + e - k) / s`` (e = pb + s - 1 and e = k - 1), so their minimum is the floor grid
+    of a bottom pad ``min(pb + s - 1, k - 1)``, for every H; likewise on the right.
+    """
+    (kh, kw), (sy, sx), (pt, pb, pl, pr) = kernel, stride, pad
+    return pt, min(pb + sy - 1, kh - 1), pl, min(pr + sx - 1, kw - 1)

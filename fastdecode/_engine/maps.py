@@ -16,16 +16,20 @@ def check_out(out, shape, dtype, *inputs):
         raise ValueError("out must not share memory with the inputs")
 
 
-def pool_into(x, out, method, size, stride, pad, threads):
+def pool_into(x, out, method, size, stride, pad, threads, counted=None):
     """out = the "max" or "avg" pooling of x (N, C, H, W), C-contiguous, of windows ``size`` at
     ``stride`` with ``pad`` (top, bottom, left, right); out (N, C, Ho, Wo) of x's dtype (see
-    :func:`fastdecode._engine.grid.window_grid`). Returns out."""
+    :func:`fastdecode._engine.grid.window_grid`). Windows are clipped to x; "avg" divides by the
+    clipped area, or, with ``counted`` (bottom, right), by the area of the window clipped to
+    H + bottom rows and W + right columns (the declared padding counted, any further grid
+    padding such as a ceil-mode overhang not). Returns out."""
     N, C, H, W = x.shape
     check_out(out, (N, C) + window_grid((H, W), size, stride, pad), x.dtype, x)
     threads = max(1, min(threads, N * C))   # memory-bound: every thread helps
+    hc, wc = (0, 0) if counted is None else (H + counted[0], W + counted[1])
     _maps.pool2d(np.ascontiguousarray(x).reshape(N * C, H, W),
                  out.reshape((N * C,) + out.shape[2:]), size[0], size[1], stride[0], stride[1],
-                 pad[0], pad[2], method == "avg", threads)
+                 pad[0], pad[2], method == "avg", threads, hc, wc)
     return out
 
 
