@@ -55,6 +55,7 @@ class Walker:
 
     def __init__(self, path, model, tensors, budget, onnx):
         self.path, self.model, self.tensors, self.budget = path, model, tensors, budget
+        self.node = None       # the node being converted, for messages
         self.onnx = onnx
         self.graph = model.graph
         self.opset = None
