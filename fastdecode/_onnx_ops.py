@@ -350,9 +350,10 @@ class Converter(LayoutOps):
         x = self.act(node.input[0])   # max(0, min(1, alpha * x + beta)): an affine map, clipped
         C = x.shape[0]
         dt = self.float_dtype
+        base = node.name or node.output[0]
         affine = self.make(BatchNorm, np.full(C, alpha, dt), np.full(C, beta, dt),
                            np.zeros(C, dt), np.ones(C, dt),
-                           name=self.fresh(self.layer_name() + ":affine"), inputs=x.layer)
+                           name=self.fresh(base + ":affine"), inputs=x.layer)
         y = self.emit(affine, x, bind=False)
         self.emit(self.make(Clip, 0.0, 1.0, name=self.layer_name(), inputs=y.layer), y,
                   nonneg=True)

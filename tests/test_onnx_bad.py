@@ -82,6 +82,9 @@ def test_file_system_errors(tmp_path):
         fd.load_onnx(tmp_path / "absent.onnx")
     with pytest.raises(IsADirectoryError):
         fd.load_onnx(tmp_path)
+    if os.path.exists("/dev/null"):
+        with pytest.raises(fd.OnnxError, match="not a regular file"):
+            fd.load_onnx("/dev/null")
     if hasattr(os, "mkfifo"):
         fifo = tmp_path / "fifo.onnx"
         os.mkfifo(fifo)

@@ -56,6 +56,15 @@ def test_open_nsfw_equals_onnxruntime(nsfw, nsfw_path):
     assert close(nsfw.forward(x), ref[1])
 
 
+def test_open_nsfw_truncated(nsfw_path, tmp_path):
+    data = open(nsfw_path, "rb").read()
+    for n in (len(data) // 2, len(data) - 1, 100):
+        path = tmp_path / "cut.onnx"
+        path.write_bytes(data[:n])
+        with pytest.raises(fd.OnnxError, match="cut.onnx"):
+            fd.load_onnx(path)
+
+
 def test_open_nsfw_first_layer_decodes_to_its_filters(nsfw):
     first = nsfw.conv_layers[0]
     D = fd.decode(nsfw, first)

@@ -139,6 +139,7 @@ def test_activations(tmp_path, opset):
     if opset < 11:
         inits = {"slope": inits["slope"]}
     net = check(tmp_path, nodes, (1, 3, 4, 5), inits, opset=opset)
+    assert [l.name for l in net.layers][3:5] == ["d:affine", "d"]
     assert [l.type for l in net.layers] == [
         "leakyrelu", "tanh", "clip", "bnorm", "clip", "hardsigmoid", "relu6", "prelu",
         "sigmoid", "relu"] + (["globalpool"] if opset < 13 else []) + ["softmax"]
@@ -302,3 +303,12 @@ def test_constant_subgraphs_fold(tmp_path):
              "wshape": np.array([6, 2 * 4 * 5], np.int64)}
     net = check(tmp_path, nodes, (1, 3, 6, 7), inits, types=["conv", "linear"])
     assert np.all(net.layers[1].weights == 0.25)
+
+
+def test_gelu_opset20(tmp_path):
+    nodes = [N("Gelu", ["x"], ["y"])]
+    check(tmp_path, nodes, (1, 3, 4, 5), opset=20, types=["gelu"])
+    nodes = [N("Gelu", ["x"], ["y"], approximate="tanh", name="g")]
+    m = model(nodes, [("x", [1, 3, 4, 5])], [("y", None)], opset=20)
+    with pytest.raises(fd.OnnxError, match=r"node 'g' \(Gelu, opset 20\).*tanh"):
+        fd.load_onnx(save(m, tmp_path / "m.onnx"))
