@@ -59,3 +59,28 @@ def close(y, ref, rtol=1e-5):
     ref = np.asarray(ref).reshape(np.shape(y))
     scale = max(np.abs(ref).max(), 1e-30)
     return np.abs(y - ref).max() <= rtol * scale
+
+
+def linearised(m):
+    """A copy of ModelProto ``m`` with every Relu and Clip an Identity and every MaxPool an
+    average pool counting its padding: the linear twin that decoding with the adjoint
+    inverts."""
+    m = onnx.ModelProto.FromString(m.SerializeToString())
+    for node in m.graph.node:
+        if node.op_type in ("Relu", "Clip"):
+            node.op_type = "Identity"
+            del node.input[1:]
+            del node.attribute[:]
+        elif node.op_type == "MaxPool":
+            node.op_type = "AveragePool"
+            node.attribute.append(helper.make_attribute("count_include_pad", 1))
+    return m
+
+
+def interior(filter_size, out_size, stride, pad, image_size):
+    """(rows, cols) of the output units whose decoded filter lies inside the image."""
+    (h, w), (S, P) = filter_size, (stride, pad)
+    units = [(i, j) for i in range(out_size[0]) for j in range(out_size[1])
+             if i * S[0] - P[0] >= 0 and j * S[1] - P[2] >= 0
+             and i * S[0] - P[0] + h <= image_size[0] and j * S[1] - P[2] + w <= image_size[1]]
+    return tuple(np.array(v, dtype=np.intp) for v in zip(*units)) if units else ((), ())

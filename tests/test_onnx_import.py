@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 import fastdecode as fd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from onnx_helpers import close, run  # noqa: E402
+from onnx_helpers import close, interior, linearised, run  # noqa: E402
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 TOPOLOGIES = ["bvlc_alexnet", "zfnet512", "vgg19", "squeezenet", "inception_v1",
@@ -73,19 +73,6 @@ def test_open_nsfw_first_layer_decodes_to_its_filters(nsfw):
     assert np.all(np.abs(D).reshape(64, -1).max(axis=1) > 0)
 
 
-def linearised(m):
-    """A copy of ModelProto ``m`` with every Relu an Identity and every MaxPool an average
-    pool counting its padding: the linear twin that decoding with the adjoint inverts."""
-    m = onnx.ModelProto.FromString(m.SerializeToString())
-    for node in m.graph.node:
-        if node.op_type == "Relu":
-            node.op_type = "Identity"
-        elif node.op_type == "MaxPool":
-            node.op_type = "AveragePool"
-            node.attribute.append(onnx.helper.make_attribute("count_include_pad", 1))
-    return m
-
-
 def test_decoding_oracle_on_the_linearised_graph(nsfw, nsfw_path):
     # the first residual addition of open-nsfw: conv 7x7/2, max pool 3x3/2 and a bottleneck
     layer, tensor = "Add", "Add:0"
@@ -101,12 +88,8 @@ def test_decoding_oracle_on_the_linearised_graph(nsfw, nsfw_path):
     big = np.zeros((1, 3, 224, 224), np.float32)
     big[:, :, :64, :64] = x
     ref = run(m, nhwc(big), outputs=[tensor])[0][:, :, :y.shape[2], :y.shape[3]]
-    h, w = dec.filters.shape[2:]
-    inside = [(i, j) for i in range(y.shape[2]) for j in range(y.shape[3])
-              if i * S[0] - P[0] >= 0 and j * S[1] - P[2] >= 0
-              and i * S[0] - P[0] + h <= 64 and j * S[1] - P[2] + w <= 64]
-    assert len(inside) >= 16
-    rows, cols = zip(*inside)
+    rows, cols = interior(dec.filters.shape[2:], y.shape[2:], S, P, (64, 64))
+    assert len(rows) >= 16
     assert close(y[0][:, rows, cols], ref[0][:, rows, cols], rtol=1e-4)
     # ReLU and max pooling make the real network differ from its twin
     real = nsfw.forward(big, upto=layer)[0][:, rows, cols]

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
@@ -17,7 +18,7 @@ from torch.nn import functional as F  # noqa: E402
 import fastdecode as fd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from onnx_helpers import close  # noqa: E402
+from onnx_helpers import close, interior, linearised, run  # noqa: E402
 import torch_models  # noqa: E402
 
 EXPORTERS = ["legacy", "dynamo"]
@@ -157,3 +158,21 @@ def test_mobilenet_v2_logits_equal_torch(mobilenet, exporter, tmp_path):
     assert np.argmax(y) == np.argmax(ref)
     assert sum(l.type == "add" for l in net.layers) == 10   # the residual connections
     assert sum(l.type == "relu6" for l in net.layers) == 35
+
+    if exporter == "legacy":
+        # decoding the imported graph (depthwise convs, BatchNorm folded, a residual add)
+        # against onnxruntime running its linear twin (ReLU6 as the identity)
+        pytest.importorskip("onnxruntime")
+        layer = "/features/features.3/Add"
+        assert net[layer].type == "add"
+        dec = fd.decode_with_bias(net, layer, unpool="adjoint")
+        S, P = net.stride(layer), net.padding(layer)
+        img = x.numpy()[:, :, :64, :64].astype(np.float64)
+        y = fd.correlate(img, dec.filters.astype(np.float64), stride=S, pad=P)
+        y = y + dec.bias[None, :, None, None]
+        big = np.zeros((1, 3, 224, 224), np.float32)
+        big[:, :, :64, :64] = img
+        ref = run(linearised(onnx.load(path)), big, outputs=[layer + "_output_0"])[0]
+        rows, cols = interior(dec.filters.shape[2:], y.shape[2:], S, P, (64, 64))
+        assert len(rows) >= 4
+        assert close(y[0][:, rows, cols], ref[0][:, rows, cols], rtol=1e-4)
