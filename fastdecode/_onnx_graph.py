@@ -240,6 +240,8 @@ class Walker:
             if node.domain not in ("", "ai.onnx"):
                 raise self.fail("op domain %r is not supported (only the default ONNX domain)"
                                 % node.domain)
+            if not node.output or not node.output[0]:
+                raise self.fail("the node has no output")
             attrs = self.attributes(node)
             ins = [self.value(t) for t in node.input]
             present = [v for v in ins if v is not None]

@@ -108,6 +108,13 @@ def parse_model(path, data):
     if not model.HasField("graph") or model.ir_version <= 0 or not model.opset_import:
         raise _fail(path, "not an ONNX model: no graph, IR version or opset (a truncated file, "
                           "or another format that happens to parse)")
+    g = model.graph
+    names = [o.domain for o in model.opset_import]
+    names += [v.name for v in list(g.input) + list(g.output)] + [t.name for t in g.initializer]
+    for n in g.node:
+        names += [n.name, n.op_type, n.domain] + list(n.input) + list(n.output)
+    if not all(isinstance(v, str) for v in names):
+        raise _fail(path, "names in the graph are not valid UTF-8 text (a corrupted file)")
     return model
 
 

@@ -10,6 +10,7 @@ import inspect
 import numpy as np
 
 from ._onnx_graph import Act, Virtual
+from ._onnx_import import OnnxError
 from ._onnx_layout import LayoutOps
 from ._validation import printable
 from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
@@ -69,6 +70,17 @@ class Converter(LayoutOps):
 
     # --- the network ----------------------------------------------------------------------------
     def network(self, input_shape):
+        """The network, or OnnxError; an attribute or input of a type or size the converters
+        do not expect (a corrupted file) is an OnnxError naming the node too."""
+        try:
+            return self._network(input_shape)
+        except (TypeError, IndexError, AttributeError, KeyError, ValueError, ZeroDivisionError,
+                OverflowError) as exc:
+            if isinstance(exc, OnnxError):
+                raise
+            raise self.fail("malformed: %s (%s)" % (exc, type(exc).__name__)) from None
+
+    def _network(self, input_shape):
         from .network import Network
         self.inputs(input_shape)
         self.walk()

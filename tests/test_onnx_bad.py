@@ -63,15 +63,23 @@ def test_truncated_and_corrupted(tmp_path):
         with pytest.raises(fd.OnnxError) as info:
             fd.load_onnx(path)
         assert str(path) in str(info.value)
+    N = helper.make_node
+    nodes = [N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             N("Relu", ["c"], ["r"]), N("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             N("Mul", ["p", "g"], ["m"]), N("Add", ["m", "h"], ["a"]),
+             N("Flatten", ["a"], ["f"]), N("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    data = model(nodes, [("x", [1, 3, 8, 8])], [("y", None)], {
+        "w": W, "g": np.ones((4, 1, 1), np.float32), "h": np.ones((4, 1, 1), np.float32),
+        "fw": np.ones((5, 16), np.float32), "fb": np.ones(5, np.float32)}).SerializeToString()
     rng = np.random.default_rng(1)
-    for k in range(30):
+    for k in range(300):   # corrupted bytes: names, attributes, shapes, types
         b = bytearray(data)
-        for i in rng.integers(0, len(b), 4):
+        for i in rng.integers(0, len(b), rng.integers(1, 4)):
             b[i] = rng.integers(0, 256)
         path = tmp_path / ("flip%d.onnx" % k)
         path.write_bytes(bytes(b))
         try:
-            net = fd.load_onnx(path)
+            net = fd.load_onnx(path, memory_limit=2**24)
         except fd.OnnxError as exc:
             assert str(path) in str(exc)
         else:   # a flip in a weight's value still gives a network

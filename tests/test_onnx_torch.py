@@ -162,7 +162,6 @@ def test_mobilenet_v2_logits_equal_torch(mobilenet, exporter, tmp_path):
     if exporter == "legacy":
         # decoding the imported graph (depthwise convs, BatchNorm folded, a residual add)
         # against onnxruntime running its linear twin (ReLU6 as the identity)
-        pytest.importorskip("onnxruntime")
         layer = "/features/features.3/Add"
         assert net[layer].type == "add"
         dec = fd.decode_with_bias(net, layer, unpool="adjoint")
