@@ -19,7 +19,7 @@ from ._matfile import DEFAULT_FILE_MEMORY_LIMIT
 from ._onnx_fold import DTYPES
 from ._validation import format_bytes
 
-__all__ = ["load_onnx", "OnnxError"]
+__all__ = ["load_onnx", "OnnxError", "looks_like_onnx"]
 
 _INSTALL = 'pip install "fastdecode[onnx]"'
 _EXTERNAL = 1   # TensorProto.EXTERNAL
@@ -94,6 +94,17 @@ def read_bytes(path, limit, what="an ONNX file"):
     if len(data) != size:
         raise _fail(path, "the file changed size while it was read")
     return data
+
+
+def looks_like_onnx(head):
+    """Whether ``head``, a file's first bytes (at least 3), looks like an ONNX model: a
+    protobuf ModelProto that starts with its IR version (field 1, a small varint) followed by
+    another of its fields, as every exporter writes it. A hint for choosing a reader by
+    content; :func:`load_onnx` still checks the whole file."""
+    # field 2 producer_name, 3 producer_version, 4 domain, 5 model_version, 6 doc_string,
+    # 7 graph, 8 opset_import, 14 metadata_props
+    return (len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 0x3f
+            and head[2] in (0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72))
 
 
 def parse_model(path, data):

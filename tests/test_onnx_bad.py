@@ -261,3 +261,10 @@ def test_graph_problems(tmp_path):
     m = model(nodes, [("x", [1, 3, 8, 8])], [("y", None)])
     with pytest.raises(fd.OnnxError, match="graph output 'y' is a constant"):
         fd.load_onnx(save(m, tmp_path / "f.onnx"))
+
+
+def test_looks_like_onnx(tmp_path):
+    from fastdecode._onnx_import import looks_like_onnx
+    assert looks_like_onnx(conv_model().SerializeToString()[:8])
+    for head in (b"", b"MATLAB 5.0", b"\x89HDF\r\n", b"\x08\x07", b"hello world"):
+        assert not looks_like_onnx(head)
