@@ -5,8 +5,6 @@ The graph's state (tensors, layers, names) is :class:`fastdecode._onnx_graph.Wal
 shapes and axis conventions follow the ONNX operator specifications for opsets 9 and later.
 """
 
-import inspect
-
 import numpy as np
 
 from ._onnx_graph import Act, Virtual
@@ -17,10 +15,6 @@ from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, 
                           Sigmoid, Tanh)
 from .graph_layers import Add, Concat, Gate, GlobalPool, Linear
 from .layers import LRN, BatchNorm, Conv, Dropout, Pool, ReLU, Softmax
-
-_POOL_ARGS = inspect.signature(Pool).parameters
-_POOL_CEIL = "ceil_mode" in _POOL_ARGS
-_POOL_INCLUDE = "count_include_pad" in _POOL_ARGS
 
 
 def _same_pad(size, k, s, mode):
@@ -163,7 +157,7 @@ class Converter(LayoutOps):
             self.meta["graph"] = g.name
 
     # --- convolution and pooling ----------------------------------------------------------------
-    def padded_source(self, what):
+    def padded_source(self):
         """(Act, extra zero padding (t, b, l, r), Virtual or None) of the node's first input."""
         v = self.value(self.node.input[0])
         if isinstance(v, Virtual) and v.kind == "pad":
@@ -190,7 +184,7 @@ class Converter(LayoutOps):
         return strides, (p[0], p[2], p[1], p[3])
 
     def op_Conv(self, node, a):
-        x, extra, _ = self.padded_source("conv")
+        x, extra, _ = self.padded_source()
         w = self.float_array(self.const(node.input[1], "weights"), "weights")
         if w.ndim != 4:
             raise self.fail("weights of shape %s: 2-D convolutions (4-D weights) are supported"
@@ -217,7 +211,7 @@ class Converter(LayoutOps):
         node = self.node
         if len(node.output) > 1 and self.uses.get(node.output[1]):
             raise self.fail("its Indices output is used, which is not supported")
-        x, extra, virtual = self.padded_source("pool")
+        x, extra, virtual = self.padded_source()
         kernel = tuple(a.get("kernel_shape", ()))
         if len(kernel) != 2:
             raise self.fail("kernel_shape %s: 2-D pooling is supported" % (kernel,))
@@ -230,41 +224,21 @@ class Converter(LayoutOps):
         stride, pad = self.window(a, kernel, size)
         if any(extra):
             total = tuple(p + e for p, e in zip(pad, extra))
-            fits = max(total[:2]) < kernel[0] and max(total[2:]) < kernel[1]
+            # (in ceil mode a window may start in explicit padding, not in a pool's own)
+            fits = max(total[:2]) < kernel[0] and max(total[2:]) < kernel[1] and not ceil
             if method == "max" and x.nonneg and fits:
                 pad = total   # zeros never exceed a non-negative window's maximum
-            elif method == "avg" and _POOL_INCLUDE and fits and (include or not any(pad)):
+            elif method == "avg" and fits and (include or not any(pad)):
                 pad, include = total, True   # the explicit zeros count in every window
             else:
                 x = self.materialise_pad(node.input[0], virtual)
-        kwargs = {}
-        floor_size = [(size[i] + pad[2 * i] + pad[2 * i + 1] - kernel[i]) // stride[i] + 1
-                      for i in (0, 1)]
-        if ceil:
-            ceil_size = []
-            for i in (0, 1):
-                n = -(-(size[i] + pad[2 * i] + pad[2 * i + 1] - kernel[i]) // stride[i]) + 1
-                if (n - 1) * stride[i] >= size[i] + pad[2 * i]:
-                    n -= 1   # the last window must start inside the input or its left padding
-                ceil_size.append(n)
-            if _POOL_CEIL:
-                kwargs["ceil_mode"] = True
-            elif ceil_size != floor_size:
-                raise self.fail("ceil_mode=1 changes the output size here (%s, not %s), which "
-                                "is not supported" % (tuple(ceil_size), tuple(floor_size)))
-        if include and any(pad):
-            if not _POOL_INCLUDE:
-                raise self.fail("count_include_pad=1 with padding %s is not supported"
-                                % (pad,))
-            kwargs["count_include_pad"] = True
+        kwargs = dict(ceil_mode=ceil, count_include_pad=include and any(pad))
         layer = self.make(Pool, method, size=kernel, stride=stride, pad=pad,
                           name=self.layer_name(), inputs=x.layer, **kwargs)
         self.emit(layer, x, nonneg=x.nonneg)
 
     def op_MaxPool(self, node, a):
-        if a.get("storage_order", 0):
-            pass  # only the Indices output depends on it
-        self.pool("max", a)
+        self.pool("max", a)   # storage_order only matters to the Indices output
 
     def op_AveragePool(self, node, a):
         self.pool("avg", a)

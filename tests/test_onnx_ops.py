@@ -85,7 +85,7 @@ def test_reduce_mean_as_global_pool(tmp_path):
 
 
 @pytest.mark.parametrize("source", ["relu", "conv"])
-@pytest.mark.parametrize("consumer", ["Conv", "MaxPool", "AveragePool"])
+@pytest.mark.parametrize("consumer", ["Conv", "MaxPool", "AveragePool", "ceil"])
 def test_pad_folded_where_exact(tmp_path, source, consumer):
     first = N("Relu", ["x"], ["a"]) if source == "relu" else N("Conv", ["x", "w0"], ["a"])
     pads = np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)
@@ -94,6 +94,9 @@ def test_pad_folded_where_exact(tmp_path, source, consumer):
     if consumer == "Conv":
         nodes.append(N("Conv", ["p", "w"], ["y"], pads=[1, 0, 0, 1]))
         inits["w"] = const((4, 3, 3, 3))
+    elif consumer == "ceil":   # a window may start in the explicit padding: not folded
+        nodes.append(N("MaxPool", ["p"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+                       ceil_mode=1))
     else:
         nodes.append(N(consumer, ["p"], ["y"], kernel_shape=[3, 3], strides=[2, 2]))
     net = check(tmp_path, nodes, (1, 3, 8, 9), inits)
