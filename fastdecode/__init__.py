@@ -18,6 +18,7 @@ from .network import Network
 from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
                           Sigmoid, Tanh)
 from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
+from ._onnx_import import OnnxError, load_onnx
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
@@ -29,7 +30,8 @@ __all__ = [
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",
     "max_activation_matrix", "classifier_accuracy", "top_images", "self_consistency",
     "threshold_filters",
-    "load_matconvnet", "save_matconvnet", "MatConvNetError", "load", "model_format",
+    "load_matconvnet", "save_matconvnet", "MatConvNetError", "load_onnx", "OnnxError",
+    "load", "model_format",
     "report",
 ]
 

@@ -4,22 +4,10 @@ import errno
 import os
 import stat
 
+from ._onnx_import import looks_like_onnx
+
 __all__ = ["load", "model_format"]
 
-#: The first byte of a serialised ONNX ``ModelProto``: the key of one of its fields (protobuf
-#: tag = field number << 3 | wire type), in the order writers put them.
-_ONNX_FIRST_KEYS = frozenset([
-    0x08,  # 1 ir_version (varint)
-    0x12,  # 2 producer_name
-    0x1a,  # 3 producer_version
-    0x22,  # 4 domain
-    0x28,  # 5 model_version (varint)
-    0x32,  # 6 doc_string
-    0x3a,  # 7 graph
-    0x42,  # 8 opset_import
-    0x72,  # 14 metadata_props
-    0x7a,  # 15 training_info
-])
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 
 
@@ -77,7 +65,7 @@ def model_format(path):
         raise ValueError("%s: the file is empty, not a model" % os.fspath(path))
     if head.startswith(b"MATLAB") or head.startswith(_HDF5) or head[512:520] == _HDF5:
         return "matconvnet"
-    if head[0] in _ONNX_FIRST_KEYS:
+    if looks_like_onnx(head):
         return "onnx"
     raise ValueError("%s: not a MatConvNet (MAT) or ONNX model file; it starts with %r"
                      % (os.fspath(path), head[:16]))

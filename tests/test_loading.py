@@ -70,3 +70,54 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         fd.load(fifo)
 
+
+
+def test_onnx_file_is_recognised_and_loaded(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["y"], ["z"], name="relu")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "model.dat"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    assert fd.model_format(path) == "onnx"
+    net = fd.load(path)
+    np.testing.assert_array_equal(net["conv"].weights, w)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    ref = np.maximum(fd.correlate(x, w, pad=1), 0)
+    np.testing.assert_allclose(net.forward(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def _dynamic_model(path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.random.default_rng(1).standard_normal((2, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
+         helper.make_node("GlobalAveragePool", ["y"], ["z"], name="gap")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 2, 1, 1])],
+        [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_an_open_input_size_is_fixed_by_input_shape_or_size(tmp_path, capsys):
+    from fastdecode.cli import main
+    path = tmp_path / "dynamic.onnx"
+    _dynamic_model(path)
+    with pytest.raises(fd.OnnxError, match="dynamic size"):
+        fd.load(path)
+    net = fd.load(path, input_shape=(None, 12, 10))
+    assert net.input_shape == (3, 12, 10)
+    assert main(["info", str(path)]) == 2
+    assert "dynamic size" in capsys.readouterr().err
+    assert main(["info", str(path), "--size", "12,10"]) == 0
+    assert "gap" in capsys.readouterr().out
+    assert main(["decode", str(path), "--layer", "conv", "--size", "12,10", "--save",
+                 str(tmp_path / "d.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), fd.decode(net, "conv"))
