@@ -17,6 +17,7 @@ from .network import Network
 from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
                           Sigmoid, Tanh)
 from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
+from ._torch_import import from_torch
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
@@ -28,7 +29,7 @@ __all__ = [
     "reconstruction_error", "ReconstructionError", "table1", "filter_scores",
     "max_activation_matrix", "classifier_accuracy", "top_images", "self_consistency",
     "threshold_filters",
-    "load_matconvnet", "save_matconvnet", "MatConvNetError",
+    "load_matconvnet", "save_matconvnet", "MatConvNetError", "from_torch",
     "report",
 ]
 
