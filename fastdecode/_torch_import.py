@@ -108,6 +108,7 @@ def from_torch(module, input_shape, *, example=None):
     example = _example(torch, example, input_shape, dtype)
     gm, blocks = _trace(torch, module)
     first, dependent = _dependent(gm)
+    _check_leaf_modules(torch, gm)
     shapes, consts = _run(torch, gm, example, dependent, module)
     b = Builder(torch, example.shape[0], dtype)
     outputs = _convert(torch, gm, b, first, dependent, shapes, consts, input_shape)
@@ -171,6 +172,26 @@ def _trace(torch, module):
             "ONNX (torch.onnx.export) and read it with fastdecode.load_onnx"
             % (type(module).__name__, type(exc).__name__, exc)) from None
     return gm, {k: v[0] for k, v in blocks.items() if len(set(v)) == 1}
+
+
+_ADVICE = ("fastdecode converts the torch.nn modules Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, "
+           "Adaptive*Pool2d, Linear, Flatten, Dropout, Identity, Upsample, ZeroPad2d and the "
+           "activations, and their functional forms (see the documentation's PyTorch page). "
+           "Replace the operation, or export the model to ONNX (torch.onnx.export) and read it "
+           "with fastdecode.load_onnx where its ONNX operators are covered")
+
+
+def _check_leaf_modules(torch, gm):
+    """Refuse a call of a torch.nn module that has no converter, before running anything."""
+    table = modules(torch)
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            m = gm.get_submodule(node.target)
+            if type(m) not in table:
+                raise ValueError("from_torch: node %r calls module %r (%s.%s), which has no "
+                                 "fastdecode equivalent. %s" % (
+                                     node.name, node.target, type(m).__module__,
+                                     type(m).__name__, _ADVICE))
 
 
 def _dependent(gm):
@@ -311,13 +332,7 @@ def _convert(torch, gm, b, first, dependent, shapes, consts, input_shape):
                     convert = None
                 call = (lambda: convert(b, *args, **kwargs))
             if convert is None:
-                raise b.error(
-                    "it has no fastdecode equivalent. fastdecode converts the torch.nn modules "
-                    "Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, Adaptive*Pool2d, Linear, "
-                    "Flatten, Dropout, Identity, Upsample, ZeroPad2d and the activations, and "
-                    "their functional forms (see the documentation's PyTorch page). Replace "
-                    "the operation, or export the model to ONNX (torch.onnx.export) and read "
-                    "it with fastdecode.load_onnx where its ONNX operators are covered")
+                raise b.error("it has no fastdecode equivalent. " + _ADVICE)
             try:
                 result = call()
             except ValueError as exc:
