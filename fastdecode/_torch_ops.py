@@ -13,7 +13,8 @@ import operator
 
 import numpy as np
 
-from .activations import GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU, Sigmoid, Tanh
+from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
+                          Sigmoid, Tanh)
 from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
 from .layers import BatchNorm, Conv, Dropout, Pool, ReLU, Softmax
 
@@ -349,7 +350,8 @@ def affine(b, x, y, op):
     """x op c (or c op x) for a constant c, one value or one per channel: a per-channel affine
     map, kept as a BatchNorm layer (mean 0, sigma 1)."""
     if isinstance(x, Value) == isinstance(y, Value):
-        raise b.error("needs a traced tensor")
+        raise b.error("an operation between two tensors computed from the images is supported "
+                      "only as an addition, a concatenation or a per-channel gate")
     v, c, first = (x, y, True) if isinstance(x, Value) else (y, x, False)
     v = b.tensor(v)
     C = b.channels(v)

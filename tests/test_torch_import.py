@@ -115,6 +115,7 @@ class InPlace(nn.Module):
         return w + u
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("make, shape", [
     (lambda: nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1),
                            nn.Conv2d(6, 6, 3, padding="same", dilation=2, groups=3),
@@ -329,6 +330,7 @@ class Unsupported(nn.Module):
     (Unsupported(lambda y: F.softmax(y, dim=2)), r"softmax over the channels"),
     (Unsupported(lambda y: torch.cat([y, y], dim=2)), r"along the channels"),
     (Unsupported(lambda y: torch.clamp(y, min=1)), r"clamping on one side"),
+    (Unsupported(lambda y: y - y), r"between two tensors"),
     (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")), r"padding_mode"),
     (nn.Sequential(nn.ConvTranspose2d(4, 4, 2, stride=2)), r"stride 1.*\(2, 2\)"),
     (nn.Sequential(nn.Conv2d(4, 4, 1), nn.Linear(6, 2)), r"flatten the map first"),
