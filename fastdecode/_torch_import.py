@@ -175,8 +175,8 @@ def _trace(torch, module):
 
 
 _ADVICE = ("fastdecode converts the torch.nn modules Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, "
-           "Adaptive*Pool2d, Linear, Flatten, Dropout, Identity, Upsample, ZeroPad2d and the "
-           "activations, and their functional forms (see the documentation's PyTorch page). "
+           "Adaptive*Pool2d, Linear, Flatten, Dropout, Identity, Upsample, ZeroPad2d, "
+           "LocalResponseNorm and the activations, and their functional forms (see the documentation's PyTorch page). "
            "Replace the operation, or export the model to ONNX (torch.onnx.export) and read it "
            "with fastdecode.load_onnx where its ONNX operators are covered")
 
@@ -234,7 +234,7 @@ def _run_with(torch, gm, example, dependent, meta):
     nn = torch.nn
     preserving = {nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.PReLU,
                   nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh,
-                  nn.Dropout, nn.Dropout2d, nn.Identity}
+                  nn.Dropout, nn.Dropout2d, nn.Identity, nn.LocalResponseNorm}
 
     def to_meta(a):
         return torch.fx.node.map_aggregate(

@@ -16,7 +16,7 @@ import numpy as np
 from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
                           Sigmoid, Tanh)
 from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
-from .layers import BatchNorm, Conv, Dropout, Pool, ReLU, Softmax
+from .layers import LRN, BatchNorm, Conv, Dropout, Pool, ReLU, Softmax
 
 
 class Value:
@@ -499,6 +499,16 @@ def gelu(b, x, approximate="none"):
     return b.unary(_layer(GELU), x)
 
 
+def local_response_norm(b, x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """PyTorch's LRN divides alpha by the window's size; its window is centred for odd sizes
+    only (fastdecode's LRN puts the extra channel of an even window on the other side)."""
+    x = b.map(x)
+    if size % 2 == 0:
+        raise b.error("local response normalisation over an even number of channels (%d) is "
+                      "not supported" % size)
+    return b.unary(_layer(LRN, size, float(k), float(alpha) / size, float(beta)), x)
+
+
 def dropout(b, x, p=0.5, training=False, inplace=False):
     if _truthy(b, training, "training"):
         raise b.error("dropout in training mode; call module.eval() first")
@@ -595,7 +605,7 @@ def functions(torch):
             b, x, "max"),
         torch.mean: mean, F.interpolate: upsample, F.pad: zero_pad,
         F.conv2d: _conv_fn, F.linear: lambda b, x, weight, bias=None: linear(b, x, weight, bias),
-        F.batch_norm: _batch_norm_fn,
+        F.batch_norm: _batch_norm_fn, F.local_response_norm: local_response_norm,
     }
     return table
 
@@ -643,4 +653,6 @@ def modules(torch):
         nn.Upsample: upsample_module, nn.UpsamplingNearest2d: upsample_module,
         nn.UpsamplingBilinear2d: upsample_module,
         nn.ZeroPad2d: zero_pad_module, nn.ConstantPad2d: zero_pad_module,
+        nn.LocalResponseNorm: lambda b, m, x: local_response_norm(b, x, m.size, m.alpha, m.beta,
+                                                                  m.k),
     }

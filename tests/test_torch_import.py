@@ -59,7 +59,7 @@ class Functional(nn.Module):
         y = F.hardswish(y) + F.hardsigmoid(y) + F.silu(y) + F.gelu(y) + torch.sigmoid(y)
         y = torch.tanh(y) + y.relu() + y.sigmoid() + y.tanh() + F.relu6(y)
         y = F.hardtanh(y, -1.0, 2.0) + y.clamp(0, 6) + y.clamp(min=0) + torch.clamp(y, -1, 2)
-        y = F.dropout(y, 0.3, self.training)
+        y = F.dropout(y, 0.3, self.training) + F.local_response_norm(y, 5, 0.2)
         y = F.max_pool2d(y, 3, 2, 1, ceil_mode=True)
         y = F.avg_pool2d(y, 2, ceil_mode=True, count_include_pad=False)
         y = F.adaptive_avg_pool2d(y, (2, 2))
@@ -139,8 +139,8 @@ class InPlace(nn.Module):
                            nn.LeakyReLU(0.2), nn.Conv2d(4, 4, 1), nn.PReLU(4), nn.PReLU(),
                            nn.Hardswish(), nn.Conv2d(4, 4, 1), nn.Hardsigmoid(), nn.SiLU(),
                            nn.GELU(), nn.Sigmoid(), nn.Tanh(), nn.Hardtanh(-0.5, 0.5),
-                           nn.Dropout(0.3), nn.Dropout2d(), nn.Identity(), nn.Softmax(1)),
-     (2, 6, 7)),
+                           nn.Dropout(0.3), nn.Dropout2d(), nn.Identity(),
+                           nn.LocalResponseNorm(3, 0.5, 0.6, 1.5), nn.Softmax(1)), (2, 6, 7)),
     (lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Upsample(scale_factor=2),
                            nn.Conv2d(3, 3, 3), nn.Upsample(scale_factor=(2, 3), mode="bilinear"),
                            nn.UpsamplingNearest2d(size=(40, 72))), (2, 6, 7)),
@@ -335,6 +335,7 @@ class Unsupported(nn.Module):
     (nn.Sequential(nn.ConvTranspose2d(4, 4, 2, stride=2)), r"stride 1.*\(2, 2\)"),
     (nn.Sequential(nn.Conv2d(4, 4, 1), nn.Linear(6, 2)), r"flatten the map first"),
     (nn.Sequential(nn.MaxPool2d(3, dilation=2)), r"dilation"),
+    (nn.Sequential(nn.LocalResponseNorm(4)), r"even number of channels"),
     (nn.Sequential(nn.BatchNorm2d(4, track_running_stats=False)), r"running statistics"),
 ])
 def test_unsupported_operations_get_one_clear_error(module, match):
