@@ -52,8 +52,8 @@ def from_torch(module, input_shape, *, example=None):
     input_shape : (int, int, int)
         (C, H, W) of the images the network takes.
     example : torch.Tensor or array_like, optional
-        An input (N, C, H, W) run through the module once to learn every tensor's shape
-        (default: zeros of shape (1, C, H, W) in the module's dtype).
+        An input (N, C, H, W), converted to the module's dtype, run through the module once
+        to learn every tensor's shape (default: zeros of shape (1, C, H, W)).
 
     Returns
     -------
@@ -142,7 +142,7 @@ def _example(torch, example, input_shape, dtype):
     if example.ndim != 4 or tuple(example.shape[1:]) != input_shape or example.shape[0] < 1:
         raise ValueError("from_torch: example has shape %s; input_shape %s needs (N, %d, %d, %d)"
                          % ((tuple(example.shape), input_shape) + input_shape))
-    return example
+    return example.to(dtype)
 
 
 def _trace(torch, module):

@@ -365,5 +365,6 @@ def test_bad_arguments_get_clear_errors():
         fd.from_torch(model, (3, 8, 8), example=torch.zeros(1, 3, 9, 8))
     with pytest.raises(ValueError, match="output 0 of the module is the input itself"):
         fd.from_torch(nn.Sequential(nn.Identity()).eval(), (3, 8, 8))
-    net = fd.from_torch(model, (3, 8, 8), example=np.ones((2, 3, 8, 8), np.float32))
-    assert net.conv_layers == ["0"]
+    for example in (np.ones((2, 3, 8, 8), np.float32), torch.ones(1, 3, 8, 8).double()):
+        net = fd.from_torch(model, (3, 8, 8), example=example)
+        assert net.conv_layers == ["0"] and net.dtype == np.float32
