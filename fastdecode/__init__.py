@@ -19,6 +19,7 @@ from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, 
                           Sigmoid, Tanh)
 from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
 from ._onnx_import import OnnxError, load_onnx
+from ._torch_import import from_torch
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",
@@ -32,6 +33,7 @@ __all__ = [
     "threshold_filters",
     "load_matconvnet", "save_matconvnet", "MatConvNetError", "load_onnx", "OnnxError",
     "load", "model_format",
+    "from_torch",
     "report",
 ]
 

@@ -102,7 +102,8 @@ def build(net, input_shape):
         role = getattr(layer, "decode_role", None)
         if layer.type == "linear":
             vector.append(True)
-        elif role in ("identity", "scale") or getattr(layer, "multi_input", False):
+        elif (role in ("identity", "scale") or getattr(layer, "multi_input", False)
+              or layer.type == "softmax"):   # shape-preserving: a vector stays a vector
             vector.append(all(s != IMAGE and vector[s] for s in net._inputs[i]))
         else:
             vector.append(False)

@@ -10,11 +10,17 @@ import pytest
 MODULES = ["fastdecode.ops", "fastdecode.decoding", "fastdecode.network", "fastdecode.layers",
            "fastdecode._config", "fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting",
            "fastdecode.matconvnet", "fastdecode.loading", "fastdecode.graph_layers",
-           "fastdecode.datasets", "fastdecode.models", "fastdecode.paper", "fastdecode.atlas"]
+           "fastdecode.datasets", "fastdecode.models", "fastdecode.paper", "fastdecode.atlas",
+           "fastdecode._torch_import"]
+
+#: Modules whose examples need an optional dependency.
+NEEDS = {"fastdecode._torch_import": "torch"}
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name, tmp_path, monkeypatch):
+    if name in NEEDS:
+        pytest.importorskip(NEEDS[name])
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the examples' folders go there
     for model in ("lenet-mnist", "lenet-fashion"):
         if not (resources.files("fastdecode.models") / (model + ".mat")).is_file():
