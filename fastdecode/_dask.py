@@ -249,7 +249,8 @@ class Scheduler:
         else:
             self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
                                         processes=True, host="127.0.0.1",
-                                        dashboard_address=None)
+                                        dashboard_address=None,
+                                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             try:
                 self.client = Client(self.cluster, set_as_default=True)
             except BaseException:
