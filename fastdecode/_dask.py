@@ -106,8 +106,17 @@ def chunk_tasks(images, fn, shared):
     dask, _ = require()
     blocks = images.to_delayed().ravel()
     shared = dask.delayed(shared, traverse=False)
-    call = dask.delayed(fn, pure=True)
-    return [call(block, start, shared) for block, start in zip(blocks, chunk_starts(images))]
+    call = dask.delayed(_run_chunk, pure=True)
+    return [call(fn, block, start, shared)
+            for block, start in zip(blocks, chunk_starts(images))]
+
+
+def _run_chunk(fn, block, start, shared):
+    """``fn(block, start, shared)`` with BLAS on one thread: the tasks run side by side, and
+    BLAS threads of concurrent calls would contend (see :mod:`fastdecode._engine.blas`)."""
+    from ._engine import blas
+    with blas.single_threaded():
+        return fn(block, start, shared)
 
 
 def chunk_array(images, fn, shared, tail, dtype):
@@ -121,7 +130,11 @@ def chunk_array(images, fn, shared, tail, dtype):
 def compute(*things):
     """Compute delayed objects and dask arrays together, on the active scheduler."""
     dask, _ = require()
-    return dask.compute(*things)
+    from ._engine import blas
+    # BLAS on one thread for the whole computation, set and restored in this thread: the tasks
+    # of the threaded scheduler call BLAS side by side, and its own threads would contend
+    with blas.single_threaded():
+        return dask.compute(*things)
 
 
 # --- mergeable partial results over (N, K) scores -------------------------------------------

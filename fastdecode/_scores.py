@@ -2,7 +2,9 @@
 decoded filters as a classifier, and each filter's top images (Figure 4c/d).
 
 The functions take the :class:`FilterScores` of :func:`fastdecode.filter_scores`; they are
-reached as ``fastdecode.evaluation.*`` and ``fastdecode.*``.
+reached as ``fastdecode.evaluation.*`` and ``fastdecode.*``. Lazy scores (dask arrays, from a
+pass over a dask array of images) are reduced chunk by chunk and merged
+(:mod:`fastdecode._dask`), with the same results.
 """
 
 from collections import namedtuple

@@ -4,7 +4,8 @@ self-consistency.
 Every function takes images already preprocessed as the network expects, ``(N, C, H, W)``
 (``fastdecode.models.preprocess`` for the shipped models). Passes over a dataset run in batches,
 so memory stays bounded (each batch writes into the arrays of the one before), and show a tqdm
-progress bar on stderr unless ``progress=False``.
+progress bar on stderr unless ``progress=False``. A ``dask.array.Array`` of images is passed
+chunk by chunk on the active Dask scheduler, each chunk in batches (:mod:`fastdecode._dask`).
 """
 
 from collections import namedtuple
@@ -351,8 +352,9 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     ----------
     net : fastdecode.Network
         The network.
-    images : array_like
-        (N, C, H, W) images, preprocessed as the network expects them.
+    images : array_like or dask.array.Array
+        (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
+        one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layer : str or int
         A conv layer's name or index.
     unpool : str, optional
@@ -364,9 +366,9 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     batch_size : int, optional
         Images per batch (default: about 64 MiB of responses).
     n_threads : int, optional
-        Threads (default: all cores).
+        Threads (default: all cores; per task for a dask array, default 1).
     progress : bool, optional
-        Show a progress bar on stderr.
+        Show a progress bar on stderr (not for a dask array).
 
     Returns
     -------
@@ -410,8 +412,9 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     ----------
     net : fastdecode.Network
         The network.
-    images : array_like
-        (N, C, H, W) images, preprocessed as the network expects them.
+    images : array_like or dask.array.Array
+        (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
+        one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layers : str, int or sequence, optional
         The conv layers (default: every conv layer above the first).
     methods : str or sequence of str, optional
@@ -499,8 +502,9 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     ----------
     net : fastdecode.Network
         The network.
-    images : array_like
-        (N, C, H, W) images, preprocessed as the network expects them.
+    images : array_like or dask.array.Array
+        (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
+        one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layer : str or int, optional
         A conv layer's name or index (default: the top one).
     unpool : str, optional
@@ -519,7 +523,11 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     Returns
     -------
     FilterScores
-        ``(network (N, K), decoded (N, K), layer name)``.
+        ``(network (N, K), decoded (N, K), layer name)``; for a dask array of images, the two
+        arrays are lazy dask arrays, one block per chunk of images, which
+        :func:`top_images`, :func:`max_activation_matrix` and :func:`classifier_accuracy`
+        reduce chunk by chunk (each call is one pass over the images: ``dask.persist`` the
+        scores to keep them).
 
     Examples
     --------
