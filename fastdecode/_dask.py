@@ -167,14 +167,19 @@ def _merge_top(parts, k):
     return np.take_along_axis(values, order, axis=0), np.take_along_axis(index, order, axis=0)
 
 
-def top_indices(S, k):
-    """Delayed (K, k) image indices: each filter's k best images, best first, ties to the lower
-    index; ``S`` a lazy (N, K) array of scores."""
+def top_candidates(S, k):
+    """Delayed (values (k, K), image indices (k, K)): each filter's k best images, best first,
+    ties to the lower index; ``S`` a lazy (N, K) array of scores."""
     dask, _ = require()
     blocks, starts = _rows(S)
     parts = [dask.delayed(_top_candidates, pure=True)(b, s, k) for b, s in zip(blocks, starts)]
-    merged = _tree(parts, _merge_top, k)
-    return dask.delayed(_transposed_index, pure=True)(merged)
+    return _tree(parts, _merge_top, k)
+
+
+def top_indices(S, k):
+    """Delayed (K, k) image indices of :func:`top_candidates`."""
+    dask, _ = require()
+    return dask.delayed(_transposed_index, pure=True)(top_candidates(S, k))
 
 
 def _transposed_index(merged):
