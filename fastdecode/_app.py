@@ -306,11 +306,7 @@ def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, p
         ds = load_data(data, start=start, limit=limit,
                        chunks=MAX_CHUNK if cluster.active else None)
         if cluster.active:
-            n = len(ds.images)
-            ds = ds._replace(images=ds.images.rechunk(
-                {0: min(MAX_CHUNK, max(1, -(-n // (4 * cluster.threads()))))}))
-            _say("dask: %s, %d chunks of up to %d images"
-                 % (cluster.describe(), ds.images.numblocks[0], ds.images.chunks[0][0]))
+            ds = lazy_chunks(ds, cluster)
         _evaluate_and_write(net, model, ds, out, methods, figures, n_threads, bias, progress,
                             mean, std)
     _say("done in %.1f s" % (time.time() - t0))
@@ -320,6 +316,17 @@ def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, p
 #: Images per chunk of a pass on a Dask cluster: four chunks per worker thread, at most this
 #: many images each.
 MAX_CHUNK = 4096
+
+
+def lazy_chunks(ds, cluster):
+    """The lazy images of ``ds`` rechunked for the cluster (four chunks per worker thread, at
+    most MAX_CHUNK images each), said on stdout."""
+    n = len(ds.images)
+    ds = ds._replace(images=ds.images.rechunk(
+        {0: min(MAX_CHUNK, max(1, -(-n // (4 * cluster.threads()))))}))
+    _say("dask: %s, %d chunks of up to %d images"
+         % (cluster.describe(), ds.images.numblocks[0], ds.images.chunks[0][0]))
+    return ds
 
 
 def _evaluate_and_write(net, model, ds, out, methods, figures, n_threads, bias, progress, mean,

@@ -243,6 +243,23 @@ def test_cli_on_a_cluster_gives_the_results_of_the_in_process_pass(shared_data, 
     assert sorted(p.name for p in (tmp_path / "local").iterdir()) == figures
 
 
+def test_cli_report_on_a_cluster_shows_the_same_atlas(shared_data, cluster, tmp_path, capsys):
+    common = ["report", "lenet-mnist", "--data", str(shared_data / "mnist"), "--limit", "300",
+              "--layers", "layer3", "layer7", "--no-progress"]
+    assert cli.main(common + ["--out", str(tmp_path / "mem")]) == 0
+    assert cli.main(common + ["--out", str(tmp_path / "sched"), "--scheduler",
+                              cluster.scheduler_address]) == 0
+    assert "dask: the scheduler at" in capsys.readouterr().out
+    mem, sched = tmp_path / "mem", tmp_path / "sched"
+    files = sorted(p.relative_to(mem) for p in mem.rglob("*"))
+    assert files == sorted(p.relative_to(sched) for p in sched.rglob("*"))
+    for p in (mem / "img").iterdir():   # the same top images, patches and filters
+        assert p.read_bytes() == (sched / "img" / p.name).read_bytes(), p.name
+    assert cli.main(["report", "lenet-mnist", "--out", str(tmp_path / "x"), "--workers",
+                     "2"]) == 2
+    assert "--data" in capsys.readouterr().err
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 def _exploding(shape, dtype):
