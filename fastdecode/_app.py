@@ -110,7 +110,7 @@ def parse_size(text):
     return tuple(size)
 
 
-def load_data(data=None, *, start=0, limit=None):
+def load_data(data=None, *, start=0, limit=None, chunks=None):
     """Test images and labels from an IDX directory, or the shipped Fashion-MNIST sample.
 
     Parameters
@@ -122,6 +122,9 @@ def load_data(data=None, *, start=0, limit=None):
         The 0-based index of the first image kept.
     limit : int, optional
         Keep at most this many images (default: all from ``start`` on).
+    chunks : int, optional
+        Read the images lazily, as a dask array of chunks of this many images (see
+        :func:`fastdecode.datasets.load_idx`).
 
     Returns
     -------
@@ -137,8 +140,12 @@ def load_data(data=None, *, start=0, limit=None):
     if data is None:
         ds = datasets.fashion_sample()
         source = "the shipped Fashion-MNIST sample (first 1,000 test images)"
+        if chunks is not None:
+            from ._dask import require
+            ds = ds._replace(images=require()[1].from_array(ds.images, chunks=(chunks, -1, -1)))
     else:
-        ds = datasets.load_directory(data, split="test")
+        ds = datasets.load_directory(data, split="test", lazy=chunks is not None,
+                                     chunks=chunks)
         source = "the test images in %s" % os.fspath(data)
     n = len(ds.images)
     start = int(start or 0)
@@ -284,8 +291,10 @@ def _save_grid(D, path, threshold, labels, title):
 # --- runs ---------------------------------------------------------------------------------------
 
 def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, progress,
-         mean=None, std=None, size=None):
+         mean=None, std=None, size=None, scheduler=None, workers=None):
     """Load the model and data, evaluate, write the figures (all or nothing), print a summary."""
+    from ._dask import Scheduler
+    cluster = Scheduler(scheduler, workers)  # checks its arguments; connects on entry
     t0 = time.time()
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     size = parse_size(size)
@@ -293,7 +302,35 @@ def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, p
     if out is not None:
         check_output_dir(out)
     net = load_model(model, size=size)
-    ds = load_data(data, start=start, limit=limit)
+    with cluster:
+        ds = load_data(data, start=start, limit=limit,
+                       chunks=MAX_CHUNK if cluster.active else None)
+        if cluster.active:
+            ds = lazy_chunks(ds, cluster)
+        _evaluate_and_write(net, model, ds, out, methods, figures, n_threads, bias, progress,
+                            mean, std)
+    _say("done in %.1f s" % (time.time() - t0))
+    return 0
+
+
+#: Images per chunk of a pass on a Dask cluster: four chunks per worker thread, at most this
+#: many images each.
+MAX_CHUNK = 4096
+
+
+def lazy_chunks(ds, cluster):
+    """The lazy images of ``ds`` rechunked for the cluster (four chunks per worker thread, at
+    most MAX_CHUNK images each), said on stdout."""
+    n = len(ds.images)
+    ds = ds._replace(images=ds.images.rechunk(
+        {0: min(MAX_CHUNK, max(1, -(-n // (4 * cluster.threads()))))}))
+    _say("dask: %s, %d chunks of up to %d images"
+         % (cluster.describe(), ds.images.numblocks[0], ds.images.chunks[0][0]))
+    return ds
+
+
+def _evaluate_and_write(net, model, ds, out, methods, figures, n_threads, bias, progress, mean,
+                        std):
     with OutputDirectory(out) as outputs:
         x, has_mean = prepare(net, ds, mean=mean, std=std)
         _say("\n".join(header_lines(net, model, ds, len(x), has_mean)))
@@ -308,8 +345,6 @@ def _run(*, model, data, out, methods, figures, n_threads, limit, start, bias, p
     if outputs.written:
         _say()
         _say("wrote %s" % ", ".join(outputs.written))
-    _say("done in %.1f s" % (time.time() - t0))
-    return 0
 
 
 def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threads=None,
@@ -343,7 +378,8 @@ def run_demo(*, model="lenet-fashion", data=None, out="fastdecode-demo", n_threa
 
 
 def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit=None, start=0,
-                 bias=False, progress=True, mean=None, std=None, size=None):
+                 bias=False, progress=True, mean=None, std=None, size=None, scheduler=None,
+                 workers=None):
     """``fastdecode evaluate``: Table 1, Figure 1 and self-consistency on a data set.
 
     Parameters
@@ -370,6 +406,14 @@ def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit
         scaled to [0, 1], then ``(x - mean) / std``; default the model's own normalisation.
     size : str, optional
         The ``--size`` text "H,W", for ONNX files that leave the input size open.
+    scheduler : str, optional
+        The address of a running Dask scheduler (``--scheduler``) to run the passes over the
+        images on; the images are then read chunk by chunk.
+    workers : int, optional
+        Start a local Dask cluster of this many worker processes on 127.0.0.1 (``--workers``)
+        for the passes, closed at the end.
+    n_threads : int, optional
+        With ``scheduler`` or ``workers``: threads of each task (default 1).
 
     Returns
     -------
@@ -378,5 +422,5 @@ def run_evaluate(*, model, data, out=None, unpool=METHODS, n_threads=None, limit
     """
     return _run(model=model, data=data, out=out, methods=unpool, figures=False,
                 n_threads=n_threads, limit=limit, start=start, bias=bias, progress=progress,
-                mean=mean, std=std, size=size)
+                mean=mean, std=std, size=size, scheduler=scheduler, workers=workers)
 

@@ -15,8 +15,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import _dask
 from . import evaluation as ev
 from . import paper
+from ._scores import score_results
 from .decoding import decode
 from ._validation import printable
 
@@ -110,6 +112,8 @@ def prepare(net, data, *, mean=None, std=None):
     has_mean : bool
         False when the raw pixels were used.
     """
+    if _dask.is_dask_array(data.images):
+        return _prepare_lazy(net, data.images, mean, std)
     from . import models
     if mean is not None or std is not None:
         from .atlas._inputs import normalisation
@@ -124,6 +128,23 @@ def prepare(net, data, *, mean=None, std=None):
     except KeyError:
         x = np.asarray(data.images, dtype=net.dtype)
         return (x[:, None] if x.ndim == 3 else x), False
+
+
+def _prepare_lazy(net, raw, mean, std):
+    """:func:`prepare` of a dask array of raw images, chunk by chunk: the same function on every
+    chunk, the channels and the normalisation found first on one blank image."""
+    if raw.ndim not in (3, 4):
+        raise ValueError("images must be (N, H, W) or (N, C, H, W), got shape %s" % (raw.shape,))
+    blank, has_mean = prepare(net, Dataset(np.zeros((1,) + raw.shape[1:], raw.dtype), None,
+                                           "", 0), mean=mean, std=std)
+    raw = raw.rechunk({a: -1 for a in range(1, raw.ndim)})
+    x = _dask.chunk_array(raw, _prepare_chunk, (net, mean, std), blank.shape[1:], blank.dtype)
+    return x, has_mean
+
+
+def _prepare_chunk(raw, start, shared):
+    net, mean, std = shared
+    return prepare(net, Dataset(raw, None, "", start), mean=mean, std=std)[0]
 
 
 def _say(text=""):
@@ -246,11 +267,11 @@ def evaluate(net, model, data, *, methods=METHODS, bias=False, n_threads=None, p
     opts = dict(unpool=e.method, bias=bias, n_threads=n_threads, progress=progress)
     e.decoded[top] = decode(net, top, unpool=e.method, n_threads=n_threads)
     scores = ev.filter_scores(net, x, top, decoded=e.decoded[top], **opts)
-    e.matrix = ev.max_activation_matrix(scores)
+    labels = None
     if data.labels is not None and np.asarray(data.labels).max() < K:
-        e.accuracy = ev.classifier_accuracy(scores, np.asarray(data.labels, dtype=np.int64))
+        labels = np.asarray(data.labels, dtype=np.int64)
     k = min(TOP_K, len(x))
-    e.tops[top] = ev.top_images(scores, k)
+    e.matrix, e.accuracy, e.tops[top] = score_results(scores, labels, k)  # one pass
     if e.mid is not None:  # the layer below the top one, as the paper's Figure 4c/d
         e.decoded[e.mid] = decode(net, e.mid, unpool=e.method, n_threads=n_threads)
         e.tops[e.mid] = ev.top_images(ev.filter_scores(
@@ -424,6 +445,17 @@ def save_evaluation_figures(e, outputs):
         return
     title = "%s, %s unpooling" % (e.model, e.method)
     shown, m, acc = e.data.images, e.matrix, e.accuracy  # raw pixels for display
+    if _dask.is_dask_array(shown):  # read only the images shown, once, and index those
+        used = np.unique(np.concatenate([a.ravel() for a in (
+            m.network_images, m.decoded_images, *(t for v in e.tops.values() for t in v[:2]))]))
+        shown = _dask.compute(shown[used])[0]
+        m = m._replace(network_images=np.searchsorted(used, m.network_images),
+                       decoded_images=np.searchsorted(used, m.decoded_images))
+        tops = {l: t._replace(network=np.searchsorted(used, t.network),
+                              decoded=np.searchsorted(used, t.decoded))
+                for l, t in e.tops.items()}
+    else:
+        tops = e.tops
     plotting.save_activation_matrix(
         {"network responses": (m.network, shown[m.network_images]),
          "decoded-filter correlations": (m.decoded, shown[m.decoded_images])},
@@ -432,14 +464,14 @@ def save_evaluation_figures(e, outputs):
               % (printable(e.top), e.n_images, title, "" if acc is None else
                  "\naccuracy as a classifier: decoded filters alone %.3f, network %.3f"
                  % (acc.decoded, acc.network)))
-    tops = e.tops[e.top]
-    k = tops.network.shape[1]
-    plotting.save_top_images(shown, tops.network, tops.decoded, e.decoded[e.top],
+    top = tops[e.top]
+    k = top.network.shape[1]
+    plotting.save_top_images(shown, top.network, top.decoded, e.decoded[e.top],
                              outputs.path("fig4cd_top_images_%s.png" % e.top), labels=e.names,
                              title="Top %d images per filter of %s (%s)"
                                    % (k, printable(e.top), title))
     if e.mid is not None:
-        mid = e.tops[e.mid]
+        mid = tops[e.mid]
         sel = _grid_selection(len(mid.overlap), TOP_FILTERS)
         plotting.save_top_images(
             shown, mid.network, mid.decoded, e.decoded[e.mid],

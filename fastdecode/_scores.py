@@ -2,13 +2,16 @@
 decoded filters as a classifier, and each filter's top images (Figure 4c/d).
 
 The functions take the :class:`FilterScores` of :func:`fastdecode.filter_scores`; they are
-reached as ``fastdecode.evaluation.*`` and ``fastdecode.*``.
+reached as ``fastdecode.evaluation.*`` and ``fastdecode.*``. Lazy scores (dask arrays, from a
+pass over a dask array of images) are reduced chunk by chunk and merged
+(:mod:`fastdecode._dask`), with the same results.
 """
 
 from collections import namedtuple
 
 import numpy as np
 
+from . import _dask
 from ._validation import as_int
 
 __all__ = ["FilterScores", "ActivationMatrix", "max_activation_matrix", "ClassifierAccuracy",
@@ -76,7 +79,11 @@ def _as_scores(scores):
     if not isinstance(scores, FilterScores):
         raise TypeError("scores must be a FilterScores from filter_scores, got %s"
                         % type(scores).__name__)
-    shapes = (np.shape(scores.network), np.shape(scores.decoded))
+    if _dask.is_lazy_scores(scores):
+        shapes = (tuple(getattr(scores.network, "shape", ())),
+                  tuple(getattr(scores.decoded, "shape", ())))
+    else:
+        shapes = (np.shape(scores.network), np.shape(scores.decoded))
     if len(shapes[0]) != 2 or shapes[0] != shapes[1] or min(shapes[0]) == 0:
         raise ValueError("scores.network and scores.decoded must be non-empty (N, K) arrays of "
                          "one shape, got %s and %s" % shapes)
@@ -104,11 +111,24 @@ def max_activation_matrix(scores):
         When its arrays are empty or differ in shape.
     """
     s = _as_scores(scores)
+    if _dask.is_lazy_scores(s):
+        return _dask.compute(_lazy_matrix(s))[0]
     out = []
     for S in (s.network, s.decoded):
         best = S.argmax(axis=0)            # (K,) image maximising each filter
         out.append((S[best].T, best))      # [i, j]: filter i on filter j's best image
     return ActivationMatrix(out[0][0], out[1][0], out[0][1], out[1][1])
+
+
+def _lazy_matrix(s):
+    """Delayed ActivationMatrix of lazy scores (per-chunk best images, merged)."""
+    dask, _ = _dask.require()
+    return dask.delayed(_activation_matrix, pure=True)(_dask.best_images(s.network),
+                                                       _dask.best_images(s.decoded))
+
+
+def _activation_matrix(network, decoded):
+    return ActivationMatrix(network[0], decoded[0], network[1], decoded[1])
 
 
 def classifier_accuracy(scores, labels):
@@ -132,6 +152,24 @@ def classifier_accuracy(scores, labels):
         When the labels do not match the scores in number or range.
     """
     s = _as_scores(scores)
+    labels = _labels(s, labels)
+    if _dask.is_lazy_scores(s):
+        return _accuracy(labels, *_dask.compute(*_lazy_predictions(s)))
+    return _accuracy(labels, s.decoded.argmax(axis=1), s.network.argmax(axis=1))
+
+
+def _lazy_predictions(s):
+    return _dask.predictions(s.decoded), _dask.predictions(s.network)
+
+
+def _accuracy(labels, pd, pn):
+    return ClassifierAccuracy(float(np.mean(pd == labels)), float(np.mean(pn == labels)), pd, pn)
+
+
+def _labels(s, labels):
+    """Labels (N,) checked against the scores."""
+    if _dask.is_dask_array(labels):
+        labels = _dask.compute(labels)[0]
     labels = np.asarray(labels)
     N, K = s.network.shape
     if labels.shape != (N,):
@@ -141,9 +179,7 @@ def classifier_accuracy(scores, labels):
         raise ValueError("labels must be integers in 0..%d (layer %r has %d filters); got %s "
                          "values in %s..%s" % (K - 1, s.layer, K, labels.dtype, labels.min(),
                                                 labels.max()))
-    pd = s.decoded.argmax(axis=1)
-    pn = s.network.argmax(axis=1)
-    return ClassifierAccuracy(float(np.mean(pd == labels)), float(np.mean(pn == labels)), pd, pn)
+    return labels
 
 
 def top_images(scores, k=9):
@@ -181,12 +217,46 @@ def top_images(scores, k=9):
     0.42
     """
     s = _as_scores(scores)
+    k = _top_k(s, k)
+    if _dask.is_lazy_scores(s):
+        return _dask.compute(_lazy_tops(s, k))[0]
+    # stable sort of the negated scores: ties go to the lower image index
+    tn = np.argsort(-s.network, axis=0, kind="stable")[:k].T
+    td = np.argsort(-s.decoded, axis=0, kind="stable")[:k].T
+    return _tops(tn, td)
+
+
+def _top_k(s, k):
     k = as_int("k", k, minimum=1)
     N = s.network.shape[0]
     if k > N:
         raise ValueError("k=%d is larger than the %d images scored" % (k, N))
-    # stable sort of the negated scores: ties go to the lower image index
-    tn = np.argsort(-s.network, axis=0, kind="stable")[:k].T
-    td = np.argsort(-s.decoded, axis=0, kind="stable")[:k].T
+    return k
+
+
+def _tops(tn, td):
+    k = tn.shape[1]
     overlap = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(tn, td)])
     return TopImages(tn, td, overlap)
+
+
+def _lazy_tops(s, k):
+    """Delayed TopImages of lazy scores (per-chunk candidates, merged)."""
+    dask, _ = _dask.require()
+    return dask.delayed(_tops, pure=True)(_dask.top_indices(s.network, k),
+                                          _dask.top_indices(s.decoded, k))
+
+
+def score_results(scores, labels, k):
+    """(ActivationMatrix, ClassifierAccuracy or None, TopImages) of one layer's scores, in one
+    pass over the images when the scores are lazy (``labels`` None: no accuracy)."""
+    s = _as_scores(scores)
+    k = _top_k(s, k)
+    if labels is not None:
+        labels = _labels(s, labels)
+    if not _dask.is_lazy_scores(s):
+        return (max_activation_matrix(s),
+                None if labels is None else classifier_accuracy(s, labels), top_images(s, k))
+    preds = _lazy_predictions(s) if labels is not None else ()
+    matrix, tops, *preds = _dask.compute(_lazy_matrix(s), _lazy_tops(s, k), *preds)
+    return matrix, None if labels is None else _accuracy(labels, *preds), tops

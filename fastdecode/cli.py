@@ -42,7 +42,8 @@ def _cmd_evaluate(args):
     return run_evaluate(model=args.model, data=args.data, out=args.out, unpool=args.unpool,
                         n_threads=args.threads, limit=args.limit, start=args.start,
                         bias=args.bias, progress=not args.no_progress, mean=args.mean,
-                        std=args.std, size=args.size)
+                        std=args.std, size=args.size, scheduler=args.scheduler,
+                        workers=args.workers)
 
 
 def _cmd_report(args):
@@ -50,7 +51,8 @@ def _cmd_report(args):
     return run_report(model=args.model, out=args.out, data=args.data, images=args.images,
                       limit=args.limit, layers=args.layers, unpool=args.unpool, mean=args.mean,
                       std=args.std, size=args.size, top_k=args.top_k, title=args.title,
-                      n_threads=args.threads, progress=not args.no_progress)
+                      n_threads=args.threads, progress=not args.no_progress,
+                      scheduler=args.scheduler, workers=args.workers)
 
 
 def _add_run_options(s):
@@ -129,7 +131,19 @@ def _add_evaluate(sub):
     s.add_argument("--out", default=None, help="output directory for results and figures")
     _add_normalisation(s, "H,W: the input size, for an ONNX model whose file leaves it open")
     _add_run_options(s)
+    _add_dask_options(s)
     s.set_defaults(func=_cmd_evaluate)
+
+
+def _add_dask_options(s):
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the passes over the images on a running Dask scheduler, e.g. "
+                            "tcp://10.0.0.5:8786 (needs fastdecode[distributed]); the images "
+                            "are read chunk by chunk")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run the passes on a local Dask cluster of N worker processes "
+                            "(127.0.0.1 only, closed at the end; needs fastdecode[distributed])")
 
 
 def _add_normalisation(s, size_help):
@@ -158,6 +172,7 @@ def _add_report(sub):
     s.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     s.add_argument("--out", required=True, help="output folder (new, empty or an earlier "
                                                 "atlas, which is replaced)")
+    _add_dask_options(s)
     s.set_defaults(func=_cmd_report)
 
 

@@ -4,14 +4,15 @@ self-consistency.
 Every function takes images already preprocessed as the network expects, ``(N, C, H, W)``
 (``fastdecode.models.preprocess`` for the shipped models). Passes over a dataset run in batches,
 so memory stays bounded (each batch writes into the arrays of the one before), and show a tqdm
-progress bar on stderr unless ``progress=False``.
+progress bar on stderr unless ``progress=False``. A ``dask.array.Array`` of images is passed
+chunk by chunk on the active Dask scheduler, each chunk in batches (:mod:`fastdecode._dask`).
 """
 
 from collections import namedtuple
 
 import numpy as np
 
-from . import ops
+from . import _dask, ops
 from ._engine import eq3, workspace
 from ._engine.grid import window_grid
 from ._scores import (ActivationMatrix, ClassifierAccuracy, FilterScores, TopImages,
@@ -111,7 +112,10 @@ def _check_images(net, images, upto):
     """Images (N, C, H, W) in the network's dtype that ``net.forward(upto=upto)`` can take.
 
     Sizes are checked for one image: passes run in batches, so N alone never exhausts memory.
+    A dask array is checked from its metadata and stays lazy (see :mod:`fastdecode._dask`).
     """
+    if _dask.is_dask_array(images):
+        return _dask.check_images(net, images, upto)
     images = float_array("images", images, ndim=4, dtype=net.dtype)
     if images.shape[0] == 0:
         raise ValueError("images is empty: shape %s" % (images.shape,))
@@ -271,6 +275,17 @@ class _ErrorAccumulator:
         self.constant[0] += int(constant[:, 0].sum())
         self.constant[1] += int(constant[:, 1].sum())
 
+    @classmethod
+    def merged(cls, parts):
+        """One accumulator of the images of ``parts`` (accumulators of consecutive chunks)."""
+        out = cls(0, len(parts[0].filter_sum))
+        out.per_image = np.concatenate([p.per_image for p in parts])
+        for p in parts:
+            out.filter_sum += p.filter_sum
+            out.constant = [a + b for a, b in zip(out.constant, p.constant)]
+        out.positions = parts[0].positions
+        return out
+
     def result(self):
         n = len(self.per_image)
         return ReconstructionError(float(self.per_image.mean()), float(self.per_image.std()),
@@ -282,7 +297,29 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
     """One pass over the images computing Eq. 3 for every job (layer, filters, bias).
 
     The network runs once per batch, layer by layer, and its output is kept at each job's layer.
+    A dask array of images is passed chunk by chunk (one task each), and the chunks' sums merged.
     """
+    if _dask.is_dask_array(images):
+        tasks = _dask.chunk_tasks(images, _error_chunk,
+                                  (net, jobs, batch_size, _dask.task_threads(n_threads)))
+        chunks = _dask.compute(*tasks)
+        return [_ErrorAccumulator.merged([c[j] for c in chunks]).result()
+                for j in range(len(jobs))]
+    return [a.result() for a in _error_sums(net, images, jobs, batch_size=batch_size,
+                                            n_threads=n_threads, progress=progress, desc=desc)]
+
+
+def _error_chunk(images, start, shared):
+    """The Eq. 3 accumulators of one chunk of images (a task of a pass over a dask array)."""
+    net, jobs, batch_size, threads = shared
+    x = float_array("images %d-%d" % (start, start + len(images) - 1), images, ndim=4,
+                    dtype=net.dtype)
+    return _error_sums(net, x, jobs, batch_size=batch_size, n_threads=threads, progress=False,
+                       desc=None)
+
+
+def _error_sums(net, images, jobs, *, batch_size, n_threads, progress, desc):
+    """The Eq. 3 accumulators of every job over checked images in memory, batch by batch."""
     threads = resolve_threads(n_threads)
     layers = sorted({net.index(j[0]) for j in jobs})
     per_image = _response_bytes(net, images, layers) * (1 + len(jobs))
@@ -295,7 +332,7 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
         for acc, (layer, filters, bias) in zip(accs, jobs):
             D = decoded_response(net, x, layer, filters, bias, threads, buffers, "decoded")
             acc.add(start, responses[net.index(layer)], D, threads)
-    return [a.result() for a in accs]
+    return accs
 
 
 # --- Eq. 3 and Table 1 -------------------------------------------------------------------------
@@ -315,8 +352,9 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     ----------
     net : fastdecode.Network
         The network.
-    images : array_like
-        (N, C, H, W) images, preprocessed as the network expects them.
+    images : array_like or dask.array.Array
+        (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
+        one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layer : str or int
         A conv layer's name or index.
     unpool : str, optional
@@ -328,9 +366,9 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     batch_size : int, optional
         Images per batch (default: about 64 MiB of responses).
     n_threads : int, optional
-        Threads (default: all cores).
+        Threads (default: all cores; per task for a dask array, default 1).
     progress : bool, optional
-        Show a progress bar on stderr.
+        Show a progress bar on stderr (not for a dask array).
 
     Returns
     -------
@@ -374,8 +412,9 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
     ----------
     net : fastdecode.Network
         The network.
-    images : array_like
-        (N, C, H, W) images, preprocessed as the network expects them.
+    images : array_like or dask.array.Array
+        (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
+        one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layers : str, int or sequence, optional
         The conv layers (default: every conv layer above the first).
     methods : str or sequence of str, optional
@@ -463,8 +502,9 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     ----------
     net : fastdecode.Network
         The network.
-    images : array_like
-        (N, C, H, W) images, preprocessed as the network expects them.
+    images : array_like or dask.array.Array
+        (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
+        one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layer : str or int, optional
         A conv layer's name or index (default: the top one).
     unpool : str, optional
@@ -483,7 +523,11 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     Returns
     -------
     FilterScores
-        ``(network (N, K), decoded (N, K), layer name)``.
+        ``(network (N, K), decoded (N, K), layer name)``; for a dask array of images, the two
+        arrays are lazy dask arrays, one block per chunk of images, which
+        :func:`top_images`, :func:`max_activation_matrix` and :func:`classifier_accuracy`
+        reduce chunk by chunk (each call is one pass over the images: ``dask.persist`` the
+        scores to keep them).
 
     Examples
     --------
@@ -506,11 +550,32 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     images = _check_images(net, images, idx)
     threads = resolve_threads(n_threads)
     filters, b = _decoded(net, idx, unpool, bias, threads, decoded)
+    name = net.layers[idx].name
+    if _dask.is_dask_array(images):
+        K = net.layers[idx].num_filters
+        S = _dask.chunk_array(images, _scores_chunk, (net, idx, filters, b, batch_size,
+                                                      _dask.task_threads(n_threads)),
+                              (2, K), np.float64)
+        return FilterScores(S[:, 0], S[:, 1], name)
+    R, D = _scores(net, images, idx, filters, b, batch_size, threads,
+                   "scores %s" % printable(name), progress)
+    return FilterScores(R, D, name)
+
+
+def _scores_chunk(images, start, shared):
+    """(n, 2, K): the network's and the decoded scores of one chunk of images (a task)."""
+    net, idx, filters, b, batch_size, threads = shared
+    x = float_array("images %d-%d" % (start, start + len(images) - 1), images, ndim=4,
+                    dtype=net.dtype)
+    return np.stack(_scores(net, x, idx, filters, b, batch_size, threads, None, False), axis=1)
+
+
+def _scores(net, images, idx, filters, b, batch_size, threads, desc, progress):
+    """(network (N, K), decoded (N, K)) float64 scores of checked images in memory."""
     K = net.layers[idx].num_filters
     bs = _batch_size(batch_size, len(images), 3 * _response_bytes(net, images, [idx]))
     R = np.empty((len(images), K))
     D = np.empty((len(images), K))
-    desc = "scores %s" % printable(net.layers[idx].name)
     buffers = workspace.Workspace()
     for start in _batches(len(images), bs, desc, progress):
         x = images[start:start + bs]
@@ -518,7 +583,7 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
             axis=(2, 3))
         D[start:start + len(x)] = decoded_response(net, x, idx, filters, b, threads, buffers,
                                                     "decoded").max(axis=(2, 3))
-    return FilterScores(R, D, net.layers[idx].name)
+    return R, D
 
 
 # --- self-consistency ------------------------------------------------------------------------

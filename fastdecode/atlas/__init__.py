@@ -17,9 +17,9 @@ import numpy as np
 
 import fastdecode as fd
 
-from .. import _io
+from .. import _dask, _io
 from ..ops import unpool_method
-from . import _analysis, _images, _pages
+from . import _analysis, _images, _lazy, _pages
 from ._inputs import Photos, load_photos, normalisation
 
 __all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]
@@ -155,9 +155,11 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
         A new or empty folder, or an earlier atlas (recognised by its marker file, replaced);
         anything else is refused. The folder appears complete or not at all: the pages are
         written into a staging folder beside it and renamed into place at the end.
-    images : array_like, optional
+    images : array_like or dask.array.Array, optional
         (N, C, H, W) images preprocessed as the network expects (e.g.
-        :func:`fastdecode.models.preprocess`, or :func:`load_photos`).
+        :func:`fastdecode.models.preprocess`, or :func:`load_photos`). A dask array is passed
+        chunk by chunk on the active Dask scheduler, and only the top images are brought into
+        memory (``display_images`` must then be uint8 pictures).
     labels : array_like, optional
         (N,) label per image, shown under the top images (``class_names[label]`` when class
         names are given).
@@ -227,7 +229,12 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
             raise TypeError("class_names must be a sequence of names, not one string")
         class_names = [str(c) for c in class_names]
     names = _layer_names(net, layers)
-    if images is not None:
+    lazy = _dask.is_dask_array(images)
+    if lazy:
+        x, display_images, labels, image_names = _lazy.check_images(
+            net, images, display_images, labels, image_names, limit, names[-1])
+        shown = None
+    elif images is not None:
         x, shown, labels, image_names = _check_images(
             net, images, display_images, labels, image_names, limit, names[-1])
     elif limit is not None or labels is not None or display_images is not None:
@@ -260,6 +267,10 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                     net, name, decoded[name], x, unpool=unpool, threshold=threshold,
                     top_k=int(top_k), n_threads=n_threads, progress=progress))
                 bar.update(1)
+            if lazy:  # the pictures of the top images only
+                shown = _lazy.shown(x, display_images, np.unique(np.concatenate(
+                    [np.concatenate([r.tops.network.ravel(), r.tops.decoded.ravel()])
+                     for r in results])))
             ctx = _context(net, results, x, shown, labels, image_names, class_names,
                            title=title, unpool=unpool, threshold=threshold, t0=t0)
             for lay, res in zip(ctx["layers"], results):

@@ -7,6 +7,9 @@ import numpy as np
 
 import fastdecode as fd
 
+from .. import _dask
+from . import _lazy
+
 LayerResult = namedtuple("LayerResult", [
     "name", "index", "decoded", "thresholded", "error", "scores", "tops", "network_pos",
     "decoded_pos"])
@@ -86,7 +89,12 @@ def analyse(net, layer, decoded, images, *, unpool, threshold, top_k, n_threads,
                                     n_threads=n_threads, progress=progress)
     scores = fd.filter_scores(net, images, layer, unpool=unpool, decoded=decoded,
                               n_threads=n_threads, progress=progress)
-    tops = fd.top_images(scores, min(top_k, len(images)))
+    if _dask.is_lazy_scores(scores):  # the top images and their scores only, in one pass
+        tops, scores = _lazy.top_images(scores, min(top_k, len(images)))
+        images = _lazy.pick(images, np.unique(np.concatenate([tops.network.ravel(),
+                                                              tops.decoded.ravel()])))
+    else:
+        tops = fd.top_images(scores, min(top_k, len(images)))
     npos = dpos = None
     if sees_part(net, layer, images.shape[1:]):
         npos = network_positions(net, layer, images, tops.network, n_threads)

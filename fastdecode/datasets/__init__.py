@@ -118,8 +118,129 @@ def _read_idx(path, ndim, what, max_bytes):
     return np.frombuffer(data, dtype=np.uint8).reshape(sizes).copy()
 
 
-def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES):
+def _idx_header(path, ndim, what):
+    """(sizes, data offset, gzipped) of an IDX file of uint8 elements, from its header; the data
+    size is checked against the file's size (uncompressed) or gzip's recorded size."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError("%s is a directory, not an IDX file of %s (load_directory reads "
+                                "a directory)" % (path, what))
+    if not os.path.isfile(path):
+        raise FileNotFoundError("%s file not found: %s" % (what, path))
+    with open(path, "rb") as f:
+        gz = f.read(2) == _GZIP_MAGIC
+    expected = (_UINT8 << 8) | ndim
+    try:
+        with _open(path) as stream:
+            header = stream.read(4 + 4 * ndim)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError("%s: unreadable IDX file (%s: %s)" % (path, type(exc).__name__, exc)) \
+            from None
+    if len(header) < 4 + 4 * ndim:
+        raise ValueError("%s: truncated IDX file: %d bytes, shorter than its %d-byte header"
+                         % (path, len(header), 4 + 4 * ndim))
+    magic, = struct.unpack(">I", header[:4])
+    if magic != expected:
+        raise ValueError("%s: not an IDX file of %s: magic number %d (0x%08x), expected %d "
+                         "(0x%08x: uint8 elements, %d dimension%s)"
+                         % (path, what, magic, magic, expected, expected, ndim,
+                            "s" if ndim > 1 else ""))
+    sizes = struct.unpack(">%dI" % ndim, header[4:])
+    if any(s == 0 for s in sizes[1:]):
+        raise ValueError("%s: IDX header declares an empty image size %s"
+                         % (path, "x".join(map(str, sizes[1:]))))
+    offset = len(header)
+    total = offset + math.prod(sizes)
+    if gz:  # gzip's trailer records the uncompressed size modulo 2**32 (of its last member)
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() >= 18:
+                f.seek(-4, os.SEEK_END)
+                isize, = struct.unpack("<I", f.read(4))
+                if isize != total % 2**32:
+                    raise ValueError("%s: the IDX header declares %s = %d bytes of %s but the "
+                                     "gzip stream holds %d (modulo 2**32)"
+                                     % (path, " x ".join(map(str, sizes)), total - offset, what,
+                                        isize - offset))
+    elif os.path.getsize(path) != total:
+        raise ValueError("%s: the IDX header declares %s = %d bytes of %s but the file holds %d"
+                         % (path, " x ".join(map(str, sizes)), total - offset, what,
+                            os.path.getsize(path) - offset))
+    return sizes, offset, gz
+
+
+class _IDXRows:
+    """Rows of an IDX file's data read on demand: what ``dask.array.from_array`` slices.
+
+    A slice of images is one seek and one read: from the file's offset in an uncompressed file;
+    in a gzipped file the stream is decompressed from its start up to the slice's end (gzip
+    streams cannot be entered in the middle)."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, path, sizes, offset, gz):
+        self.path, self.shape, self.offset, self.gz = path, tuple(sizes), offset, gz
+        self.ndim = len(self.shape)
+        self.row = math.prod(self.shape[1:])
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        start, stop, step = key[0].indices(self.shape[0]) if isinstance(key[0], slice) \
+            else (int(key[0]), int(key[0]) + 1, 1)
+        stop = max(start, stop)
+        n = (stop - start) * self.row
+        try:
+            with (gzip.open(self.path, "rb") if self.gz else open(self.path, "rb")) as f:
+                f.seek(self.offset + start * self.row)
+                data = f.read(n)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise ValueError("%s: unreadable IDX file at images %d-%d (%s: %s)"
+                             % (self.path, start, stop - 1, type(exc).__name__, exc)) from None
+        if len(data) != n:
+            raise ValueError("%s: truncated IDX file: images %d-%d need bytes %d-%d of its data, "
+                             "the file ends before" % (self.path, start, stop - 1,
+                                                       start * self.row, stop * self.row - 1))
+        rows = np.frombuffer(data, np.uint8).reshape((stop - start,) + self.shape[1:])
+        rows = rows[::step] if step != 1 else rows
+        rest = key[1:]
+        out = rows[(slice(None),) + rest] if rest else rows
+        if not isinstance(key[0], slice):
+            out = out[0]
+        return out.copy()
+
+
+#: Bytes of uint8 images per chunk of ``load_idx(lazy=True)`` by default.
+LAZY_CHUNK_BYTES = 8 * 2**20
+
+
+def _lazy_idx(path, chunks):
+    from .._dask import require
+    dask, da = require("load_idx(lazy=True)")
+    path = os.path.abspath(os.fspath(path))
+    sizes, offset, gz = _idx_header(path, 3, "images")
+    rows = _IDXRows(path, sizes, offset, gz)
+    if chunks is None:
+        chunks = max(1, LAZY_CHUNK_BYTES // rows.row)
+    elif isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
+        raise ValueError("chunks must be a whole number of images, at least 1, got %r"
+                         % (chunks,))
+    st = os.stat(path)
+    name = "idx-%s" % dask.base.tokenize(path, st.st_size, st.st_mtime_ns, int(chunks))
+    return da.from_array(rows, chunks=(int(chunks),) + tuple(sizes[1:]), name=name, lock=False,
+                         asarray=False, fancy=False, meta=np.empty((0, 0, 0), np.uint8))
+
+
+def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES, lazy=False,
+             chunks=None):
     """Images and labels from MNIST-format IDX files, gzipped or not (detected by content).
+
+    With ``lazy=True`` the images are a ``dask.array.Array`` whose chunks are read from the
+    file when computed, so that a pass over them (:func:`fastdecode.reconstruction_error`,
+    :func:`fastdecode.filter_scores`, ...) never holds more than the chunks in flight. In an
+    uncompressed file a chunk is one seek and one read. A gzip stream cannot be entered in the
+    middle: each chunk decompresses the file from its start up to its own end, so a pass over
+    ``n`` chunks decompresses about ``n / 2`` times the file; decompress large files once
+    (``gunzip``) to read each byte once.
 
     Parameters
     ----------
@@ -128,12 +249,19 @@ def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES):
     labels_path : str or os.PathLike, optional
         The matching label file (magic number 2049: uint8, 1 dimension).
     max_bytes : int, optional
-        Refuse a file whose header declares more data than this many bytes.
+        Refuse a file whose header declares more data than this many bytes (the labels only,
+        when ``lazy``).
+    lazy : bool, optional
+        Return the images as a dask array read on demand (needs
+        ``pip install "fastdecode[distributed]"``); the labels are read at once.
+    chunks : int, optional
+        Images per chunk of the lazy array (default: about 8 MiB of pixels).
 
     Returns
     -------
     IDX
-        ``(images uint8 (N, rows, cols), labels uint8 (N,) or None)``.
+        ``(images uint8 (N, rows, cols), labels uint8 (N,) or None)``; with ``lazy``, images is
+        a ``dask.array.Array``.
 
     Raises
     ------
@@ -143,7 +271,10 @@ def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES):
         When a path is a directory (:func:`load_directory` reads one).
     ValueError
         Naming the file, for a wrong magic number, a truncated or oversized file, or image and
-        label counts that differ.
+        label counts that differ (with ``lazy``, a gzipped file whose stream breaks off is
+        reported when the chunk is read).
+    ImportError
+        With ``lazy``, when dask is not installed.
 
     Examples
     --------
@@ -158,7 +289,12 @@ def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES):
     >>> FASHION_CLASSES[data.labels[0]]
     'Ankle boot'
     """
-    images = _read_idx(images_path, 3, "images", max_bytes)
+    if lazy:
+        images = _lazy_idx(images_path, chunks)
+    elif chunks is not None:
+        raise ValueError("chunks sets the chunks of a lazy array: give lazy=True too")
+    else:
+        images = _read_idx(images_path, 3, "images", max_bytes)
     if labels_path is None:
         return IDX(images, None)
     labels = _read_idx(labels_path, 1, "labels", max_bytes)
@@ -177,7 +313,8 @@ def _find(directory, stem):
     return None
 
 
-def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES):
+def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES, lazy=False,
+                   chunks=None):
     """Images and labels of one split from a directory laid out like MNIST's distribution.
 
     Parameters
@@ -190,6 +327,10 @@ def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES):
         not.
     max_bytes : int, optional
         Refuse a file whose header declares more data than this many bytes.
+    lazy : bool, optional
+        The images as a dask array read on demand (see :func:`load_idx`).
+    chunks : int, optional
+        Images per chunk of the lazy array.
 
     Returns
     -------
@@ -221,7 +362,7 @@ def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES):
         raise FileNotFoundError(
             "no %s split in %s: looked for %s (each optionally gzipped, .gz) and did not find %s"
             % (split, directory, " and ".join(stems), ", ".join(missing)))
-    return load_idx(found[0], found[1], max_bytes=max_bytes)
+    return load_idx(found[0], found[1], max_bytes=max_bytes, lazy=lazy, chunks=chunks)
 
 
 def fashion_sample():
