@@ -11,7 +11,9 @@ by its ``decode_role`` (see :mod:`.chain`) or its merge type:
   whole map);
 - "scale": scaled per channel; "identity": passed through;
 - add: the same maps to each input; concat: split by channels; gate: scaled by the held value,
-  to x only.
+  to x only;
+- upsample: its transpose away from the map's edges (each output unit's interpolation
+  weights, by its phase, sent back to the input units it reads).
 
 Where a tensor feeds several layers, the maps coming back are summed on their union box, each
 at its offset. The decoded biases collect, at each layer with a bias (or shift), the bias
@@ -38,11 +40,7 @@ def check_decodable(net, top):
     from .._graph import ancestors
     for i in reversed(ancestors(net._inputs, top)):
         layer = net.layers[i]
-        if layer.type == "upsample":
-            raise ValueError("cannot decode layer %r through layer %r: decoding through an "
-                             "upsampling is not supported yet"
-                             % (printable(net.layers[top].name), printable(layer.name)))
-        if layer.type in ("add", "concat", "gate", "linear"):
+        if layer.type in ("add", "concat", "gate", "linear", "upsample"):
             continue
         if getattr(layer, "decode_role", None) not in ROLES:
             raise _refuse(net, layer, top)
@@ -71,6 +69,21 @@ def _substitute(maps, weights, stride, threads):
                            stride[0], stride[1], threads, zero=True)
 
 
+def _upsample_transpose(offset, n, f, method, dtype):
+    """The transpose of an upsampling by f along one axis, away from the map's edges, for
+    maps of n units from absolute output unit ``offset``: (matrix (m, n), input offset)."""
+    from .._graph import upsample_taps
+    taps = [upsample_taps(r, f, method) for r in range(f)]
+    entries = [(y, (offset + y) // f + o, w) for y in range(n)
+               for o, w in taps[(offset + y) % f]]
+    first = min(m for _, m, _ in entries)
+    last = max(m for _, m, _ in entries)
+    a = np.zeros((last - first + 1, n), dtype=dtype)
+    for y, m, w in entries:
+        a[m - first, y] += w
+    return a, first
+
+
 def _reverse(net, i, maps, offset, unpool, threads, bias):
     """Layer i's decode step: [(tensor, maps, offset)] at its inputs; adds to ``bias``."""
     layer = net.layers[i]
@@ -90,6 +103,13 @@ def _reverse(net, i, maps, offset, unpool, threads, bias):
         hold = layer.hold.astype(dtype)
         h = hold[None, :, None, None] if hold.size > 1 else hold[0]
         return [(srcs[0], maps * h, offset)]
+    if kind == "upsample":
+        ay, oy = _upsample_transpose(offset[0], maps.shape[2], layer.factor[0], layer.method,
+                                     dtype)
+        ax, ox = _upsample_transpose(offset[1], maps.shape[3], layer.factor[1], layer.method,
+                                     dtype)
+        return [(srcs[0], np.ascontiguousarray(np.matmul(ay, np.matmul(maps, ax.T))),
+                 (oy, ox))]
     role = "substitute" if kind == "linear" else layer.decode_role
     src = srcs[0]
     if role == "identity":
@@ -114,15 +134,17 @@ def _reverse(net, i, maps, offset, unpool, threads, bias):
              new_offset)]
 
 
-def decode_chunk(net, top, sel, unpool, threads, want_bias):
-    """Decoded maps of channels ``sel`` of layer ``top``: (maps (F, C0, h, w) at the image,
-    offset (rows, cols) of their first pixel, biases (F,) in float64 or None)."""
+def decode_chunk(net, top, sel, unpool, threads, want_bias, phase=(0, 0)):
+    """Decoded maps of channels ``sel`` of layer ``top`` at its unit ``phase`` (rows, cols):
+    (maps (F, C0, h, w) at the image, offset (rows, cols) of their first pixel, biases (F,)
+    in float64 or None). Offsets are absolute unit indices of each tensor, so that an
+    upsampling knows the phase of the units it transposes."""
     from .._graph import ancestors
     F = len(sel)
     C = net._channels[top]
     start = np.zeros((F, C, 1, 1), dtype=net.dtype)
     start[np.arange(F), sel, 0, 0] = 1
-    pending = {top: [(start, (0, 0))]}
+    pending = {top: [(start, tuple(phase))]}
     bias = np.zeros(F) if want_bias else None
     for i in reversed(ancestors(net._inputs, top)):
         parts = pending.pop(i, None)
@@ -145,11 +167,16 @@ def per_filter_elements(net, top):
     decoded map held at once (a map at layer i's output covers the units of layer i inside
     the top's box, at most (R_top - R_i) // S_i + 2 per side). The substitution kernels'
     own buffers come on top, as for chains."""
-    from .._graph import ancestors
-    _, _, R = net._geometry(top)
+    from .._graph import IMAGE, axes
+    geo = axes(net, top)
+    R = [g.stride_pad_field()[2] for g in geo[top]]
     total = net.input_channels * R[0] * R[1]
-    for i in ancestors(net._inputs, top):
-        S, _, Ri = net._geometry(i)
-        total += net._channels[i] * (max(0, R[0] - Ri[0]) // S[0] + 2) * (
-            max(0, R[1] - Ri[1]) // S[1] + 2)
+    for i, g in geo.items():
+        if i == IMAGE:
+            continue
+        n = 1
+        for d in (0, 1):   # p units per T pixels above an upsampling
+            T, _, Ri = g[d].stride_pad_field()
+            n *= max(0, R[d] - Ri) * g[d].p // T + 2 * g[d].p
+        total += net._channels[i] * n
     return total
