@@ -220,7 +220,16 @@ class Network:
         decoding can pass (ValueError naming the layer otherwise)."""
         i = self.index(layer)
         if self.is_chain:
-            return i if self.layers[i].type == "linear" else self.conv_index(i)
+            if not any(l.type == "linear" for l in self.layers):
+                return self.conv_index(i)
+            if not isinstance(self.layers[i], Conv) and self.layers[i].type != "linear":
+                raise ValueError(
+                    "layer %r is a %s layer; only conv and linear layers of a chain can be "
+                    "decoded (conv and linear layers: %s)"
+                    % (printable(self.layers[i].name), self.layers[i].type,
+                       ", ".join(printable(l.name) for l in self.layers
+                                 if isinstance(l, Conv) or l.type == "linear")))
+            return i
         l = self.layers[i]
         if (l.type not in ("add", "concat", "gate", "linear", "upsample")
                 and getattr(l, "decode_role", None) is None):

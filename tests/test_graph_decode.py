@@ -360,6 +360,50 @@ def test_decode_all_above_upsamplings_gives_phase_0_and_the_recursion_below():
         "4x4", "%dx%d" % net.receptive_field("top")]
 
 
+# --- chains with linear heads -------------------------------------------------------------
+
+def test_chains_ending_in_linear_layers_decode_as_the_twin_and_exactly():
+    """A chain ending in global pooling and a linear layer, and one whose linear layer reads
+    the map itself (flattened): the linear layers decode through the sweep, as the gradient
+    of the twin and exactly; decode_all still decodes every conv layer by default."""
+    rng = np.random.default_rng(16)
+    gap = fd.Network([
+        fd.Conv(rnd(rng, 3, 2, 3, 3), rnd(rng, 3), stride=2, name="c1"),
+        fd.ReLU(name="r1"),
+        fd.Pool("avg", size=2, name="p1"),
+        fd.Conv(rnd(rng, 4, 3, 2, 2), rnd(rng, 4), name="c2"),
+        fd.GlobalPool("avg", name="gap"),
+        fd.Linear(rnd(rng, 5, 4), rnd(rng, 5), name="fc"),
+    ], input_shape=(2, 15, 13))
+    flat = fd.Network([
+        fd.Conv(rnd(rng, 3, 2, 3, 3), rnd(rng, 3), name="c1"),
+        fd.Pool("avg", size=2, name="p1"),
+        fd.Linear(rnd(rng, 4, 3 * 4 * 3), rnd(rng, 4), name="fc"),
+        fd.Linear(rnd(rng, 2, 4), rnd(rng, 2), name="fc2"),
+    ], input_shape=(2, 10, 8))
+    for net in (gap, flat):
+        assert net.is_chain
+        x = rnd(rng, 3, *net.input_shape)
+        for name in [l.name for l in net.layers if l.type == "linear"]:
+            check_against_twin(net, name)
+        linear = fd.Network([l for l in net.layers if l.type != "relu"],
+                            input_shape=net.input_shape)
+        check_exact(linear, "fc", x, everywhere=True)
+        got = fd.decode_all(net)
+        assert list(got) == net.conv_layers
+        for name, D in got.items():
+            np.testing.assert_allclose(D, fd.decode(net, name), rtol=1e-12, atol=1e-12)
+        named = fd.decode_all(net, layers=["fc", "c1"])
+        assert list(named) == ["c1", "fc"]
+        np.testing.assert_array_equal(named["fc"], fd.decode(net, "fc"))
+    assert fd.decode(gap, "fc").shape == (5, 2, 13, 13)   # the last image row is not read
+    with pytest.raises(ValueError, match=r"'r1' is a relu layer; only conv and linear layers "
+                                         r"of a chain.*c1, c2, fc\)"):
+        fd.decode(gap, "r1")
+    with pytest.raises(ValueError, match=r"'p1' is a pool layer; only conv layers"):
+        fd.decode(fd.Network(gap.layers[:4]), "p1")
+
+
 # --- random small graphs -----------------------------------------------------------------
 
 @st.composite
