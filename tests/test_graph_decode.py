@@ -360,6 +360,30 @@ def test_decode_all_above_upsamplings_gives_phase_0_and_the_recursion_below():
         "4x4", "%dx%d" % net.receptive_field("top")]
 
 
+def test_depthwise_inverted_residuals_decode_group_by_group():
+    """MobileNetV2-shaped blocks (1x1 expansion, depthwise 3x3, 1x1 projection, added):
+    decode (the sweep) and decode_all (the recursion) substitute grouped convs group by group
+    and agree with each other and with the twin's gradient."""
+    rng = np.random.default_rng(17)
+    net = fd.Network([
+        fd.Conv(rnd(rng, 4, 2, 3, 3), stride=2, pad=1, name="stem"),
+        fd.ReLU6(name="r0"),
+        fd.Conv(rnd(rng, 8, 4, 1, 1), name="expand"),
+        fd.BatchNorm(rng.random(8) + 0.5, rnd(rng, 8), rnd(rng, 8), rng.random(8) + 0.5,
+                     name="bn"),
+        fd.Conv(rnd(rng, 8, 1, 3, 3), pad=1, name="dw"),
+        fd.Conv(rnd(rng, 4, 8, 1, 1), name="project"),
+        fd.Add(inputs=("project", "r0"), name="res"),
+        fd.Conv(rnd(rng, 8, 2, 3, 3), stride=2, pad=1, name="grouped"),   # 2 groups
+    ], input_shape=(2, 21, 19))
+    assert net["dw"].groups == 8 and net["grouped"].groups == 2
+    got = fd.decode_all(net)
+    for name in ("dw", "project", "res", "grouped"):
+        check_against_twin(net, name)
+    for name, D in got.items():
+        np.testing.assert_allclose(D, fd.decode(net, name), rtol=1e-10, atol=1e-12)
+
+
 # --- chains with linear heads -------------------------------------------------------------
 
 def test_chains_ending_in_linear_layers_decode_as_the_twin_and_exactly():

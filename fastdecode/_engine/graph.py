@@ -61,12 +61,25 @@ def _sum_at_offsets(parts, dtype):
     return out, (top, left)
 
 
-def _substitute(maps, weights, stride, threads):
+def _substitute(maps, weights, stride, threads, groups=1):
+    """The dense weights (J, C, kh, kw) substituted at every pixel of maps (F, J, H, W); group
+    by group for a grouped conv (its dense weights are zero across groups)."""
     F, J, H, W = maps.shape
     _, C, kh, kw = weights.shape
-    out = np.empty((F, C, (H - 1) * stride[0] + kh, (W - 1) * stride[1] + kw), dtype=maps.dtype)
-    return substitute_into(np.ascontiguousarray(maps), np.ascontiguousarray(weights), out,
-                           stride[0], stride[1], threads, zero=True)
+    shape = ((H - 1) * stride[0] + kh, (W - 1) * stride[1] + kw)
+    if groups == 1:
+        out = np.empty((F, C) + shape, dtype=maps.dtype)
+        return substitute_into(np.ascontiguousarray(maps), np.ascontiguousarray(weights), out,
+                               stride[0], stride[1], threads, zero=True)
+    out = np.empty((F, C) + shape, dtype=maps.dtype)
+    Jg, Cg = J // groups, C // groups
+    part = np.empty((F, Cg) + shape, dtype=maps.dtype)
+    for g in range(groups):
+        substitute_into(np.ascontiguousarray(maps[:, g * Jg:(g + 1) * Jg]),
+                        np.ascontiguousarray(weights[g * Jg:(g + 1) * Jg, g * Cg:(g + 1) * Cg]),
+                        part, stride[0], stride[1], threads, zero=True)
+        out[:, g * Cg:(g + 1) * Cg] = part
+    return out
 
 
 def _upsample_transpose(offset, n, f, method, dtype):
@@ -127,7 +140,8 @@ def _reverse(net, i, maps, offset, unpool, threads, bias):
             bias += weighted_channel_sums(maps, layer.bias)
         w = (layer.conv_weights() if kind == "linear" else layer.dense_weights())
         w = w.astype(dtype, copy=False)
-        return [(src, _substitute(maps, w, (sy, sx), threads), new_offset)]
+        return [(src, _substitute(maps, w, (sy, sx), threads, getattr(layer, "groups", 1)),
+                 new_offset)]
     # unpool
     ph, pw = layer.kernel
     return [(src, unpool_into(np.ascontiguousarray(maps), sy, sx, ph, pw, unpool, threads),

@@ -35,6 +35,22 @@ def _union(parts, dtype):
     return out, (top, left)
 
 
+def substitute_groups(w, D, out, S, groups, threads):
+    """out = the weights w (K, J, kh, kw) substituted with the decoded filters D (J, C0, h, w)
+    as maps: ``out[k] += w[k, j, u, v] D[j]`` at (S * u, S * v); group by group for a grouped
+    conv (its dense weights are zero across groups), so a depthwise conv costs its own
+    work."""
+    K, J = w.shape[:2]
+    if groups == 1:
+        return substitute_into(np.ascontiguousarray(w), D, out, S[0], S[1], threads, zero=True)
+    Kg, Jg = K // groups, J // groups
+    for g in range(groups):
+        substitute_into(np.ascontiguousarray(w[g * Kg:(g + 1) * Kg, g * Jg:(g + 1) * Jg]),
+                        D[g * Jg:(g + 1) * Jg], out[g * Kg:(g + 1) * Kg], S[0], S[1], threads,
+                        zero=True)
+    return out
+
+
 def walk(net, keep, unpool, threads):
     """{layer index: (decoded filters, offset)} for the layers in ``keep`` (sorted indices)."""
     from .._graph import ancestors
@@ -77,15 +93,13 @@ def walk(net, keep, unpool, threads):
                 off = (off[0] - pt * S[0], off[1] - pl * S[1])
                 if role == "substitute":
                     w = layer.conv_weights() if kind == "linear" else layer.dense_weights()
-                    w = np.ascontiguousarray(w.astype(dtype, copy=False))
+                    w = w.astype(dtype, copy=False)
                     K, J, kh, kw = w.shape
                     _, _, h, wd = D.shape
                     new = np.empty((K, C0, (kh - 1) * S[0] + h, (kw - 1) * S[1] + wd),
                                    dtype=dtype)
-                    # the weights are the maps substituted: out[k] += w[k, j, u, v] D[j] at
-                    # (S * u, S * v)
-                    D = substitute_into(w, np.ascontiguousarray(D), new, S[0], S[1], threads,
-                                        zero=True)
+                    D = substitute_groups(w, np.ascontiguousarray(D), new, S,
+                                          getattr(layer, "groups", 1), threads)
                 else:
                     ph, pw = layer.kernel
                     scale = dtype.type(unpool.box_scale(layer.kernel))
