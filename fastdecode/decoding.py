@@ -510,13 +510,18 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
                                 dir=directory)
     os.close(fd_)
     try:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=net.dtype, shape=shape)
-        for start in range(0, shape[0], chunk):
-            sel = np.arange(start, min(shape[0], start + chunk))
-            arr[start:start + len(sel)] = decode(net, i, filters=sel, unpool=unpool,
-                                                 n_threads=threads, memory_limit=limit)
-        arr.flush()
-        del arr
+        # written through a file, not a memory map, so that the pages written do not stay
+        # resident in the process
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(net.dtype), "fortran_order": False,
+                    "shape": shape})
+            for start in range(0, shape[0], chunk):
+                sel = np.arange(start, min(shape[0], start + chunk))
+                part = decode(net, i, filters=sel, unpool=unpool, n_threads=threads,
+                              memory_limit=limit)
+                f.write(memoryview(np.ascontiguousarray(part, dtype=net.dtype)).cast("B"))
+                del part
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
