@@ -531,20 +531,15 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
 
 
 def _decode_graph_recursive(net, idx, unpool, threads, limit):
-    """decode_all of layers ``idx`` of a graph by the layer recursion, or None when its
-    decoded filters of every tensor on the way (an upper bound: all held at once) and the
-    results exceed ``limit``."""
+    """decode_all of layers ``idx`` of a graph by the layer recursion, or None when the
+    decoded filters it holds at once (the results and the tensors still to be read) exceed
+    ``limit``."""
     from ._engine import graph_recursion
-    from ._graph import ancestors
-    needed = sorted(set().union(*(ancestors(net._inputs, i) for i in idx)))
-    itemsize = net.dtype.itemsize
     try:
-        need = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize
-                   for i in needed)
+        need = graph_recursion.peak_bytes(net, set(idx))
     except ValueError:
         return None
-    results = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize for i in idx)
-    if need + results > limit:
+    if need > limit:
         return None
     with workspace.reuse():
         decoded = graph_recursion.walk(net, set(idx), unpool, threads)

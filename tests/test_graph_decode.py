@@ -384,6 +384,20 @@ def test_depthwise_inverted_residuals_decode_group_by_group():
         np.testing.assert_allclose(D, fd.decode(net, name), rtol=1e-10, atol=1e-12)
 
 
+def test_the_recursions_gemm_is_bitwise_the_same_for_1_and_2_threads():
+    """The 1x1 steps of the graph recursion split a GEMM's columns among threads: the same
+    sums for every column, whatever the thread count, and the product itself."""
+    from fastdecode._engine.graph_recursion import MIN_COLUMNS, gemm_columns
+    rng = np.random.default_rng(18)
+    for dtype in (np.float32, np.float64):
+        a = rng.standard_normal((37, 29)).astype(dtype)
+        b = rng.standard_normal((29, 2 * MIN_COLUMNS + 77)).astype(dtype)
+        one = gemm_columns(a, b, np.empty((37, b.shape[1]), dtype), 1)
+        two = gemm_columns(a, b, np.empty((37, b.shape[1]), dtype), 2)
+        np.testing.assert_array_equal(one, two)
+        np.testing.assert_allclose(one, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
 # --- chains with linear heads -------------------------------------------------------------
 
 def test_chains_ending_in_linear_layers_decode_as_the_twin_and_exactly():
