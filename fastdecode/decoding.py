@@ -65,8 +65,8 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
     net : Network
         The network.
     layer : str or int
-        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
-        counts from the end).
+        A conv or linear layer (any decodable layer of a graph), by name or 0-based index
+        (negative counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional
@@ -261,8 +261,8 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
     net : Network
         The network.
     layer : str or int
-        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
-        counts from the end).
+        A conv or linear layer (any decodable layer of a graph), by name or 0-based index
+        (negative counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional

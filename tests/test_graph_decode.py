@@ -342,6 +342,8 @@ def test_upsampled_images_and_strides_dividing_the_period():
         fd.decode(odd, "s3")
     with pytest.raises(ValueError, match=r"out of range"):
         fd.decode(net, "top", phase=1)
+    with pytest.raises(ValueError, match=r"'c' is above an upsampling.*2x3 phases"):
+        fd.reconstruction_error(net, np.ones((1, 1, 16, 15)), "c", progress=False)
 
 
 def test_decode_all_above_upsamplings_gives_phase_0_and_the_recursion_below():
