@@ -14,6 +14,7 @@ import pytest
 import fastdecode as fd
 
 import _util
+import graph_models
 
 THREADS = 2
 SAMPLE = 8
@@ -98,3 +99,63 @@ def test_resnet_shaped_decode_all_against_torch_autograd(benchmark):
             torch_autograd_seconds=baseline, torch_sampled_channels=SAMPLE,
             speedup=baseline / best)
     assert len(out) == len(net.conv_layers)
+
+
+# --- ResNet-50 and MobileNetV2 at 224x224 ---------------------------------------------------
+#
+# Every conv layer's decoded filters take 20 GB in float32 for either network (ResNet-50:
+# 26,560 filters, up to 3x427x427; MobileNetV2: 17,056, up to 3x491x491), more than this
+# machine's memory: decode_all runs on the first conv layers whose results fit BUDGET, and the
+# baseline on the same layers (SAMPLE channels per layer, scaled).
+
+BUDGET = 1.5e9
+
+
+def _graph_case(benchmark, make):
+    if not _util.torch_available():
+        pytest.skip("torch is not installed")
+    net = make()
+    names, nbytes, filters, all_filters = graph_models.prefix_fitting(net, BUDGET)
+    timer = graph_models.StepTimer()
+
+    def run():
+        with timer:
+            return fd.decode_all(net, layers=names, n_threads=THREADS, memory_limit=6e9)
+    t0 = time.perf_counter()
+    out = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    seconds = time.perf_counter() - t0
+    del out
+    baseline = 0.0
+    for name in names:
+        n = min(SAMPLE, net.channels(name))
+        _, sec, _ = graph_models.twin_gradients(net, name, list(range(n)), THREADS)
+        baseline += sec * net.channels(name) / n
+    gemm = timer.gemm_shaped()
+    gemm_flops = sum(s[3] for s in gemm)
+    gemm_seconds = sum(s[4] for s in gemm)
+    numpy_seconds = graph_models.numpy_gemm_seconds(gemm)
+    other = [s for s in timer.steps if s[2] != 1]
+    info = dict(threads=THREADS, layers=len(names), of_layers=len(net.conv_layers),
+                filters=filters, of_filters=all_filters, result_gb=nbytes / 1e9,
+                seconds=seconds, torch_autograd_seconds=baseline,
+                torch_sampled_channels=SAMPLE, speedup=baseline / seconds,
+                gemm_steps=len(gemm), gemm_gflop=gemm_flops / 1e9,
+                gemm_steps_seconds=gemm_seconds,
+                gemm_steps_gflops=gemm_flops / gemm_seconds / 1e9,
+                numpy_gemm_seconds=numpy_seconds,
+                numpy_gemm_gflops=gemm_flops / numpy_seconds / 1e9,
+                gemm_fraction=numpy_seconds / gemm_seconds,
+                grouped_steps=len(other), grouped_gflop=sum(s[3] for s in other) / 1e9,
+                grouped_seconds=sum(s[4] for s in other))
+    print("\n" + ", ".join("%s=%s" % (k, ("%.4g" % v) if isinstance(v, float) else v)
+                           for k, v in info.items()))
+    if getattr(benchmark, "extra_info", None) is not None:
+        benchmark.extra_info.update(info)
+
+
+def test_resnet50_decode_all_against_torch_autograd(benchmark):
+    _graph_case(benchmark, graph_models.resnet50)
+
+
+def test_mobilenet_v2_decode_all_against_torch_autograd(benchmark):
+    _graph_case(benchmark, graph_models.mobilenet_v2)

@@ -5,6 +5,9 @@ Tensor ``-1`` is the images; tensor ``i`` the output of layer ``i``. Every layer
 of layers before it, so the list order is a topological order.
 """
 
+import math
+from collections import namedtuple
+
 import numpy as np
 
 from ._validation import check_bytes, printable
@@ -92,6 +95,7 @@ def build(net, input_shape):
     """Resolve ``net``'s inputs, shapes and vector outputs (at construction)."""
     net._inputs = resolve_inputs(net.layers)
     net.is_chain = is_chain(net.layers, net._inputs)
+    net._upsampled = any(l.type == "upsample" for l in net.layers)
     image = (net.input_channels,) + (tuple(input_shape[1:]) if input_shape else (None, None))
     shapes, vector = [], []
     for i, layer in enumerate(net.layers):
@@ -181,47 +185,138 @@ def forward(net, x, own, last, threads, memory_limit):
     return tensors[last]
 
 
-def geometry(net, upto):
-    """(stride, pad, receptive field) in image pixels at the output of layer ``upto``: the
-    union box of its branches, each at its own offset; a ValueError where branches disagree
-    on the stride or the geometry is not a correlation (above an upsampling)."""
-    geo = {IMAGE: ((1, 1), (0, 0, 0, 0), (1, 1))}
+class Axis(namedtuple("Axis", "p T boxes c e")):
+    """The geometry of a tensor along one axis. Unit ``u = q * p + r`` (phase r) reads the
+    image pixels ``[boxes[r][0] + q * T, boxes[r][1] + q * T)`` (the bounding box of the
+    pixels it depends on, padding included); above an upsampling by f, units of different
+    phases read differently placed windows, so ``p`` (the period, in units) is f times the
+    input's and ``T`` (image pixels per period) stays. For images of n pixels the tensor has
+    ``p * floor((n + c) / T) + e`` units."""
+
+    def span(self, a, b):
+        """(top, bottom) of the pixels read by units a..b (absolute indices, a <= b)."""
+        p, T, boxes = self.p, self.T, self.boxes
+        top = min(boxes[m % p][0] + (m // p) * T for m in range(a, min(b, a + p - 1) + 1))
+        bottom = max(boxes[m % p][1] + (m // p) * T for m in range(max(a, b - p + 1), b + 1))
+        return top, bottom
+
+    def stride_pad_field(self):
+        """(stride, (pad before, pad after), field) of the correlation of the images with the
+        union box of the phases, at the stride T: it gives the units of phase 0."""
+        top = min(b[0] for b in self.boxes)
+        field = max(b[1] for b in self.boxes) - top
+        before = -top
+        after = self.c + (-(-self.e // self.p) - 1) * self.T - before + field
+        return self.T, (before, after), field
+
+
+IMAGE_AXIS = Axis(1, 1, ((0, 1),), 0, 0)
+
+
+def upsample_taps(r, f, method):
+    """[(input unit offset, weight)] read by output unit r (0 <= r < f) of an upsampling by
+    f, away from the map's edges; output unit ``q * f + r`` reads input units
+    ``q + offset``. Zero weights are left out."""
+    if method == "nearest":
+        return [(0, 1.0)]
+    num = 2 * r + 1 - f      # source position (r + 0.5) / f - 0.5 = num / (2 f)
+    i0, frac = num // (2 * f), (num % (2 * f)) / (2.0 * f)
+    return [(o, w) for o, w in ((i0, 1.0 - frac), (i0 + 1, frac)) if w != 0.0]
+
+
+def _stride_text(ax_rows, ax_cols):
+    def one(ax):
+        return "%d" % ax.T if ax.p == 1 else "%d/%d" % (ax.T, ax.p)
+    return "%sx%s" % (one(ax_rows), one(ax_cols))
+
+
+def _window_axis(net, i, ax, k, s, pt, pb, size_bound):
+    layer = net.layers[i]
+    if size_bound:      # the window is the whole map: one unit
+        n = (k - ax.e) // ax.p
+        return Axis(1, ax.T, (ax.span(0, k - 1),), ax.c, 1 - n)
+    if ax.p == 1:
+        p, T, c, e = 1, ax.T * s, ax.c + (ax.e + pt + pb - k) * ax.T, 1
+    elif ax.p % s == 0:
+        p, T, c, e = ax.p // s, ax.T, ax.c, (ax.e + pt + pb - k) // s + 1
+    else:
+        raise ValueError("layer %r (%s): its stride %d does not divide the period %d of its "
+                         "input above an upsampling (units of %d phases read differently "
+                         "placed windows); decoding it is not supported"
+                         % (printable(layer.name), layer.describe(), s, ax.p, ax.p))
+    boxes = tuple(ax.span(r * s - pt, r * s - pt + k - 1) for r in range(p))
+    return Axis(p, T, boxes, c, e)
+
+
+def _upsample_axis(ax, f, method):
+    boxes = []
+    for r in range(ax.p * f):
+        ms = [r // f + o for o, _ in upsample_taps(r % f, f, method)]
+        boxes.append(ax.span(min(ms), max(ms)))
+    return Axis(ax.p * f, ax.T, tuple(boxes), ax.c, ax.e * f)
+
+
+def _merge_axis(net, i, axes):
+    layer = net.layers[i]
+    first = axes[0]
+    p = 1
+    for a in axes:
+        p = p * a.p // math.gcd(p, a.p)
+    form = next((a for a in axes if a.p == p), None)
+    if form is None:
+        raise ValueError("%s layer %r: its inputs %s have periods %s above upsamplings, none "
+                         "a multiple of the others; decoding it is not supported"
+                         % (layer.type, printable(layer.name),
+                            ", ".join(names_of(net.layers, net._inputs[i])),
+                            ", ".join("%d" % a.p for a in axes)))
+    boxes = []
+    for r in range(p):
+        spans = [a.span(r, r) for a in axes]
+        boxes.append((min(s[0] for s in spans), max(s[1] for s in spans)))
+    return Axis(p, first.T * p // first.p, tuple(boxes), form.c, form.e)
+
+
+def axes(net, upto):
+    """{tensor: (rows Axis, cols Axis)} for ``upto`` and the tensors it depends on; a
+    ValueError where branches disagree on the stride, or for a strided layer above an
+    upsampling whose stride does not divide the period."""
+    geo = {IMAGE: (IMAGE_AXIS, IMAGE_AXIS)}
     for i in ancestors(net._inputs, upto):
         layer = net.layers[i]
         ins = [geo[s] for s in net._inputs[i]]
         if layer.type == "upsample":
-            raise ValueError("layer %r: the geometry above an upsampling (%s) is not a "
-                             "correlation's; it is not supported yet"
-                             % (printable(net.layers[upto].name), printable(layer.name)))
-        if getattr(layer, "multi_input", False):
+            geo[i] = tuple(_upsample_axis(ins[0][d], layer.factor[d], layer.method)
+                           for d in (0, 1))
+        elif getattr(layer, "multi_input", False):
             if layer.type == "gate":
                 ins = ins[:1]   # the gate is held constant: only x's path
-            strides = {g[0] for g in ins}
-            if len(strides) > 1:
+            if any(a.T * ins[0][d].p != ins[0][d].T * a.p for g in ins
+                   for d, a in enumerate(g)):
                 raise ValueError("%s layer %r: its inputs %s have different strides %s"
                                  % (layer.type, printable(layer.name),
                                     ", ".join(names_of(net.layers, net._inputs[i])),
-                                    ", ".join("%dx%d" % g[0] for g in ins)))
-            S = ins[0][0]
-            top = min(-g[1][0] for g in ins)
-            left = min(-g[1][2] for g in ins)
-            bottom = max(-g[1][0] + g[2][0] for g in ins)
-            right = max(-g[1][2] + g[2][1] for g in ins)
-            R = (bottom - top, right - left)
-            # bottom/right padding: that of the first branch, extended to the union box
-            (_, (pt, pb, pl, pr), (rh, rw)) = ins[0]
-            pb2 = pb + bottom - (-pt + rh)
-            pr2 = pr + right - (-pl + rw)
-            geo[i] = (S, (-top, pb2, -left, pr2), R)
-            continue
-        S, P, R = ins[0]
-        kh, kw = layer.kernel
-        sy, sx = layer.stride
-        pt, pb, pl, pr = layer.pad
-        R = (R[0] + (kh - 1) * S[0], R[1] + (kw - 1) * S[1])
-        P = (P[0] + pt * S[0], P[1] + pb * S[0], P[2] + pl * S[1], P[3] + pr * S[1])
-        geo[i] = ((S[0] * sy, S[1] * sx), P, R)
-    return geo[upto]
+                                    ", ".join(_stride_text(*g) for g in ins)))
+            geo[i] = tuple(_merge_axis(net, i, [g[d] for g in ins]) for d in (0, 1))
+        else:
+            bound = getattr(layer, "needs_size", False)
+            geo[i] = tuple(_window_axis(net, i, ins[0][d], layer.kernel[d], layer.stride[d],
+                                        layer.pad[2 * d], layer.pad[2 * d + 1], bound)
+                           for d in (0, 1))
+    return geo
+
+
+def geometry(net, upto):
+    """(stride, pad, receptive field, phases) in image pixels at the output of layer
+    ``upto``: the union box of its branches (and of its phases above an upsampling), each
+    at its own offset."""
+    rows, cols = axes(net, upto)[upto]
+    (Sy, (pt, pb), Ry), (Sx, (pl, pr), Rx) = rows.stride_pad_field(), cols.stride_pad_field()
+    return (Sy, Sx), (pt, pb, pl, pr), (Ry, Rx), (rows.p, cols.p)
+
+
+def above_upsampling(net, i):
+    """Whether layer i is an upsampling or reads one, directly or not."""
+    return any(net.layers[j].type == "upsample" for j in ancestors(net._inputs, i))
 
 
 def summary_inputs(net, i):

@@ -8,9 +8,10 @@ from collections import namedtuple
 import numpy as np
 
 from ._engine import chain, cost, graph, recursion, workspace
-from ._validation import (as_int, as_memory_limit, check_bytes, check_finite_result, format_bytes,
-                          printable, resolve_threads)
+from ._validation import (as_int, as_memory_limit, as_pair, check_bytes, check_finite_result,
+                          format_bytes, printable, resolve_threads)
 from .network import Conv, Network
+from ._graph import above_upsampling
 from .ops import unpool_method
 
 __all__ = ["decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters"]
@@ -48,7 +49,7 @@ def _filter_indices(net, idx, filters):
 
 
 def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=None,
-                     memory_limit=None):
+                     memory_limit=None, phase=None):
     """Decoded filters and decoded biases of a conv layer.
 
     The decoded bias of filter k is ``b_L[k]`` plus, for every conv (or bnorm) layer l below,
@@ -64,8 +65,8 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
     net : Network
         The network.
     layer : str or int
-        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
-        counts from the end).
+        A conv or linear layer (any decodable layer of a graph), by name or 0-based index
+        (negative counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional
@@ -81,6 +82,11 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
         decoded in chunks that fit, and a MemoryError names the bytes needed otherwise
         (besides, the kernels' work buffers take up to tens of MiB per thread, and Winograd's
         transformed weights up to 4 times a layer's weights).
+    phase : int or (int, int), optional
+        Above an upsampling, the phase (rows, cols) of the units decoded, each below
+        :meth:`Network.phases <fastdecode.Network.phases>` of the layer: the units
+        ``q * phases + phase`` share one decoded filter. Default (0, 0), the only phase
+        elsewhere.
 
     Returns
     -------
@@ -114,16 +120,37 @@ def decode_with_bias(net, layer, *, filters=None, unpool="nearest", n_threads=No
     >>> np.allclose(y + dec.bias[:, None, None], net.forward(x))
     True
     """
-    return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=True)
+    return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=True,
+                   phase=phase)
 
 
-def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias):
+def by_chain(net, idx):
+    """Whether layer idx decodes by the chain engine: a conv layer of a chain with no
+    linear layer or upsampling below it (the reverse sweep decodes the others)."""
+    return (net.is_chain and isinstance(net.layers[idx], Conv)
+            and not any(l.type in ("linear", "upsample") for l in net.layers[:idx]))
+
+
+def _check_phase(net, idx, phase):
+    """``phase`` as (rows, cols) within layer idx's :meth:`~Network.phases`; (0, 0) for None."""
+    if phase is None:
+        return (0, 0)
+    ph = as_pair("phase", phase, minimum=0)
+    p = net.phases(idx)
+    if ph[0] >= p[0] or ph[1] >= p[1]:
+        raise ValueError("phase %r out of range: the units of layer %r have %dx%d phases"
+                         % (ph, printable(net.layers[idx].name), p[0], p[1]))
+    return ph
+
+
+def _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias, phase=None):
     check_network(net)
     unpool = unpool_method(unpool)
-    if not net.is_chain:
-        return _decode_graph(net, net.decodable_index(layer), filters, unpool, n_threads,
-                             memory_limit, want_bias)
-    idx = net.conv_index(layer)
+    idx = net.decodable_index(layer)
+    if not by_chain(net, idx):
+        return _decode_graph(net, idx, filters, unpool, n_threads, memory_limit, want_bias,
+                             _check_phase(net, idx, phase))
+    _check_phase(net, idx, phase)
     sel = _filter_indices(net, idx, filters)
     threads = resolve_threads(n_threads)
     limit = as_memory_limit(memory_limit)
@@ -160,9 +187,9 @@ def _decode_planned(net, idx, sel, plan, threads, limit, want_bias, ws):
     return DecodedFilters(_finite_decoded(net, idx, out), bias)
 
 
-def _decode_graph(net, idx, filters, unpool, n_threads, memory_limit, want_bias):
-    """Decoded channels of layer ``idx`` of a graph network by the reverse sweep, in chunks
-    of channels that fit the memory limit, each placed in the layer's union box."""
+def _decode_graph(net, idx, filters, unpool, n_threads, memory_limit, want_bias, phase=(0, 0)):
+    """Decoded channels of layer ``idx`` (at its units of ``phase``) by the reverse sweep, in
+    chunks of channels that fit the memory limit, each placed in the layer's union box."""
     sel = _filter_indices(net, idx, filters)
     threads = resolve_threads(n_threads)
     limit = as_memory_limit(memory_limit)
@@ -183,7 +210,8 @@ def _decode_graph(net, idx, filters, unpool, n_threads, memory_limit, want_bias)
     bias = np.zeros(len(sel), dtype=net.dtype) if want_bias else None
     for start in range(0, len(sel), chunk):
         part = sel[start:start + chunk]
-        maps, (oy, ox), b = graph.decode_chunk(net, idx, part, unpool, threads, want_bias)
+        maps, (oy, ox), b = graph.decode_chunk(net, idx, part, unpool, threads, want_bias,
+                                               phase)
         y, x = oy + P[0], ox + P[2]
         h, w = maps.shape[2:]
         if y < 0 or x < 0 or y + h > shape[2] or x + w > shape[3]:
@@ -201,7 +229,8 @@ def _finite_decoded(net, idx, arr):
     return check_finite_result("decoding layer %r" % printable(net.layers[idx].name), arr)
 
 
-def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory_limit=None):
+def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory_limit=None,
+           phase=None):
     """Decode the filters of a conv layer down to image space.
 
     Walking down from the layer: substitute each conv layer's filters (a transposed
@@ -221,15 +250,19 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
     value); the maps coming back to a tensor read by several layers are summed at their
     offsets, and the result is placed in the layer's union box (``net.padding(layer)``,
     ``net.receptive_field(layer)``). With ``unpool="nearest"`` it is the gradient of the
-    network's linear twin at a unit. Decoding through an upsampling is not supported yet.
+    network's linear twin at a unit. An upsampling is decoded through its exact transpose
+    (away from the map's edges); above it, units read windows placed according to their
+    phase (:meth:`Network.phases <fastdecode.Network.phases>`), and ``phase=`` chooses the
+    units decoded. A chain decodes the same way when it holds a linear layer or an
+    upsampling, and its linear layers can be decoded too.
 
     Parameters
     ----------
     net : Network
         The network.
     layer : str or int
-        A conv layer (any decodable layer of a graph), by name or 0-based index (negative
-        counts from the end).
+        A conv or linear layer (any decodable layer of a graph), by name or 0-based index
+        (negative counts from the end).
     filters : array_like of int or bool, optional
         Indices (negative allowed) or a boolean mask of the filters to decode; default all.
     unpool : str, optional
@@ -245,6 +278,11 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
         decoded in chunks that fit, and a MemoryError names the bytes needed otherwise
         (besides, the kernels' work buffers take up to tens of MiB per thread, and Winograd's
         transformed weights up to 4 times a layer's weights).
+    phase : int or (int, int), optional
+        Above an upsampling, the phase (rows, cols) of the units decoded, each below
+        :meth:`Network.phases <fastdecode.Network.phases>` of the layer: the units
+        ``q * phases + phase`` share one decoded filter. Default (0, 0), the only phase
+        elsewhere.
 
     Returns
     -------
@@ -278,11 +316,12 @@ def decode(net, layer, *, filters=None, unpool="nearest", n_threads=None, memory
     >>> fd.decode(net, "layer4", filters=[0, 5], unpool="bilinear").shape
     (2, 1, 8, 8)
     """
-    return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=False).filters
+    return _decode(net, layer, filters, unpool, n_threads, memory_limit, want_bias=False,
+                   phase=phase).filters
 
 
 def decoded_bias(net, layer, *, filters=None, unpool="nearest", n_threads=None,
-                 memory_limit=None):
+                 memory_limit=None, phase=None):
     """Decoded biases (F,) of a conv layer: :func:`decode_with_bias`'s ``bias``, with the same
     parameters and defaults.
 
@@ -292,7 +331,7 @@ def decoded_bias(net, layer, *, filters=None, unpool="nearest", n_threads=None,
         (F,) in the network's dtype.
     """
     return decode_with_bias(net, layer, filters=filters, unpool=unpool, n_threads=n_threads,
-                            memory_limit=memory_limit).bias
+                            memory_limit=memory_limit, phase=phase).bias
 
 
 # --- layer-recursive decoding ------------------------------------------------------------------
@@ -325,7 +364,8 @@ def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_lim
     decoded filters of every tensor on the way fit the memory limit. Otherwise, for named
     layers of a chain, and with a directory ``out``, each layer is decoded by :func:`decode`
     (in chunks of filters within the memory limit). Either way the result equals
-    :func:`decode`'s layer by layer, to rounding.
+    :func:`decode`'s layer by layer, to rounding. Layers above an upsampling are decoded by
+    :func:`decode` at their phase (0, 0).
 
     Parameters
     ----------
@@ -383,6 +423,8 @@ def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_lim
     if not conv_idx:
         raise ValueError("the network has no conv layers to decode")
     top = conv_idx[-1]
+    if not by_chain(net, top):   # a linear layer or an upsampling on the way
+        return _decode_layers(net, layers, unpool, threads, limit, out)
     recursion.check_decodable(net, top)
     itemsize = net.dtype.itemsize
     results = sum(net.layers[i].num_filters * int(np.prod(net.decoded_shape(i))) * itemsize
@@ -428,12 +470,18 @@ def _decode_layers(net, layers, unpool, threads, limit, out):
     if out is not None:
         return {net.layers[i].name: _decode_to_file(net, i, unpool, threads, limit, out)
                 for i in idx}
-    if not net.is_chain and unpool.box:
-        fast = _decode_graph_recursive(net, idx, unpool, threads, limit)
-        if fast is not None:
-            return fast
     results = {}
+    plain = [i for i in idx if not above_upsampling(net, i)]
+    if not net.is_chain and unpool.box and plain:
+        # the recursion for the layers below any upsampling, the sweep for the others
+        fast = _decode_graph_recursive(net, plain, unpool, threads, limit)
+        if fast is not None:
+            if len(plain) == len(idx):
+                return fast
+            results = fast
     for i in idx:
+        if net.layers[i].name in results:
+            continue
         remaining = limit - sum(a.nbytes for a in results.values())
         if remaining <= 0:
             raise MemoryError("decoding layers %s needs more than the memory limit of %s for "
@@ -442,7 +490,7 @@ def _decode_layers(net, layers, unpool, threads, limit, out):
                                  format_bytes(limit)))
         results[net.layers[i].name] = decode(net, i, unpool=unpool, n_threads=threads,
                                              memory_limit=remaining)
-    return results
+    return {net.layers[i].name: results[net.layers[i].name] for i in idx}
 
 
 def _decode_to_file(net, i, unpool, threads, limit, out):
@@ -453,7 +501,7 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
     path = os.path.join(directory, urllib.parse.quote(name, safe="") + ".npy")
     shape = (net.channels(i),) + net.decoded_shape(i)
     per_filter = int(np.prod(shape[1:])) * net.dtype.itemsize
-    if net.is_chain:
+    if by_chain(net, i):
         chunk = max(1, min(shape[0], int(limit // 3 // per_filter)))
     else:   # the sweep's working maps scale with the chunk too
         work = graph.per_filter_elements(net, i) * net.dtype.itemsize
@@ -462,13 +510,18 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
                                 dir=directory)
     os.close(fd_)
     try:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=net.dtype, shape=shape)
-        for start in range(0, shape[0], chunk):
-            sel = np.arange(start, min(shape[0], start + chunk))
-            arr[start:start + len(sel)] = decode(net, i, filters=sel, unpool=unpool,
-                                                 n_threads=threads, memory_limit=limit)
-        arr.flush()
-        del arr
+        # written through a file, not a memory map, so that the pages written do not stay
+        # resident in the process
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(net.dtype), "fortran_order": False,
+                    "shape": shape})
+            for start in range(0, shape[0], chunk):
+                sel = np.arange(start, min(shape[0], start + chunk))
+                part = decode(net, i, filters=sel, unpool=unpool, n_threads=threads,
+                              memory_limit=limit)
+                f.write(memoryview(np.ascontiguousarray(part, dtype=net.dtype)).cast("B"))
+                del part
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -478,20 +531,15 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
 
 
 def _decode_graph_recursive(net, idx, unpool, threads, limit):
-    """decode_all of layers ``idx`` of a graph by the layer recursion, or None when its
-    decoded filters of every tensor on the way (an upper bound: all held at once) and the
-    results exceed ``limit``."""
+    """decode_all of layers ``idx`` of a graph by the layer recursion, or None when the
+    decoded filters it holds at once (the results and the tensors still to be read) exceed
+    ``limit``."""
     from ._engine import graph_recursion
-    from ._graph import ancestors
-    needed = sorted(set().union(*(ancestors(net._inputs, i) for i in idx)))
-    itemsize = net.dtype.itemsize
     try:
-        need = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize
-                   for i in needed)
+        need = graph_recursion.peak_bytes(net, set(idx))
     except ValueError:
         return None
-    results = sum(net.channels(i) * int(np.prod(net.decoded_shape(i))) * itemsize for i in idx)
-    if need + results > limit:
+    if need > limit:
         return None
     with workspace.reuse():
         decoded = graph_recursion.walk(net, set(idx), unpool, threads)

@@ -123,6 +123,11 @@ def _check_images(net, images, upto):
         raise ValueError("images have %d channels but the network expects %d (images %s)"
                          % (images.shape[1], net.input_channels, images.shape))
     net.check_input((1,) + images.shape[1:], upto=upto, name="images")
+    if net.phases(upto) != (1, 1):
+        raise ValueError("layer %r is above an upsampling (its units have %dx%d phases, each "
+                         "with its own decoded filter): Eq. 3 compares one decoded filter per "
+                         "channel with the layer's response and does not cover it"
+                         % ((printable(net.layers[upto].name),) + net.phases(upto)))
     return images
 
 

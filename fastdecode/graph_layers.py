@@ -374,7 +374,10 @@ def interpolation_matrix(n, factor, method, dtype=np.float64):
 class Upsample(Layer):
     """Enlargement of the map by an integer factor: "nearest" (each pixel repeated) or
     "bilinear" (PyTorch's ``interpolate(mode="bilinear", align_corners=False)``, edges
-    clamped). Decoded through its exact transpose.
+    clamped). Decoded through its exact transpose (away from the map's edges): above it,
+    units of different phases (their index modulo the factor) have differently placed
+    decoded filters, see :meth:`Network.phases <fastdecode.Network.phases>` and
+    :func:`~fastdecode.decode`'s ``phase``.
 
     Parameters
     ----------

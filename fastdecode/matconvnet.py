@@ -32,7 +32,7 @@ from ._io import atomic_path
 from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
                        read_mat)
 from ._validation import printable
-from .graph_layers import Add, Concat
+from .graph_layers import Add, Concat, GlobalPool
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax
 
 __all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError"]
@@ -51,7 +51,9 @@ _DAGNN_MERGES = ("dagnn.Sum", "dagnn.Concat")
 def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
     """A network from a MatConvNet ``.mat`` file (simplenn, or DagNN: a chain, or a graph whose
     ``dagnn.Sum`` layers become :class:`~fastdecode.Add` and ``dagnn.Concat`` layers (along
-    channels) :class:`~fastdecode.Concat`).
+    channels) :class:`~fastdecode.Concat`; a ``dagnn.Pooling`` whose window is its whole,
+    unpadded input for images of the file's ``inputSize`` becomes a
+    :class:`~fastdecode.GlobalPool`, and the network takes that ``input_shape``).
 
     Parameters
     ----------
@@ -110,7 +112,8 @@ class _Loader:
     def network(self, variables):
         root = self._root(variables)
         layers_value = root.get("layers")
-        if isinstance(layers_value, StructArray) and "inputs" in layers_value.fields:
+        dagnn = isinstance(layers_value, StructArray) and "inputs" in layers_value.fields
+        if dagnn:
             layers, losses = self._dagnn(layers_value, root.get("params"))
         else:
             layers, losses = self._simplenn(layers_value)
@@ -125,8 +128,12 @@ class _Loader:
         if channels is not None and not self.graph:
             self._check_channels(layers, channels)
         meta = self._meta(root, layers, losses, channels)
+        input_shape = None
+        if dagnn and channels is not None and isinstance(size, tuple) and len(size) >= 3 \
+                and all(isinstance(v, int) and v > 0 for v in size[:3]) and size[2] == channels:
+            layers, input_shape = _global_pools(layers, (channels,) + tuple(size[:2]))
         try:
-            return Network(layers, meta=meta, input_channels=channels)
+            return Network(layers, meta=meta, input_channels=channels, input_shape=input_shape)
         except (ValueError, TypeError) as exc:
             self.fail(str(exc))
 
@@ -464,6 +471,27 @@ class _Loader:
         else:
             self.fail("meta.normalization.averageImage has MATLAB shape %s" % mv.mshape(a))
         return np.ascontiguousarray(out)
+
+
+def _global_pools(layers, input_shape):
+    """(layers, input_shape): the DagNN pooling layers whose window is their whole input
+    (unpadded) for images of the file's input size ``input_shape`` (C, H, W) become
+    :class:`GlobalPool` layers, and the network takes that input size; (layers, None)
+    unchanged when there is none, or the input size does not fit the network."""
+    try:
+        trial = Network(layers, input_shape=input_shape)
+    except (ValueError, TypeError):
+        return layers, None
+    out, changed = list(layers), False
+    for i, layer in enumerate(trial.layers):
+        if layer.type != "pool" or any(layer.pad):
+            continue
+        (src,) = trial._inputs[i]
+        size = input_shape[1:] if src < 0 else trial._shapes[src][1:]
+        if tuple(size) == tuple(layer.kernel):
+            out[i] = GlobalPool(layer.method, name=layer.name, inputs=layer.inputs)
+            changed = True
+    return (out, input_shape) if changed else (layers, None)
 
 
 def _is_chain(ordered):

@@ -215,14 +215,23 @@ class Network:
         return i
 
     def decodable_index(self, layer):
-        """Index of a layer that :func:`~fastdecode.decode` can start from: a conv layer of a
-        chain; any layer of a graph whose output is a map or a vector and that decoding can
-        pass (ValueError naming the layer otherwise)."""
-        if self.is_chain:
-            return self.conv_index(layer)
+        """Index of a layer that :func:`~fastdecode.decode` can start from: a conv or linear
+        layer of a chain; any layer of a graph whose output is a map or a vector and that
+        decoding can pass (ValueError naming the layer otherwise)."""
         i = self.index(layer)
+        if self.is_chain:
+            if not any(l.type == "linear" for l in self.layers):
+                return self.conv_index(i)
+            if not isinstance(self.layers[i], Conv) and self.layers[i].type != "linear":
+                raise ValueError(
+                    "layer %r is a %s layer; only conv and linear layers of a chain can be "
+                    "decoded (conv and linear layers: %s)"
+                    % (printable(self.layers[i].name), self.layers[i].type,
+                       ", ".join(printable(l.name) for l in self.layers
+                                 if isinstance(l, Conv) or l.type == "linear")))
+            return i
         l = self.layers[i]
-        if (l.type not in ("add", "concat", "gate", "linear")
+        if (l.type not in ("add", "concat", "gate", "linear", "upsample")
                 and getattr(l, "decode_role", None) is None):
             raise ValueError("layer %r is a %s layer, which decoding cannot start from"
                              % (printable(l.name), l.type))
@@ -235,8 +244,8 @@ class Network:
     # --- geometry -----------------------------------------------------------------------------
     def _geometry(self, upto):
         """(stride, pad, receptive field) in image pixels at the output of layer ``upto``."""
-        if not self.is_chain:
-            return _graph.geometry(self, upto)
+        if not self.is_chain or self._upsampled:
+            return _graph.geometry(self, upto)[:3]
         S = [1, 1]
         P = [0, 0, 0, 0]
         R = [1, 1]
@@ -249,9 +258,49 @@ class Network:
             S = [S[0] * sy, S[1] * sx]
         return tuple(S), tuple(P), tuple(R)
 
+    def phases(self, layer):
+        """The number of phases (rows, cols) of ``layer``'s units: (1, 1) unless it is above
+        an upsampling.
+
+        Above an upsampling by f, the units of the upsampled map read windows placed
+        differently according to their position modulo f (their phase): a unit ``u = q * p
+        + r`` of a layer of ``p`` phases has the decoded filter of phase r, placed at
+        ``q * stride - padding``. :func:`~fastdecode.decode` decodes one phase at a time
+        (``phase=``); all phases share one box, :meth:`receptive_field` at
+        :meth:`padding`, and :meth:`stride` is the stride in image pixels from a unit to
+        the next of the same phase, so that ``correlate(images, decode(net, layer,
+        phase=(ry, rx)), stride=net.stride(layer), pad=net.padding(layer))`` estimates
+        ``net.forward(images, upto=layer)[:, :, ry::py, rx::px]`` (on its first rows and
+        columns, when some phases have fewer units).
+
+        Returns
+        -------
+        (int, int)
+
+        Raises
+        ------
+        ValueError
+            Where the geometry is not defined (see :meth:`stride`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastdecode as fd
+        >>> net = fd.Network([fd.Conv(np.ones((1, 1, 3, 3)), stride=2, name="down"),
+        ...                   fd.Upsample(2, name="up"),
+        ...                   fd.Conv(np.ones((1, 1, 3, 3)), pad=1, name="top")])
+        >>> net.phases("top"), net.stride("top"), net.padding("top"), net.receptive_field("top")
+        ((2, 2), (2, 2), (2, 2, 2, 2), (7, 7))
+        """
+        i = self.index(layer)
+        if self.is_chain and not self._upsampled:
+            return (1, 1)
+        return _graph.geometry(self, i)[3]
+
     def stride(self, layer):
         """Cumulative stride (rows, cols) in image pixels at the output of ``layer``: the stride
-        at which its decoded filters are correlated with the images."""
+        at which its decoded filters are correlated with the images (above an upsampling,
+        from a unit to the next of the same phase: see :meth:`phases`)."""
         return self._geometry(self.index(layer))[0]
 
     def padding(self, layer):
@@ -421,7 +470,7 @@ class Network:
         described = [layer.describe() for layer in self.layers]
         wn = max([20] + [len(n) for n in names])  # columns as wide as their longest entry
         wd = max([40] + [len(d) for d in described])
-        if not self.is_chain:
+        if not self.is_chain or self._upsampled:
             return self._graph_summary(names, described, wn, wd)
         rows = ["%-3s %-*s %-*s %8s %8s %10s" % ("#", wn, "name", wd, "layer", "channels",
                                                  "stride", "receptive")]

@@ -41,6 +41,9 @@ def twin(net, x, upto):
                          stride=layer.stride)
         elif kind == "linear":
             y = F.linear(torch.flatten(a, 1), torch.from_numpy(layer.weights))[:, :, None, None]
+        elif kind == "upsample":
+            kw = {"align_corners": False} if layer.method == "bilinear" else {}
+            y = F.interpolate(a, scale_factor=layer.factor, mode=layer.method, **kw)
         elif kind == "globalpool":
             y = a.sum((2, 3), keepdim=True)
         elif kind == "pool":
@@ -212,11 +215,233 @@ def test_filters_selection_and_chunks_agree():
         fd.decode(net, "cat", memory_limit=full.nbytes + 10)
 
 
-def test_upsampling_is_refused_when_decoding():
-    net = fd.Network([fd.Conv(np.ones((1, 1, 3, 3)), name="c"), fd.Upsample(2, name="up"),
-                      fd.Add(inputs=("up", "up"), name="s")])
-    with pytest.raises(ValueError, match="upsampling"):
-        fd.decode(net, "s")
+# --- above upsamplings: one decoded filter per phase ---------------------------------------
+
+def unet(rng, bias=True, methods=("bilinear", "nearest")):
+    """A linear U-Net: down by 4 (an average pool, a strided conv), up by 2 twice, each
+    upsampled map concatenated with the encoder's map of its size."""
+    b = (lambda k: rnd(rng, k)) if bias else (lambda k: None)
+    return fd.Network([
+        fd.Conv(rnd(rng, 3, 1, 3, 3), b(3), pad=1, name="e1"),
+        fd.Pool("avg", size=2, name="down1"),
+        fd.Conv(rnd(rng, 2, 3, 3, 3), b(2), pad=1, name="e2"),
+        fd.Conv(rnd(rng, 2, 2, 2, 2), b(2), stride=2, name="down2"),
+        fd.Conv(rnd(rng, 2, 2, 3, 3), b(2), pad=1, name="mid"),
+        fd.Upsample(2, methods[0], name="up2"),
+        fd.Concat(inputs=("e2", "up2"), name="cat2"),
+        fd.Conv(rnd(rng, 2, 4, 3, 3), b(2), pad=1, name="d2"),
+        fd.Upsample(2, methods[1], name="up1"),
+        fd.Concat(inputs=("e1", "up1"), name="cat1"),
+        fd.Conv(rnd(rng, 2, 5, 3, 3), b(2), pad=1, name="top"),
+    ])
+
+
+def phase_units(net, name, H, W):
+    """[(phase, q)]: per phase, the units q (rows, cols) of period index whose box lies
+    inside an image of H x W, as ranges."""
+    S, P, R = net.stride(name), net.padding(name), net.receptive_field(name)
+    rows = [q for q in range(H) if q * S[0] - P[0] >= 0 and q * S[0] - P[0] + R[0] <= H]
+    cols = [q for q in range(W) if q * S[1] - P[2] >= 0 and q * S[1] - P[2] + R[1] <= W]
+    return rows, cols
+
+
+UNET_LAYERS = ["up2", "cat2", "d2", "up1", "cat1", "top"]
+
+
+@pytest.mark.parametrize("methods", [("bilinear", "nearest"), ("nearest", "bilinear")])
+def test_above_upsamplings_each_phase_is_the_gradient_of_the_linear_twin(methods):
+    """Every phase of every layer above the upsamplings: the decoded filter placed at
+    q * stride - padding is the gradient of the twin at unit q * phases + phase."""
+    rng = np.random.default_rng(12)
+    net = unet(rng, methods=methods)
+    H, W = 40, 36
+    x = torch.zeros((1, 1, H, W), dtype=torch.float64, requires_grad=True)
+    for name in UNET_LAYERS:
+        S, P, R, p = (net.stride(name), net.padding(name), net.receptive_field(name),
+                      net.phases(name))
+        y = twin(net, x, name)
+        rows, cols = phase_units(net, name, H, W)
+        qy, qx = rows[len(rows) // 2], cols[len(cols) // 2]
+        oy, ox = qy * S[0] - P[0], qx * S[1] - P[2]
+        for ry in range(p[0]):
+            for rx in range(p[1]):
+                D = fd.decode(net, name, phase=(ry, rx))
+                for k in range(D.shape[0]):
+                    g, = torch.autograd.grad(y[0, k, qy * p[0] + ry, qx * p[1] + rx], x,
+                                             retain_graph=True)
+                    want = np.zeros((1, H, W))
+                    want[:, oy:oy + R[0], ox:ox + R[1]] = D[k]
+                    np.testing.assert_allclose(g[0].numpy(), want, rtol=1e-10, atol=1e-12)
+    assert net.phases("up2") == (2, 2) and net.phases("top") == (4, 4)
+    assert net.stride("top") == (4, 4) and net.phases("mid") == (1, 1)
+
+
+def test_above_upsamplings_each_phase_is_exact_on_interior_units():
+    """correlate(x, decode(phase=r, adjoint)) + decoded bias equals forward's units of phase r
+    at the units whose box lies inside the image (biases included)."""
+    rng = np.random.default_rng(13)
+    net = unet(rng)
+    x = rnd(rng, 2, 1, 44, 40)
+    for name in UNET_LAYERS:
+        S, P, p = net.stride(name), net.padding(name), net.phases(name)
+        full = net.forward(x, upto=name)
+        rows, cols = phase_units(net, name, *x.shape[2:])
+        assert rows and cols
+        for ry in range(p[0]):
+            for rx in range(p[1]):
+                dec = fd.decode_with_bias(net, name, unpool="adjoint", phase=(ry, rx))
+                y = fd.correlate(x, dec.filters, stride=S, pad=P) + dec.bias[:, None, None]
+                want = full[:, :, ry::p[0], rx::p[1]]
+                # the correlation gives phase 0's units; the other phases have as many or
+                # one fewer
+                assert y.shape[2] - want.shape[2] in (0, 1)
+                assert y.shape[3] - want.shape[3] in (0, 1)
+                if (ry, rx) == (0, 0):
+                    assert y.shape == want.shape
+                np.testing.assert_allclose(y[:, :, rows][:, :, :, cols],
+                                           want[:, :, rows][:, :, :, cols],
+                                           rtol=1e-9, atol=1e-9)
+
+
+def test_upsampled_images_and_strides_dividing_the_period():
+    """An upsampling of the images (units of half a pixel), a stride-2 conv back to whole
+    pixels, and a stride that does not divide the period is refused with the reason."""
+    rng = np.random.default_rng(14)
+    net = fd.Network([
+        fd.Upsample((2, 3), "bilinear", name="up"),
+        fd.Conv(rnd(rng, 2, 1, 3, 3), pad=1, name="c"),
+        fd.Conv(rnd(rng, 2, 2, 4, 3), stride=(2, 3), name="back"),
+        fd.Conv(rnd(rng, 2, 2, 3, 3), name="top"),
+    ])
+    assert net.is_chain
+    assert net.phases("c") == (2, 3) and net.stride("c") == (1, 1)
+    assert net.phases("back") == (1, 1) and net.phases("top") == (1, 1)
+    H, W = 16, 15
+    x = torch.zeros((1, 1, H, W), dtype=torch.float64, requires_grad=True)
+    for name in ("c", "back", "top"):
+        S, P, R, p = (net.stride(name), net.padding(name), net.receptive_field(name),
+                      net.phases(name))
+        rows, cols = phase_units(net, name, H, W)
+        qy, qx = rows[len(rows) // 2], cols[len(cols) // 2]
+        y = twin(net, x, name)
+        for ry in range(p[0]):
+            for rx in range(p[1]):
+                D = fd.decode(net, name, phase=(ry, rx))
+                g, = torch.autograd.grad(y[0, 1, qy * p[0] + ry, qx * p[1] + rx], x,
+                                         retain_graph=True)
+                want = np.zeros((1, H, W))
+                oy, ox = qy * S[0] - P[0], qx * S[1] - P[2]
+                want[:, oy:oy + R[0], ox:ox + R[1]] = D[1]
+                np.testing.assert_allclose(g[0].numpy(), want, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"phase \(2, 0\) out of range.*'c' have 2x3 phases"):
+        fd.decode(net, "c", phase=(2, 0))
+    odd = fd.Network([fd.Upsample(2, name="up"),
+                      fd.Conv(rnd(rng, 1, 1, 3, 3), stride=3, name="s3")])
+    assert odd.forward(np.ones((1, 1, 9, 9))).shape == (1, 1, 6, 6)
+    with pytest.raises(ValueError, match=r"'s3'.*stride 3 does not divide the period 2"):
+        fd.decode(odd, "s3")
+    with pytest.raises(ValueError, match=r"out of range"):
+        fd.decode(net, "top", phase=1)
+    with pytest.raises(ValueError, match=r"'c' is above an upsampling.*2x3 phases"):
+        fd.reconstruction_error(net, np.ones((1, 1, 16, 15)), "c", progress=False)
+
+
+def test_decode_all_above_upsamplings_gives_phase_0_and_the_recursion_below():
+    rng = np.random.default_rng(15)
+    net = unet(rng)
+    got = fd.decode_all(net)
+    assert list(got) == net.conv_layers
+    for name, D in got.items():
+        np.testing.assert_allclose(D, fd.decode(net, name), rtol=1e-12, atol=1e-12)
+    named = fd.decode_all(net, layers=["top", "mid", "up1"], unpool="adjoint", n_threads=1)
+    assert list(named) == ["mid", "up1", "top"]
+    two = fd.decode_all(net, layers=["top", "mid", "up1"], unpool="adjoint", n_threads=2)
+    for name in named:
+        np.testing.assert_array_equal(named[name], two[name])
+    assert net.summary().splitlines()[-1].split()[-2:] == [
+        "4x4", "%dx%d" % net.receptive_field("top")]
+
+
+def test_depthwise_inverted_residuals_decode_group_by_group():
+    """MobileNetV2-shaped blocks (1x1 expansion, depthwise 3x3, 1x1 projection, added):
+    decode (the sweep) and decode_all (the recursion) substitute grouped convs group by group
+    and agree with each other and with the twin's gradient."""
+    rng = np.random.default_rng(17)
+    net = fd.Network([
+        fd.Conv(rnd(rng, 4, 2, 3, 3), stride=2, pad=1, name="stem"),
+        fd.ReLU6(name="r0"),
+        fd.Conv(rnd(rng, 8, 4, 1, 1), name="expand"),
+        fd.BatchNorm(rng.random(8) + 0.5, rnd(rng, 8), rnd(rng, 8), rng.random(8) + 0.5,
+                     name="bn"),
+        fd.Conv(rnd(rng, 8, 1, 3, 3), pad=1, name="dw"),
+        fd.Conv(rnd(rng, 4, 8, 1, 1), name="project"),
+        fd.Add(inputs=("project", "r0"), name="res"),
+        fd.Conv(rnd(rng, 8, 2, 3, 3), stride=2, pad=1, name="grouped"),   # 2 groups
+    ], input_shape=(2, 21, 19))
+    assert net["dw"].groups == 8 and net["grouped"].groups == 2
+    got = fd.decode_all(net)
+    for name in ("dw", "project", "res", "grouped"):
+        check_against_twin(net, name)
+    for name, D in got.items():
+        np.testing.assert_allclose(D, fd.decode(net, name), rtol=1e-10, atol=1e-12)
+
+
+def test_the_recursions_gemm_is_bitwise_the_same_for_1_and_2_threads():
+    """The 1x1 steps of the graph recursion split a GEMM's columns among threads: the same
+    sums for every column, whatever the thread count, and the product itself."""
+    from fastdecode._engine.graph_recursion import MIN_COLUMNS, gemm_columns
+    rng = np.random.default_rng(18)
+    for dtype in (np.float32, np.float64):
+        a = rng.standard_normal((37, 29)).astype(dtype)
+        b = rng.standard_normal((29, 2 * MIN_COLUMNS + 77)).astype(dtype)
+        one = gemm_columns(a, b, np.empty((37, b.shape[1]), dtype), 1)
+        two = gemm_columns(a, b, np.empty((37, b.shape[1]), dtype), 2)
+        np.testing.assert_array_equal(one, two)
+        np.testing.assert_allclose(one, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+# --- chains with linear heads -------------------------------------------------------------
+
+def test_chains_ending_in_linear_layers_decode_as_the_twin_and_exactly():
+    """A chain ending in global pooling and a linear layer, and one whose linear layer reads
+    the map itself (flattened): the linear layers decode through the sweep, as the gradient
+    of the twin and exactly; decode_all still decodes every conv layer by default."""
+    rng = np.random.default_rng(16)
+    gap = fd.Network([
+        fd.Conv(rnd(rng, 3, 2, 3, 3), rnd(rng, 3), stride=2, name="c1"),
+        fd.ReLU(name="r1"),
+        fd.Pool("avg", size=2, name="p1"),
+        fd.Conv(rnd(rng, 4, 3, 2, 2), rnd(rng, 4), name="c2"),
+        fd.GlobalPool("avg", name="gap"),
+        fd.Linear(rnd(rng, 5, 4), rnd(rng, 5), name="fc"),
+    ], input_shape=(2, 15, 13))
+    flat = fd.Network([
+        fd.Conv(rnd(rng, 3, 2, 3, 3), rnd(rng, 3), name="c1"),
+        fd.Pool("avg", size=2, name="p1"),
+        fd.Linear(rnd(rng, 4, 3 * 4 * 3), rnd(rng, 4), name="fc"),
+        fd.Linear(rnd(rng, 2, 4), rnd(rng, 2), name="fc2"),
+    ], input_shape=(2, 10, 8))
+    for net in (gap, flat):
+        assert net.is_chain
+        x = rnd(rng, 3, *net.input_shape)
+        for name in [l.name for l in net.layers if l.type == "linear"]:
+            check_against_twin(net, name)
+        linear = fd.Network([l for l in net.layers if l.type != "relu"],
+                            input_shape=net.input_shape)
+        check_exact(linear, "fc", x, everywhere=True)
+        got = fd.decode_all(net)
+        assert list(got) == net.conv_layers
+        for name, D in got.items():
+            np.testing.assert_allclose(D, fd.decode(net, name), rtol=1e-12, atol=1e-12)
+        named = fd.decode_all(net, layers=["fc", "c1"])
+        assert list(named) == ["c1", "fc"]
+        np.testing.assert_array_equal(named["fc"], fd.decode(net, "fc"))
+    assert fd.decode(gap, "fc").shape == (5, 2, 13, 13)   # the last image row is not read
+    with pytest.raises(ValueError, match=r"'r1' is a relu layer; only conv and linear layers "
+                                         r"of a chain.*c1, c2, fc\)"):
+        fd.decode(gap, "r1")
+    with pytest.raises(ValueError, match=r"'p1' is a pool layer; only conv layers"):
+        fd.decode(fd.Network(gap.layers[:4]), "p1")
 
 
 # --- random small graphs -----------------------------------------------------------------

@@ -471,6 +471,45 @@ def test_dagnn_merges_load_as_a_graph(tmp_path, merge):
         fd.save_matconvnet(net, tmp_path / "out.mat")
 
 
+@pytest.mark.parametrize("method", ["avg", "max"])
+def test_dagnn_pooling_over_the_whole_map_loads_as_global_pooling(tmp_path, method):
+    """A dagnn.Pooling whose window is its whole input at the file's inputSize (a ResNet's
+    final pooling) becomes a GlobalPool, the network takes that input size, and a conv on
+    the pooled vector decodes; windows smaller than their input stay pools."""
+    base = fd.load_matconvnet(write(tmp_path, dagnn_variables(), "v7", name="base.mat"))
+    _, K, h, w = base.output_shape((1, C0, 9, 8), upto="conv2")
+    assert (h, w) != (1, 1)
+    variables = dagnn_variables()
+    recs = variables["layers"].records
+    fc = np.random.default_rng(1).standard_normal((1, 1, K, 3))
+    recs[-1:-1] = [
+        {"name": "gap", "type": "dagnn.Pooling", "inputs": ml.cell("prediction"),
+         "outputs": ml.cell("pooled"), "params": ml.cell(),
+         "block": {"method": method, "poolSize": np.array([[float(h), float(w)]]),
+                   "pad": np.array([[0.0, 0, 0, 0]]), "stride": np.array([[1.0, 1.0]])}},
+        {"name": "fc", "type": "dagnn.Conv", "inputs": ml.cell("pooled"),
+         "outputs": ml.cell("scores"), "params": ml.cell("fc_f"),
+         "block": {"size": np.array([[1.0, 1, K, 3]]), "hasBias": False,
+                   "pad": np.array([[0.0, 0, 0, 0]]), "stride": np.array([[1.0, 1]]),
+                   "dilate": np.array([[1.0, 1]]), "opts": ml.cell()}}]
+    recs[-1]["inputs"] = ml.cell("scores", "label")
+    variables["params"].records.append({"name": "fc_f", "value": fc, "learningRate": 1.0,
+                                        "weightDecay": 1.0})
+    net = fd.load_matconvnet(write(tmp_path, variables, "v7"))
+    assert net["gap"].type == "globalpool" and net["gap"].method == method
+    assert net["pool1"].type == "pool" and net.input_shape == (C0, 9, 8)
+    x = np.random.default_rng(0).standard_normal((2, C0, 9, 8))
+    y = net.forward(x, upto="drop")
+    want = y.mean(axis=(2, 3)) if method == "avg" else y.max(axis=(2, 3))
+    np.testing.assert_allclose(net.forward(x, upto="gap")[:, :, 0, 0], want, rtol=1e-5)
+    np.testing.assert_allclose(net.forward(x)[:, :, 0, 0],
+                               want @ fc.reshape(K, 3).astype(np.float32), rtol=1e-4,
+                               atol=1e-5)
+    D = fd.decode(net, "fc")
+    assert D.shape == (3, C0) + net.receptive_field("fc") and np.all(np.isfinite(D))
+    assert net.receptive_field("fc")[0] >= 9 and net.receptive_field("fc")[1] >= 8
+
+
 def test_dagnn_branch_loads(tmp_path):
     variables = dagnn_variables()
     recs = variables["layers"].records

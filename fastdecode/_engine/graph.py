@@ -11,7 +11,9 @@ by its ``decode_role`` (see :mod:`.chain`) or its merge type:
   whole map);
 - "scale": scaled per channel; "identity": passed through;
 - add: the same maps to each input; concat: split by channels; gate: scaled by the held value,
-  to x only.
+  to x only;
+- upsample: its transpose away from the map's edges (each output unit's interpolation
+  weights, by its phase, sent back to the input units it reads).
 
 Where a tensor feeds several layers, the maps coming back are summed on their union box, each
 at its offset. The decoded biases collect, at each layer with a bias (or shift), the bias
@@ -38,11 +40,7 @@ def check_decodable(net, top):
     from .._graph import ancestors
     for i in reversed(ancestors(net._inputs, top)):
         layer = net.layers[i]
-        if layer.type == "upsample":
-            raise ValueError("cannot decode layer %r through layer %r: decoding through an "
-                             "upsampling is not supported yet"
-                             % (printable(net.layers[top].name), printable(layer.name)))
-        if layer.type in ("add", "concat", "gate", "linear"):
+        if layer.type in ("add", "concat", "gate", "linear", "upsample"):
             continue
         if getattr(layer, "decode_role", None) not in ROLES:
             raise _refuse(net, layer, top)
@@ -63,12 +61,40 @@ def _sum_at_offsets(parts, dtype):
     return out, (top, left)
 
 
-def _substitute(maps, weights, stride, threads):
+def _substitute(maps, weights, stride, threads, groups=1):
+    """The dense weights (J, C, kh, kw) substituted at every pixel of maps (F, J, H, W); group
+    by group for a grouped conv (its dense weights are zero across groups)."""
     F, J, H, W = maps.shape
     _, C, kh, kw = weights.shape
-    out = np.empty((F, C, (H - 1) * stride[0] + kh, (W - 1) * stride[1] + kw), dtype=maps.dtype)
-    return substitute_into(np.ascontiguousarray(maps), np.ascontiguousarray(weights), out,
-                           stride[0], stride[1], threads, zero=True)
+    shape = ((H - 1) * stride[0] + kh, (W - 1) * stride[1] + kw)
+    if groups == 1:
+        out = np.empty((F, C) + shape, dtype=maps.dtype)
+        return substitute_into(np.ascontiguousarray(maps), np.ascontiguousarray(weights), out,
+                               stride[0], stride[1], threads, zero=True)
+    out = np.empty((F, C) + shape, dtype=maps.dtype)
+    Jg, Cg = J // groups, C // groups
+    part = np.empty((F, Cg) + shape, dtype=maps.dtype)
+    for g in range(groups):
+        substitute_into(np.ascontiguousarray(maps[:, g * Jg:(g + 1) * Jg]),
+                        np.ascontiguousarray(weights[g * Jg:(g + 1) * Jg, g * Cg:(g + 1) * Cg]),
+                        part, stride[0], stride[1], threads, zero=True)
+        out[:, g * Cg:(g + 1) * Cg] = part
+    return out
+
+
+def _upsample_transpose(offset, n, f, method, dtype):
+    """The transpose of an upsampling by f along one axis, away from the map's edges, for
+    maps of n units from absolute output unit ``offset``: (matrix (m, n), input offset)."""
+    from .._graph import upsample_taps
+    taps = [upsample_taps(r, f, method) for r in range(f)]
+    entries = [(y, (offset + y) // f + o, w) for y in range(n)
+               for o, w in taps[(offset + y) % f]]
+    first = min(m for _, m, _ in entries)
+    last = max(m for _, m, _ in entries)
+    a = np.zeros((last - first + 1, n), dtype=dtype)
+    for y, m, w in entries:
+        a[m - first, y] += w
+    return a, first
 
 
 def _reverse(net, i, maps, offset, unpool, threads, bias):
@@ -90,6 +116,13 @@ def _reverse(net, i, maps, offset, unpool, threads, bias):
         hold = layer.hold.astype(dtype)
         h = hold[None, :, None, None] if hold.size > 1 else hold[0]
         return [(srcs[0], maps * h, offset)]
+    if kind == "upsample":
+        ay, oy = _upsample_transpose(offset[0], maps.shape[2], layer.factor[0], layer.method,
+                                     dtype)
+        ax, ox = _upsample_transpose(offset[1], maps.shape[3], layer.factor[1], layer.method,
+                                     dtype)
+        return [(srcs[0], np.ascontiguousarray(np.matmul(ay, np.matmul(maps, ax.T))),
+                 (oy, ox))]
     role = "substitute" if kind == "linear" else layer.decode_role
     src = srcs[0]
     if role == "identity":
@@ -107,22 +140,25 @@ def _reverse(net, i, maps, offset, unpool, threads, bias):
             bias += weighted_channel_sums(maps, layer.bias)
         w = (layer.conv_weights() if kind == "linear" else layer.dense_weights())
         w = w.astype(dtype, copy=False)
-        return [(src, _substitute(maps, w, (sy, sx), threads), new_offset)]
+        return [(src, _substitute(maps, w, (sy, sx), threads, getattr(layer, "groups", 1)),
+                 new_offset)]
     # unpool
     ph, pw = layer.kernel
     return [(src, unpool_into(np.ascontiguousarray(maps), sy, sx, ph, pw, unpool, threads),
              new_offset)]
 
 
-def decode_chunk(net, top, sel, unpool, threads, want_bias):
-    """Decoded maps of channels ``sel`` of layer ``top``: (maps (F, C0, h, w) at the image,
-    offset (rows, cols) of their first pixel, biases (F,) in float64 or None)."""
+def decode_chunk(net, top, sel, unpool, threads, want_bias, phase=(0, 0)):
+    """Decoded maps of channels ``sel`` of layer ``top`` at its unit ``phase`` (rows, cols):
+    (maps (F, C0, h, w) at the image, offset (rows, cols) of their first pixel, biases (F,)
+    in float64 or None). Offsets are absolute unit indices of each tensor, so that an
+    upsampling knows the phase of the units it transposes."""
     from .._graph import ancestors
     F = len(sel)
     C = net._channels[top]
     start = np.zeros((F, C, 1, 1), dtype=net.dtype)
     start[np.arange(F), sel, 0, 0] = 1
-    pending = {top: [(start, (0, 0))]}
+    pending = {top: [(start, tuple(phase))]}
     bias = np.zeros(F) if want_bias else None
     for i in reversed(ancestors(net._inputs, top)):
         parts = pending.pop(i, None)
@@ -145,11 +181,16 @@ def per_filter_elements(net, top):
     decoded map held at once (a map at layer i's output covers the units of layer i inside
     the top's box, at most (R_top - R_i) // S_i + 2 per side). The substitution kernels'
     own buffers come on top, as for chains."""
-    from .._graph import ancestors
-    _, _, R = net._geometry(top)
+    from .._graph import IMAGE, axes
+    geo = axes(net, top)
+    R = [g.stride_pad_field()[2] for g in geo[top]]
     total = net.input_channels * R[0] * R[1]
-    for i in ancestors(net._inputs, top):
-        S, _, Ri = net._geometry(i)
-        total += net._channels[i] * (max(0, R[0] - Ri[0]) // S[0] + 2) * (
-            max(0, R[1] - Ri[1]) // S[1] + 2)
+    for i, g in geo.items():
+        if i == IMAGE:
+            continue
+        n = 1
+        for d in (0, 1):   # p units per T pixels above an upsampling
+            T, _, Ri = g[d].stride_pad_field()
+            n *= max(0, R[d] - Ri) * g[d].p // T + 2 * g[d].p
+        total += net._channels[i] * n
     return total

@@ -11,8 +11,11 @@ them per channel; activations pass them on. Each tensor's filters are freed once
 reading them has run.
 """
 
+import concurrent.futures
+
 import numpy as np
 
+from . import blas
 from .substitution import substitute_into
 
 IMAGE = -1
@@ -33,6 +36,78 @@ def _union(parts, dtype):
         a[:, :, oy - top:oy - top + d.shape[2], ox - left:ox - left + d.shape[3]] = d
         out.append(a)
     return out, (top, left)
+
+
+#: Columns per thread below which :func:`gemm_columns` makes one call.
+MIN_COLUMNS = 4096
+
+
+def gemm_columns(a, b, out, threads):
+    """out (M, N) = a (M, K) @ b (K, N), the columns split among ``threads`` threads, each a
+    single-threaded BLAS GEMM writing its columns in place: every column is computed by the
+    same sums whatever the thread count, so results are bitwise the same. Returns out."""
+    n = b.shape[1]
+    with blas.single_threaded():
+        if threads <= 1 or n < 2 * MIN_COLUMNS:
+            np.matmul(a, b, out=out)
+            return out
+        edges = [(n * t // threads) // 64 * 64 for t in range(threads)] + [n]
+
+        def part(t):
+            np.matmul(a, b[:, edges[t]:edges[t + 1]], out=out[:, edges[t]:edges[t + 1]])
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(part, range(threads)))
+    return out
+
+
+def substitute_groups(w, D, out, S, groups, threads):
+    """out = the weights w (K, J, kh, kw) substituted with the decoded filters D (J, C0, h, w)
+    as maps: ``out[k] += w[k, j, u, v] D[j]`` at (S * u, S * v); group by group for a grouped
+    conv (its dense weights are zero across groups), so a depthwise conv costs its own
+    work."""
+    K, J, kh, kw = w.shape
+    if groups == 1 and kh == kw == 1:   # one GEMM: out[k] = sum_j w[k, j] D[j]
+        gemm_columns(np.ascontiguousarray(w.reshape(K, J)), D.reshape(J, -1),
+                     out.reshape(K, -1), threads)
+        return out
+    if groups == 1:
+        return substitute_into(np.ascontiguousarray(w), D, out, S[0], S[1], threads, zero=True)
+    Kg, Jg = K // groups, J // groups
+    for g in range(groups):
+        substitute_into(np.ascontiguousarray(w[g * Kg:(g + 1) * Kg, g * Jg:(g + 1) * Jg]),
+                        D[g * Jg:(g + 1) * Jg], out[g * Kg:(g + 1) * Kg], S[0], S[1], threads,
+                        zero=True)
+    return out
+
+
+def peak_bytes(net, keep):
+    """The most bytes of decoded filters :func:`walk` holds at once for the layers ``keep``:
+    each tensor's from its layer until the last layer reading it (the kept ones to the end);
+    activations pass their input's on without a copy."""
+    from .._graph import ancestors
+    needed = sorted(set().union(*(ancestors(net._inputs, k) for k in keep)))
+    uses = {i: 0 for i in needed}
+    for i in needed:
+        for s in net._inputs[i]:
+            if s != IMAGE:
+                uses[s] += 1
+    size, live, peak = {}, 0, 0
+    itemsize = net.dtype.itemsize
+    for i in needed:
+        layer = net.layers[i]
+        shares = (not getattr(layer, "multi_input", False) and layer.type != "linear"
+                  and layer.decode_role == "identity")
+        R = net._geometry(i)[2]
+        size[i] = 0 if shares else net.channels(i) * net.input_channels * R[0] * R[1] * itemsize
+        live += size[i]
+        peak = max(peak, live)
+        for s in set(net._inputs[i]):
+            if s == IMAGE:
+                continue
+            uses[s] -= net._inputs[i].count(s)
+            if uses[s] == 0 and s not in keep:
+                live -= size[s]
+    return peak
 
 
 def walk(net, keep, unpool, threads):
@@ -77,15 +152,13 @@ def walk(net, keep, unpool, threads):
                 off = (off[0] - pt * S[0], off[1] - pl * S[1])
                 if role == "substitute":
                     w = layer.conv_weights() if kind == "linear" else layer.dense_weights()
-                    w = np.ascontiguousarray(w.astype(dtype, copy=False))
+                    w = w.astype(dtype, copy=False)
                     K, J, kh, kw = w.shape
                     _, _, h, wd = D.shape
                     new = np.empty((K, C0, (kh - 1) * S[0] + h, (kw - 1) * S[1] + wd),
                                    dtype=dtype)
-                    # the weights are the maps substituted: out[k] += w[k, j, u, v] D[j] at
-                    # (S * u, S * v)
-                    D = substitute_into(w, np.ascontiguousarray(D), new, S[0], S[1], threads,
-                                        zero=True)
+                    D = substitute_groups(w, np.ascontiguousarray(D), new, S,
+                                          getattr(layer, "groups", 1), threads)
                 else:
                     ph, pw = layer.kernel
                     scale = dtype.type(unpool.box_scale(layer.kernel))
