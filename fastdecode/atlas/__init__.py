@@ -19,7 +19,8 @@ import fastdecode as fd
 
 from .. import _io
 from ..ops import unpool_method
-from . import _analysis, _images, _pages
+from .._validation import resolve_threads
+from . import _analysis, _images, _pages, _stream, _twin
 from ._inputs import Photos, load_photos, normalisation
 
 __all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]
@@ -238,40 +239,74 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
     title = str(title) if title else "fastdecode atlas"
 
     from tqdm.auto import tqdm
-    steps = 2 + 2 * len(names)
-    bar = tqdm(total=steps, desc="atlas", unit="step", file=sys.stderr, disable=not progress)
+    threads = resolve_threads(n_threads)
+    indices = [net.index(n) for n in names]
+    n_filters = sum(net.channels(i) for i in indices)
+    bar = tqdm(total=n_filters + (0 if x is None else len(x)), desc="atlas", unit="item",
+               file=sys.stderr, disable=not progress)
     try:
         with _io.staged_directory(out, MARKER, {"generator": "fastdecode atlas",
                                                 "version": fd.__version__,
                                                 "layers": names}, "atlas") as stage:
-            os.makedirs(os.path.join(stage, "img"))
+            img_dir = os.path.join(stage, "img")
+            os.makedirs(img_dir)
             os.makedirs(os.path.join(stage, "assets"))
-            bar.set_postfix_str("decoding")
-            if unpool in ("nearest", "adjoint") and len(names) == len(net.conv_layers):
-                decoded = fd.decode_all(net, unpool=unpool, n_threads=n_threads)
-            else:
-                decoded = {n: fd.decode(net, n, unpool=unpool, n_threads=n_threads)
-                           for n in names}
-            bar.update(1)
+            stats, direct = {}, {}
+            if x is not None:
+                tw = _twin.plan(net, indices, unpool, x.shape[1:])
+                if tw is not None:
+                    bar.set_postfix_str("images")
+                    stats = _analysis.twin_pass(net, indices, x, unpool, threads, tw, bar)
+                else:
+                    bar.update(len(x))
+                    direct = {i: None for i in indices}
+            info = {}
+            building = {}
+
+            def on_chunk(i, start, filters):
+                K = net.channels(i)
+                if start == 0:
+                    bar.set_postfix_str(net.layers[i].name)
+                    cell = _images.cell_size(filters.shape[2:], FILTER_CELL)
+                    building[i] = {"cell": cell, "dec": [], "thr": []}
+                    if i in direct:
+                        direct[i] = _analysis.DirectLayer(net, i, x)
+                b = building[i]
+                dec, peaks = _images.filter_cells(filters, b["cell"])
+                thr, _ = _images.filter_cells(fd.threshold_filters(filters, threshold), b["cell"],
+                                              peaks if filters.shape[1] in (1, 3) else None)
+                b["dec"].extend(dec)
+                b["thr"].extend(thr)
+                if i in direct:
+                    direct[i].add_filters(start, filters, threads)
+                bar.update(len(filters))
+                if start + len(filters) == K:
+                    tiles = _images.Sheets("L%02d-filters" % i, b["cell"])
+                    for c in b["dec"] + b["thr"]:
+                        tiles.add(c)
+                    tiles.write(img_dir)
+                    info[i] = {"tiles": tiles.spec("img/"), "icon": b["dec"][0]}
+                    del building[i]
+                    if i in direct:
+                        stats[i] = direct.pop(i).stats(threads)
+
+            _stream.stream(net, indices, unpool, threads, on_chunk,
+                           spill_dir=os.path.dirname(os.path.abspath(out)))
             results = []
-            for name in names:
-                bar.set_postfix_str(name)
-                results.append(_analysis.analyse(
-                    net, name, decoded[name], x, unpool=unpool, threshold=threshold,
-                    top_k=int(top_k), n_threads=n_threads, progress=progress))
-                bar.update(1)
+            for i in indices:
+                res = stats.pop(i).result(int(top_k)) if x is not None else None
+                results.append({"name": net.layers[i].name, "index": i, "K": net.channels(i),
+                                "shape": net.decoded_shape(i), "tiles": info[i]["tiles"],
+                                "res": res})
+            bar.set_postfix_str("pages")
             ctx = _context(net, results, x, shown, labels, image_names, class_names,
                            title=title, unpool=unpool, threshold=threshold, t0=t0)
-            for lay, res in zip(ctx["layers"], results):
-                bar.set_postfix_str("pages %s" % res.name)
-                _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_names)
-                bar.update(1)
-            bar.set_postfix_str("writing")
+            for lay, r in zip(ctx["layers"], results):
+                _write_layer(stage, ctx, lay, r, x, shown, labels, image_names, class_names)
             if ctx.get("image_sheet") is not None:
-                ctx["image_sheet"].write(os.path.join(stage, "img"))
+                ctx["image_sheet"].write(img_dir)
             _write(os.path.join(stage, "index.html"), _pages.index_page(ctx))
-            _copy_assets(stage, results)
-            bar.update(1)
+            _copy_assets(stage, info[indices[-1]]["icon"])
     finally:
         bar.close()
     return os.path.abspath(out)
@@ -280,8 +315,7 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
 def _context(net, results, x, shown, labels, image_names, class_names, *, title, unpool,
              threshold, t0):
     n = 0 if x is None else len(x)
-    convs = ", ".join("%s (%d filters, %s)" % (r.name, len(r.decoded),
-                                              _geometry_text(r.decoded.shape[2:]))
+    convs = ", ".join("%s (%d filters, %s)" % (r["name"], r["K"], _geometry_text(r["shape"][1:]))
                       for r in results)
     lead = ("%d decoded layer%s: %s. Input: %d channel%s%s; %s unpooling." % (
         len(results), "" if len(results) == 1 else "s", _pages.esc(convs), net.input_channels,
@@ -300,7 +334,7 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
                            "[0, 1] and their mean squared difference taken; mean &plusmn; std "
                            "over %d images, %s unpooling." % (n, _pages.esc(unpool))),
            "image_sheet": None}
-    whole = [r for r in results if r.tops is not None and r.network_pos is None]
+    whole = [r["res"] for r in results if r["res"] is not None and r["res"].network_pos is None]
     if whole:  # one sheet of the images that are some filter's top image, shared by the pages
         used = np.unique(np.concatenate([np.concatenate([r.tops.network.ravel(),
                                                          r.tops.decoded.ravel()])
@@ -311,33 +345,26 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
         ctx["image_sheet"] = sheet
     first = net.conv_layers[0]
     for r in results:
-        K = len(r.decoded)
-        stem = "L%02d" % r.index
-        tiles = _images.Sheets(stem + "-filters",
-                               _images.cell_size(r.decoded.shape[2:], FILTER_CELL))
-        for f in range(K):
-            tiles.add(_images.filter_pixels(r.decoded[f]))
-        for f in range(K):  # same peak as the filter: the thresholded values keep their shade
-            tiles.add(_images.filter_pixels(r.thresholded[f],
-                                            np.abs(r.decoded[f]).max() if r.decoded.shape[1] in
-                                            (1, 3) else None))
-        spec = tiles.spec("img/")
-        layer = net[r.name]
-        rf = net.receptive_field(r.name)
-        lay = {"name": r.name, "index": r.index, "K": K, "page": _pages.page_name(r.index, r.name),
-               "describe": layer.describe(), "tiles": spec, "tiles_sheets": tiles,
+        K, shape, res = r["K"], r["shape"], r["res"]
+        stem = "L%02d" % r["index"]
+        spec = r["tiles"]
+        layer = net[r["name"]]
+        rf = net.receptive_field(r["name"])
+        lay = {"name": r["name"], "index": r["index"], "K": K,
+               "page": _pages.page_name(r["index"], r["name"]),
+               "describe": layer.describe(), "tiles": spec,
                "tile_scale": _pages.scale_for(spec["cell"], _pages.TILE_PX),
                "preview_scale": _pages.scale_for(spec["cell"], 40), "n_preview": 24,
                "large_scale": _pages.scale_for(spec["cell"], _pages.LARGE_PX),
                "shape_text": "decoded %s, receptive field %s" % (
-                   "x".join(map(str, r.decoded.shape[1:])), _geometry_text(rf)),
+                   "x".join(map(str, shape)), _geometry_text(rf)),
                "facts": " &middot; ".join([
                    "%d filters" % K, "receptive field %s pixels" % _geometry_text(rf),
-                   "cumulative stride %s" % _geometry_text(net.stride(r.name)),
+                   "cumulative stride %s" % _geometry_text(net.stride(r["name"])),
                    "padding %s (top, bottom, left, right)" % ",".join(
-                       map(str, net.padding(r.name))),
-                   "decoded filters %s" % "x".join(map(str, r.decoded.shape[1:]))])}
-        if r.name == first:
+                       map(str, net.padding(r["name"]))),
+                   "decoded filters %s" % "x".join(map(str, shape))])}
+        if r["name"] == first:
             w = layer.weights
             wsheet = _images.Sheets(stem + "-weights", _images.cell_size(w.shape[2:],
                                                                          FILTER_CELL))
@@ -346,13 +373,13 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
             lay["weights_sheets"] = wsheet
             lay["weights"] = wsheet.spec("img/")
             lay["weights_scale"] = _pages.scale_for(lay["weights"]["cell"], _pages.LARGE_PX)
-        if (class_names is not None and r.name == net.conv_layers[-1]
+        if (class_names is not None and r["name"] == net.conv_layers[-1]
                 and len(class_names) == K):  # the top layer's units are the classes
             lay["classes"] = [str(c) for c in class_names]
-        if r.error is not None:
-            pf = r.error.per_filter
+        if res is not None:
+            pf = res.error.per_filter
             lay["errors"] = [float(e) for e in pf]
-            lay["table1"] = {"mean": r.error.mean, "std": r.error.std,
+            lay["table1"] = {"mean": res.error.mean, "std": res.error.std,
                              "best": int(np.argmin(pf)), "best_error": float(pf.min()),
                              "worst": int(np.argmax(pf)), "worst_error": float(pf.max())}
         ctx["layers"].append(lay)
@@ -364,9 +391,9 @@ def _write(path, text):
         f.write(text)
 
 
-def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_names):
+def _write_layer(stage, ctx, lay, r, x, shown, labels, image_names, class_names):
     img_dir = os.path.join(stage, "img")
-    lay.pop("tiles_sheets").write(img_dir)
+    res = r["res"]
     if "weights_sheets" in lay:
         lay.pop("weights_sheets").write(img_dir)
     data = {"layer": lay["name"], "K": lay["K"], "threshold": ctx["threshold"],
@@ -374,21 +401,21 @@ def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_name
             "weights": lay.get("weights"), "weights_scale": lay.get("weights_scale"),
             "errors": lay.get("errors"), "n_images": ctx["n_images"],
             "classes": lay.get("classes"),
-            "unpool": ctx["unpool"], "rf": list(res.decoded.shape[2:]), "filters": None,
+            "unpool": ctx["unpool"], "rf": list(r["shape"][1:]), "filters": None,
             "tops": None, "patches": False, "images": {}}
-    if res.tops is not None:
+    if res is not None:
         tops, scores = res.tops, res.scores
         k = tops.network.shape[1]
         patches = res.network_pos is not None
         if patches:
             sheet = _images.Sheets("L%02d-patches" % res.index,
-                                   _images.cell_size(res.decoded.shape[2:], TOP_CELL),
+                                   _images.cell_size(r["shape"][1:], TOP_CELL),
                                    jpeg=shown.ndim == 4)
             cells = {}
         else:
             sheet = ctx["image_sheet"]
             data["tops"] = sheet.spec("img/")
-        h, w = res.decoded.shape[2:]
+        h, w = r["shape"][1:]
         filters = []
         used = set()
         for f in range(lay["K"]):
@@ -433,15 +460,13 @@ def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_name
     _write(os.path.join(stage, lay["page"]), _pages.layer_page(ctx, lay))
 
 
-def _copy_assets(stage, results):
+def _copy_assets(stage, icon):
+    """The stylesheet and script, and a favicon from ``icon`` (a tile's pixels)."""
     assets = os.path.join(stage, "assets")
     root = resources.files(__name__) / "static"
     for name in ("atlas.css", "atlas.js"):
         with resources.as_file(root / name) as src:
             shutil.copyfile(src, os.path.join(assets, name))
-    # the favicon: a decoded filter of the top layer, 16x16
     from PIL import Image
-    top = results[-1].decoded[0]
-    icon = Image.fromarray(_images.filter_pixels(top)).resize((16, 16),
-                                                             Image.Resampling.BILINEAR)
-    icon.save(os.path.join(assets, "icon.png"), format="PNG")
+    Image.fromarray(icon).resize((16, 16), Image.Resampling.BILINEAR).save(
+        os.path.join(assets, "icon.png"), format="PNG")

@@ -27,6 +27,39 @@ def filter_pixels(f, peak=None):
     return np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8)
 
 
+def _area_matrix(n, m):
+    """(m, n) weights averaging n samples into m (at most n) by the area each bin covers."""
+    if m == n:
+        return np.eye(n, dtype=np.float32)
+    edges = np.arange(m + 1) * (n / m)
+    W = np.zeros((m, n), np.float64)
+    for i in range(m):
+        a, b = edges[i], edges[i + 1]
+        for j in range(int(np.floor(a)), min(n, int(np.ceil(b)))):
+            W[i, j] = min(b, j + 1) - max(a, j)
+    return (W * (m / n)).astype(np.float32)
+
+
+def filter_cells(filters, cell, peaks=None):
+    """Filters (k, C, h, w) as uint8 cells of size ``cell`` (ch, cw): (k, ch, cw, 3) for
+    C = 3, else (k, ch, cw) grey (the mean of the channels), shrunk by area averaging.
+
+    Zero is mid-grey; +-peak is white and black, peak per filter (default each filter's own
+    largest magnitude over the pixels shown, before shrinking). Returns (cells, peaks)."""
+    f = np.asarray(filters, dtype=np.float32)
+    img = f if f.shape[1] == 3 else f.mean(axis=1, keepdims=True)
+    if peaks is None:
+        peaks = np.abs(img).reshape(len(img), -1).max(axis=1).astype(np.float64)
+    h, w = img.shape[2:]
+    small = _area_matrix(h, cell[0]) @ img @ _area_matrix(w, cell[1]).T
+    m = np.asarray(peaks, dtype=np.float64)[:, None, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(m > 0, 0.5 + small / (2.0 * np.where(m > 0, m, 1.0)), 0.5)
+    px = np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8)
+    px = np.moveaxis(px, 1, -1) if px.shape[1] == 3 else px[:, 0]
+    return px, peaks
+
+
 def to_uint8_images(images):
     """Display images as uint8 (N, H, W) or (N, H, W, 3).
 
