@@ -36,9 +36,17 @@ TOP_CELL = 96
 
 
 
+def _shown(net, i):
+    """Whether layer i can have a page: a conv layer, or the output of a block of a graph (an
+    add or a concatenation)."""
+    layer = net.layers[i]
+    return layer.name in net.conv_layers or (not net.is_chain and layer.type in ("add", "concat"))
+
+
 def _layer_names(net, layers):
-    """Names of the conv layers to show, bottom to top, from names or indices; ValueError for
-    anything else, naming the conv layers."""
+    """Names of the layers to show, bottom to top, from names (or aliases) or indices: conv
+    layers, and on graphs block outputs (add and concat layers); ValueError for anything else,
+    naming the conv layers."""
     convs = net.conv_layers
     if not convs:
         raise ValueError("the network has no conv layers to decode")
@@ -46,22 +54,22 @@ def _layer_names(net, layers):
         return list(convs)
     if isinstance(layers, (str, int, np.integer)):
         layers = [layers]
-    names = []
+    idx = []
     for layer in layers:
         try:
             i = net.index(layer)
         except (KeyError, IndexError, TypeError):
             raise ValueError("unknown layer %r; the conv layers are %s"
                              % (layer, ", ".join(convs))) from None
-        name = net.layers[i].name
-        if name not in convs:
-            raise ValueError("layer %r is a %s layer, not a conv layer; the conv layers are %s"
-                             % (name, net.layers[i].type, ", ".join(convs)))
-        names.append(name)
-    if not names:
+        if not _shown(net, i):
+            raise ValueError("layer %r is a %s layer, not a conv layer%s; the conv layers are %s"
+                             % (net.layers[i].name, net.layers[i].type,
+                                "" if net.is_chain else " or a block's output (add, concat)",
+                                ", ".join(convs)))
+        idx.append(i)
+    if not idx:
         raise ValueError("layers is empty: name at least one conv layer (%s)" % ", ".join(convs))
-    order = {n: i for i, n in enumerate(convs)}
-    return sorted(set(names), key=order.get)
+    return [net.layers[i].name for i in sorted(set(idx))]
 
 
 def _check_images(net, images, display, labels, image_names, limit, top_layer):
@@ -128,12 +136,14 @@ def _geometry_text(pair):
 def _net_rows(net):
     rows = []
     for i, layer in enumerate(net.layers):
-        conv = layer.name in net.conv_layers
+        conv = _shown(net, i)
         rows.append({"index": i, "name": layer.name, "describe": layer.describe(),
+                     "inputs": "" if net.is_chain else ", ".join(
+                         "input" if n is None else str(n) for n in net.inputs(i)),
                      "channels": net.channels(i), "stride": _geometry_text(net.stride(i)),
                      "padding": ",".join(map(str, net.padding(i))),
                      "receptive": _geometry_text(net.receptive_field(i)),
-                     "decoded": ("%d x %s" % (layer.num_filters, "x".join(
+                     "decoded": ("%d x %s" % (net.channels(i), "x".join(
                          map(str, net.decoded_shape(i))))) if conv else ""})
     return rows
 
@@ -163,7 +173,8 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
         (N,) label per image, shown under the top images (``class_names[label]`` when class
         names are given).
     layers : sequence of str or int, optional
-        Conv layer names or indices (default: all).
+        Conv layer names or indices; on graph networks also block outputs (add and concat
+        layers) by name, alias or index (default: every conv layer).
     unpool : str, optional
         One of :data:`fastdecode.UNPOOL_METHODS` (default "nearest").
     top_k : int, optional
@@ -254,12 +265,13 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
             stats, direct = {}, {}
             if x is not None:
                 tw = _twin.plan(net, indices, unpool, x.shape[1:])
-                if tw is not None:
+                near = [] if tw is None else sorted(tw.grids)
+                direct = {i: None for i in indices if i not in near}
+                if near:
                     bar.set_postfix_str("images")
-                    stats = _analysis.twin_pass(net, indices, x, unpool, threads, tw, bar)
+                    stats = _analysis.twin_pass(net, near, x, unpool, threads, tw, bar)
                 else:
                     bar.update(len(x))
-                    direct = {i: None for i in indices}
             info = {}
             building = {}
 

@@ -102,18 +102,22 @@ def index_page(ctx):
            "<main>\n<h1>%s</h1>\n" % esc(ctx["title"])]
     out.append('<p class="lead">%s</p>\n' % ctx["lead"])
     # layers
+    graph = any(row["inputs"] for row in ctx["net_rows"])
     out.append('<section><h2>Layers</h2>\n<table class="layers">\n<thead><tr><th>#</th>'
-               '<th>name</th><th>layer</th><th>channels</th><th>stride</th><th>padding</th>'
-               '<th>receptive field</th><th>decoded filters</th></tr></thead>\n<tbody>\n')
+               '<th>name</th><th>layer</th>%s<th>channels</th><th>stride</th><th>padding</th>'
+               '<th>receptive field</th><th>decoded filters</th></tr></thead>\n<tbody>\n'
+               % ("<th>inputs</th>" if graph else ""))
     pages = {lay["name"]: lay for lay in ctx["layers"]}
     for row in ctx["net_rows"]:
         lay = pages.get(row["name"])
         name = ('<a href="%s">%s</a>' % (esc(lay["page"]), esc(row["name"])) if lay
                 else esc(row["name"]))
-        out.append('<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td>'
+        out.append('<tr%s><td>%d</td><td>%s</td><td>%s</td>%s<td>%d</td><td>%s</td><td>%s</td>'
                    '<td>%s</td><td>%s</td></tr>\n' % (
                        ' class="decoded"' if lay else "", row["index"], name,
-                       esc(row["describe"]), row["channels"], esc(row["stride"]),
+                       esc(row["describe"]),
+                       ('<td class="inputs">%s</td>' % esc(row["inputs"])) if graph else "",
+                       row["channels"], esc(row["stride"]),
                        esc(row["padding"]), esc(row["receptive"]),
                        esc(row["decoded"]) if row["decoded"] else ""))
     out.append("</tbody></table>\n")

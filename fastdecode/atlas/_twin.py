@@ -46,18 +46,25 @@ def _supported(layer):
     return layer.type in _TYPES or layer.decode_role in ("identity", "scale")
 
 
-def plan(net, keep, unpool, image_shape):
-    """A :class:`Plan` giving the decoded filters' correlations at layers ``keep`` (indices of
-    conv layers) for images of ``image_shape`` (C, H, W), or None when the twin does not apply."""
-    if unpool not in ("nearest", "adjoint"):
-        return None
+def _needs(net, keep):
+    """The layers the twin runs to reach the layers ``keep``."""
     need = set(keep)
     for i in range(max(keep), -1, -1):
         if i in need:
-            if not _supported(net.layers[i]):
-                return None
             need.update(s for s in _sources(net, i) if s != IMAGE)
-    order = sorted(need)
+    return need
+
+
+def plan(net, keep, unpool, image_shape):
+    """A :class:`Plan` giving the decoded filters' correlations at those of the layers ``keep``
+    (indices of decodable layers) that the twin reaches (``Plan.grids`` names them), for images
+    of ``image_shape`` (C, H, W); None when it reaches none of them."""
+    if unpool not in ("nearest", "adjoint"):
+        return None
+    keep = [k for k in keep if all(_supported(net.layers[j]) for j in _needs(net, [k]))]
+    if not keep:
+        return None
+    order = sorted(_needs(net, keep))
     one = (1,) + tuple(image_shape)
     grids = {i: net.output_shape(one, upto=i)[2:] for i in keep}
     top = max(net.padding(i)[0] for i in keep)
