@@ -120,10 +120,26 @@ def _conv(layer, x, threads):
     w = layer.dilated_weights(x.dtype)
     g, C = layer.groups, w.shape[1]
     per = w.shape[0] // g
+    if g > 1 and C == 1:  # depthwise: a sum of shifted maps, not a correlation per channel
+        return _depthwise(w, x if per == 1 else np.repeat(x, per, axis=1), layer.stride)
     parts = [ops.correlate_finite(x[:, j * C:(j + 1) * C], w[j * per:(j + 1) * per],
                                   stride=layer.stride, pad=0, n_threads=threads,
                                   finite_inputs=True)[0] for j in range(g)]
     return parts[0] if g == 1 else np.concatenate(parts, axis=1)
+
+
+def _depthwise(w, x, stride):
+    """Channel k of x (N, K, H, W) correlated with w[k, 0] (K, 1, kh, kw), valid, at
+    ``stride``."""
+    K, _, kh, kw = w.shape
+    (sy, sx), (H, W) = stride, x.shape[2:]
+    ho, wo = (H - kh) // sy + 1, (W - kw) // sx + 1
+    y = np.zeros((x.shape[0], K, ho, wo), dtype=x.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            y += w[None, :, 0, u, v, None, None] * x[:, :, u:u + sy * (ho - 1) + 1:sy,
+                                                    v:v + sx * (wo - 1) + 1:sx]
+    return y
 
 
 def _crop(x, shift, d, n):
