@@ -27,17 +27,36 @@ def filter_pixels(f, peak=None):
     return np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8)
 
 
-def _area_matrix(n, m):
-    """(m, n) weights averaging n samples into m (at most n) by the area each bin covers."""
+def _area_taps(n, m):
+    """(lo (m,), weights (T, m)): output i of an area average of n samples down to m is
+    sum over t of weights[t, i] * sample[lo[i] + t] (a sample partly inside a bin counts by its
+    part)."""
+    t = np.arange(m + 1) * (n / m)
+    lo = np.floor(t[:-1]).astype(np.int64)
+    T = int(np.ceil(n / m)) + 1
+    w = np.zeros((T, m))
+    for k in range(T):
+        j = lo + k
+        w[k] = np.clip(np.minimum(t[1:], j + 1) - np.maximum(t[:-1], j), 0, None) * (m / n)
+    return lo, w
+
+
+def _area_axis(a, m, axis):
+    """``a`` shrunk to m samples along ``axis`` (of n >= m) by area averaging."""
+    n = a.shape[axis]
     if m == n:
-        return np.eye(n, dtype=np.float32)
-    edges = np.arange(m + 1) * (n / m)
-    W = np.zeros((m, n), np.float64)
-    for i in range(m):
-        a, b = edges[i], edges[i + 1]
-        for j in range(int(np.floor(a)), min(n, int(np.ceil(b)))):
-            W[i, j] = min(b, j + 1) - max(a, j)
-    return (W * (m / n)).astype(np.float32)
+        return a
+    lo, w = _area_taps(n, m)
+    shape = [1] * a.ndim
+    shape[axis] = m
+    out = None
+    for k in range(len(w)):
+        if not w[k].any():
+            continue
+        part = np.take(a, np.minimum(lo + k, n - 1), axis=axis) * w[k].astype(a.dtype).reshape(
+            shape)
+        out = part if out is None else out + part
+    return out
 
 
 def filter_cells(filters, cell, peaks=None):
@@ -51,7 +70,7 @@ def filter_cells(filters, cell, peaks=None):
     if peaks is None:
         peaks = np.abs(img).reshape(len(img), -1).max(axis=1).astype(np.float64)
     h, w = img.shape[2:]
-    small = _area_matrix(h, cell[0]) @ img @ _area_matrix(w, cell[1]).T
+    small = _area_axis(_area_axis(img, cell[0], 2), cell[1], 3)
     m = np.asarray(peaks, dtype=np.float64)[:, None, None, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.where(m > 0, 0.5 + small / (2.0 * np.where(m > 0, m, 1.0)), 0.5)
