@@ -14,6 +14,7 @@ from fastdecode.atlas import _images, _stream, _twin, report
 from fastdecode.evaluation import decoded_response, rescale_per_image
 
 pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
 pytest.importorskip("tqdm")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -194,3 +195,25 @@ def test_mobilenet_v2_atlas_from_torch(tmp_path):
     assert len(pages) == len(net.conv_layers) == 52
     top = net.conv_layers[-1]
     assert len(read_page(page_of(out, net, top)).with_class("filter")) == net.channels(top)
+
+
+def test_large_filters_have_light_tiles_and_a_detail_sheet(tmp_path):
+    """Filters wider than a tile show from a sheet of tile-sized cells; the detail view's
+    larger cells are in their own sheet, which the page asks for only in the detail's rules."""
+    from fastdecode.atlas import TILE_CELL
+    rng = np.random.default_rng(6)
+    net = fd.Network([fd.Conv(rng.standard_normal((3, 1, 90, 90)).astype(np.float32))],
+                     input_shape=(1, 100, 100))
+    out = tmp_path / "big"
+    report(net, out, progress=False)
+    page = open(page_of(str(out), net, "layer1"), encoding="utf-8").read()
+    rules = dict(r.split("{", 1) for r in page.split("\n") if "background-image" in r)
+    assert "img/L00-tiles-0.png" in rules[".tiles .pic.s0"]
+    assert "img/L00-filters-0.png" in rules["#detail .big.tiles-sheet.s0"]
+    D = fd.decode(net, "layer1")
+    with Image.open(out / "img" / "L00-tiles-0.png") as im:
+        sheet = np.asarray(im)
+    cells, _ = _images.filter_cells(D, (TILE_CELL, TILE_CELL))
+    for f in range(3):   # cells left to right, then the thresholded ones
+        np.testing.assert_array_equal(sheet[:TILE_CELL, f * TILE_CELL:(f + 1) * TILE_CELL],
+                                      cells[f])

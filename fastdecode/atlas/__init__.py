@@ -33,6 +33,9 @@ MARKER = ".fastdecode-atlas"
 #: top image or patch.
 FILTER_CELL = 128
 TOP_CELL = 96
+#: Largest side of a filter's cell in the sheets the tiles show (larger filters also get a sheet
+#: of FILTER_CELL cells, loaded only when the detail view shows one of them).
+TILE_CELL = 72
 
 
 
@@ -280,24 +283,35 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                 if start == 0:
                     bar.set_postfix_str(net.layers[i].name)
                     cell = _images.cell_size(filters.shape[2:], FILTER_CELL)
-                    building[i] = {"cell": cell, "dec": [], "thr": []}
+                    small = _images.cell_size(filters.shape[2:], TILE_CELL)
+                    building[i] = {"cell": cell, "small": small, "dec": [], "thr": [],
+                                   "sdec": [], "sthr": []}
                     if i in direct:
                         direct[i] = _analysis.DirectLayer(net, i, x)
                 b = building[i]
-                dec, peaks = _images.filter_cells(filters, b["cell"])
-                thr, _ = _images.filter_cells(fd.threshold_filters(filters, threshold), b["cell"],
-                                              peaks if filters.shape[1] in (1, 3) else None)
-                b["dec"].extend(dec)
-                b["thr"].extend(thr)
+                thresholded = fd.threshold_filters(filters, threshold)
+                for cell, kd, kt in ((b["cell"], "dec", "thr"), (b["small"], "sdec", "sthr")):
+                    if kd == "sdec" and b["small"] == b["cell"]:
+                        break
+                    dec, peaks = _images.filter_cells(filters, cell)
+                    thr, _ = _images.filter_cells(thresholded, cell, peaks if filters.shape[1]
+                                                  in (1, 3) else None)
+                    b[kd].extend(dec)
+                    b[kt].extend(thr)
                 if i in direct:
                     direct[i].add_filters(start, filters, threads)
                 bar.update(len(filters))
                 if start + len(filters) == K:
-                    tiles = _images.Sheets("L%02d-filters" % i, b["cell"])
-                    for c in b["dec"] + b["thr"]:
-                        tiles.add(c)
-                    tiles.write(img_dir)
-                    info[i] = {"tiles": tiles.spec("img/"), "icon": b["dec"][0]}
+                    specs = []
+                    for stem, cell, cells in (("filters", b["cell"], b["dec"] + b["thr"]),
+                                              ("tiles", b["small"], b["sdec"] + b["sthr"])):
+                        if cells:
+                            sheets = _images.Sheets("L%02d-%s" % (i, stem), cell)
+                            for c in cells:
+                                sheets.add(c)
+                            sheets.write(img_dir)
+                            specs.append(sheets.spec("img/"))
+                    info[i] = {"large": specs[0], "tiles": specs[-1], "icon": b["dec"][0]}
                     del building[i]
                     if i in direct:
                         stats[i] = direct.pop(i).stats(threads)
@@ -309,6 +323,7 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                 res = stats.pop(i).result(int(top_k)) if x is not None else None
                 results.append({"name": net.layers[i].name, "index": i, "K": net.channels(i),
                                 "shape": net.decoded_shape(i), "tiles": info[i]["tiles"],
+                                "large": info[i]["large"],
                                 "res": res})
             bar.set_postfix_str("pages")
             ctx = _context(net, results, x, shown, labels, image_names, class_names,
@@ -364,10 +379,10 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
         rf = net.receptive_field(r["name"])
         lay = {"name": r["name"], "index": r["index"], "K": K,
                "page": _pages.page_name(r["index"], r["name"]),
-               "describe": layer.describe(), "tiles": spec,
+               "describe": layer.describe(), "tiles": spec, "large": r["large"],
                "tile_scale": _pages.scale_for(spec["cell"], _pages.TILE_PX),
                "preview_scale": _pages.scale_for(spec["cell"], 40), "n_preview": 24,
-               "large_scale": _pages.scale_for(spec["cell"], _pages.LARGE_PX),
+               "large_scale": _pages.scale_for(r["large"]["cell"], _pages.LARGE_PX),
                "shape_text": "decoded %s, receptive field %s" % (
                    "x".join(map(str, shape)), _geometry_text(rf)),
                "facts": " &middot; ".join([
@@ -409,7 +424,7 @@ def _write_layer(stage, ctx, lay, r, x, shown, labels, image_names, class_names)
     if "weights_sheets" in lay:
         lay.pop("weights_sheets").write(img_dir)
     data = {"layer": lay["name"], "K": lay["K"], "threshold": ctx["threshold"],
-            "tiles": lay["tiles"], "large_scale": lay["large_scale"],
+            "tiles": lay["large"], "large_scale": lay["large_scale"],
             "weights": lay.get("weights"), "weights_scale": lay.get("weights_scale"),
             "errors": lay.get("errors"), "n_images": ctx["n_images"],
             "classes": lay.get("classes"),

@@ -159,7 +159,7 @@ def layer_page(ctx, lay):
     """A layer's page: a tile for every filter, sorting, jump-to-filter and the detail view."""
     ts = lay["tile_scale"]
     css = [sheet_css(".tiles .pic", lay["tiles"], ts),
-           sheet_css("#detail .big.tiles-sheet", lay["tiles"], lay["large_scale"])]
+           sheet_css("#detail .big.tiles-sheet", lay["large"], lay["large_scale"])]
     if lay.get("weights"):
         css.append(sheet_css("#detail .big.weights-sheet", lay["weights"],
                              lay["weights_scale"]))
