@@ -147,7 +147,9 @@ def _add_report(sub):
     source.add_argument("--data", help="directory of MNIST-format IDX test files")
     source.add_argument("--images", help="folder of JPEG/PNG photos")
     s.add_argument("--limit", type=int, default=None, help="use at most this many images")
-    s.add_argument("--layers", nargs="+", help="conv layers to show (default: all)")
+    s.add_argument("--layers", nargs="+",
+                   help="conv layers (on graphs also add and concat layers) to show, by name, "
+                        "alias or index (default: every conv layer)")
     s.add_argument("--unpool", default="nearest",
                    choices=UNPOOL_METHODS)
     _add_normalisation(s, "H,W the photos are cropped to (default: the model's), and the "

@@ -316,8 +316,7 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                     if i in direct:
                         stats[i] = direct.pop(i).stats(threads)
 
-            _stream.stream(net, indices, unpool, threads, on_chunk,
-                           spill_dir=os.path.dirname(os.path.abspath(out)))
+            _stream.stream(net, indices, unpool, threads, on_chunk, spill_dir=stage)
             results = []
             for i in indices:
                 res = stats.pop(i).result(int(top_k)) if x is not None else None
