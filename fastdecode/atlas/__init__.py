@@ -285,11 +285,14 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                     cell = _images.cell_size(filters.shape[2:], FILTER_CELL)
                     small = _images.cell_size(filters.shape[2:], TILE_CELL)
                     building[i] = {"cell": cell, "small": small, "dec": [], "thr": [],
-                                   "sdec": [], "sthr": []}
+                                   "sdec": [], "sthr": [], "shape": filters.shape[1:]}
                     if i in direct:
                         direct[i] = _analysis.DirectLayer(net, i, x)
                 b = building[i]
-                thresholded = fd.threshold_filters(filters, threshold)
+                # fd.threshold_filters without its checks and copies: these are decoded
+                mag = np.abs(filters)
+                peak = mag.reshape(len(mag), -1).max(axis=1)[:, None, None, None]
+                thresholded = np.multiply(filters, mag >= threshold * peak, out=mag)
                 for cell, kd, kt in ((b["cell"], "dec", "thr"), (b["small"], "sdec", "sthr")):
                     if kd == "sdec" and b["small"] == b["cell"]:
                         break
@@ -305,8 +308,9 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                     specs = []
                     for stem, cell, cells in (("filters", b["cell"], b["dec"] + b["thr"]),
                                               ("tiles", b["small"], b["sdec"] + b["sthr"])):
-                        if cells:
-                            sheets = _images.Sheets("L%02d-%s" % (i, stem), cell)
+                        if cells:  # shrunk colour filters in JPEG, exact ones in PNG
+                            jpeg = b["shape"][0] == 3 and cell != b["shape"][1:]
+                            sheets = _images.Sheets("L%02d-%s" % (i, stem), cell, jpeg=jpeg)
                             for c in cells:
                                 sheets.add(c)
                             sheets.write(img_dir)
@@ -341,8 +345,14 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
 def _context(net, results, x, shown, labels, image_names, class_names, *, title, unpool,
              threshold, t0):
     n = 0 if x is None else len(x)
-    convs = ", ".join("%s (%d filters, %s)" % (r["name"], r["K"], _geometry_text(r["shape"][1:]))
-                      for r in results)
+    def one(r):
+        return "%s (%d filters, %s)" % (r["name"], r["K"], _geometry_text(r["shape"][1:]))
+
+    if len(results) <= 8:
+        convs = ", ".join(one(r) for r in results)
+    else:   # a deep network: its span, not every layer (the table below lists them)
+        convs = "%d filters in all, from %s to %s" % (sum(r["K"] for r in results),
+                                                      one(results[0]), one(results[-1]))
     lead = ("%d decoded layer%s: %s. Input: %d channel%s%s; %s unpooling." % (
         len(results), "" if len(results) == 1 else "s", _pages.esc(convs), net.input_channels,
         "" if net.input_channels == 1 else "s",

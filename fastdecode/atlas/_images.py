@@ -160,8 +160,8 @@ class Sheets:
 
     ``add`` returns a cell's index; cells are laid out row by row, ``cols`` to a row and
     ``per_sheet`` to a sheet. ``spec`` describes the layout for the pages' script.
-    jpeg: write JPEG (quality 90) rather than PNG, for sheets of colour photos, which PNG
-    stores many times larger.
+    jpeg: write JPEG (quality 90, no chroma subsampling) rather than PNG, for sheets of colour
+    photos and of shrunk colour filters, which PNG stores many times larger and slower.
     """
 
     def __init__(self, stem, cell, *, rgb=False, jpeg=False):
@@ -229,7 +229,7 @@ class Sheets:
                 sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = px
             if self.jpeg:
                 Image.fromarray(sheet).save(os.path.join(directory, name), format="JPEG",
-                                            quality=90)
+                                            quality=90, subsampling=0)
             else:
                 Image.fromarray(sheet).save(os.path.join(directory, name), format="PNG",
                                             compress_level=6)

@@ -101,6 +101,33 @@ def index_page(ctx):
     out = [_head(ctx["title"], "\n".join(css)), '<body class="index">\n', _nav(ctx),
            "<main>\n<h1>%s</h1>\n" % esc(ctx["title"])]
     out.append('<p class="lead">%s</p>\n' % ctx["lead"])
+    # previews
+    out.append('<section><h2>Decoded layers</h2>\n<div class="cards">\n')
+    for lay in ctx["layers"]:
+        out.append('<a class="card" href="%s" id="prev-%d"><h3>%s</h3><p>%d filters, '
+                   '%s</p><div class="preview">' % (
+                       esc(lay["page"]), lay["index"], esc(lay["name"]), lay["K"],
+                       esc(lay["shape_text"])))
+        for f in range(min(lay["K"], lay["n_preview"])):
+            out.append("<span %s></span>" % cell_attrs(lay["tiles"], f, lay["preview_scale"]))
+        out.append("</div></a>\n")
+    out.append("</div>\n</section>\n")
+    # Table 1
+    if ctx["n_images"]:
+        out.append('<section><h2>Table 1: Eq. 3 reconstruction error</h2>\n<p>%s</p>\n'
+                   '<table class="table1">\n<thead><tr><th>layer</th><th>filters</th>'
+                   '<th>Eq. 3, mean &plusmn; std over images</th><th>best filter</th>'
+                   '<th>worst filter</th></tr></thead>\n<tbody>\n' % ctx["table1_note"])
+        for lay in ctx["layers"]:
+            t = lay["table1"]
+            out.append('<tr><td><a href="%s">%s</a></td><td>%d</td><td>%s &plusmn; %s</td>'
+                       '<td><a href="%s#f=%d">#%d</a> %s</td><td><a href="%s#f=%d">#%d</a> %s'
+                       '</td></tr>\n' % (
+                           esc(lay["page"]), esc(lay["name"]), lay["K"], fmt_error(t["mean"]),
+                           fmt_error(t["std"]), esc(lay["page"]), t["best"], t["best"],
+                           fmt_error(t["best_error"]), esc(lay["page"]), t["worst"],
+                           t["worst"], fmt_error(t["worst_error"])))
+        out.append("</tbody></table>\n</section>\n")
     # layers
     graph = any(row["inputs"] for row in ctx["net_rows"])
     out.append('<section><h2>Layers</h2>\n<table class="layers">\n<thead><tr><th>#</th>'
@@ -123,33 +150,7 @@ def index_page(ctx):
     out.append("</tbody></table>\n")
     out.append('<details class="summary"><summary>net.summary()</summary><pre>%s</pre>'
                '</details>\n</section>\n' % esc(ctx["summary"]))
-    # Table 1
-    if ctx["n_images"]:
-        out.append('<section><h2>Table 1: Eq. 3 reconstruction error</h2>\n<p>%s</p>\n'
-                   '<table class="table1">\n<thead><tr><th>layer</th><th>filters</th>'
-                   '<th>Eq. 3, mean &plusmn; std over images</th><th>best filter</th>'
-                   '<th>worst filter</th></tr></thead>\n<tbody>\n' % ctx["table1_note"])
-        for lay in ctx["layers"]:
-            t = lay["table1"]
-            out.append('<tr><td><a href="%s">%s</a></td><td>%d</td><td>%s &plusmn; %s</td>'
-                       '<td><a href="%s#f=%d">#%d</a> %s</td><td><a href="%s#f=%d">#%d</a> %s'
-                       '</td></tr>\n' % (
-                           esc(lay["page"]), esc(lay["name"]), lay["K"], fmt_error(t["mean"]),
-                           fmt_error(t["std"]), esc(lay["page"]), t["best"], t["best"],
-                           fmt_error(t["best_error"]), esc(lay["page"]), t["worst"],
-                           t["worst"], fmt_error(t["worst_error"])))
-        out.append("</tbody></table>\n</section>\n")
-    # previews
-    out.append('<section><h2>Decoded layers</h2>\n<div class="cards">\n')
-    for lay in ctx["layers"]:
-        out.append('<a class="card" href="%s" id="prev-%d"><h3>%s</h3><p>%d filters, '
-                   '%s</p><div class="preview">' % (
-                       esc(lay["page"]), lay["index"], esc(lay["name"]), lay["K"],
-                       esc(lay["shape_text"])))
-        for f in range(min(lay["K"], lay["n_preview"])):
-            out.append("<span %s></span>" % cell_attrs(lay["tiles"], f, lay["preview_scale"]))
-        out.append("</div></a>\n")
-    out.append("</div>\n</section>\n</main>\n")
+    out.append("</main>\n")
     out.append(_footer(ctx))
     out.append("</body>\n</html>\n")
     return "".join(out)
