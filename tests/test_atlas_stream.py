@@ -184,17 +184,26 @@ def test_resampling_unpooling_report_matches_eq3(tmp_path):
 
 @pytest.mark.skipif(not hasattr(fd, "from_torch"), reason="needs fastdecode.from_torch")
 def test_mobilenet_v2_atlas_from_torch(tmp_path):
+    """The lower blocks of torchvision's MobileNetV2 (random weights, 64x64): a page per conv
+    layer with every tile, and Eq. 3 errors from the twin that match the slow definition."""
     torch = pytest.importorskip("torch")
     from torch_models import mobilenet_v2
     torch.manual_seed(0)
-    model = mobilenet_v2().eval()
-    net = fd.from_torch(model, input_shape=(3, 64, 64))
-    x = np.random.default_rng(5).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    out = report(net, tmp_path / "m", images=x, top_k=1, progress=False)
-    pages = [n for n in os.listdir(out) if n.startswith("layer-")]
-    assert len(pages) == len(net.conv_layers) == 52
-    top = net.conv_layers[-1]
-    assert len(read_page(page_of(out, net, top)).with_class("filter")) == net.channels(top)
+    net = fd.from_torch(mobilenet_v2(), input_shape=(3, 64, 64))
+    assert len(net.conv_layers) == 52
+    shown = net.conv_layers[:9]
+    x = np.random.default_rng(5).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    out = report(net, tmp_path / "m", images=x, layers=shown, top_k=2, progress=False)
+    assert len([n for n in os.listdir(out) if n.startswith("layer-")]) == len(shown)
+    for name in shown:
+        tiles = read_page(page_of(out, net, name)).with_class("filter")
+        assert len(tiles) == net.channels(name)
+    top = shown[-1]
+    R = net.forward(x, upto=top).astype(np.float64)
+    D = decoded_response(net, x.astype(np.float64), top,
+                         fd.decode(net, top).astype(np.float64), None, 2)
+    got = [float(t["data-error"]) for t in read_page(page_of(out, net, top)).with_class("filter")]
+    np.testing.assert_allclose(got, eq3_per_filter(R, D), rtol=1e-3, atol=1e-6)
 
 
 def test_large_filters_have_light_tiles_and_a_detail_sheet(tmp_path):
