@@ -51,8 +51,7 @@ def _cmd_report(args):
     return run_report(model=args.model, out=args.out, data=args.data, images=args.images,
                       limit=args.limit, layers=args.layers, unpool=args.unpool, mean=args.mean,
                       std=args.std, size=args.size, top_k=args.top_k, title=args.title,
-                      n_threads=args.threads, progress=not args.no_progress,
-                      scheduler=args.scheduler, workers=args.workers)
+                      n_threads=args.threads, progress=not args.no_progress)
 
 
 def _add_run_options(s):
@@ -161,7 +160,9 @@ def _add_report(sub):
     source.add_argument("--data", help="directory of MNIST-format IDX test files")
     source.add_argument("--images", help="folder of JPEG/PNG photos")
     s.add_argument("--limit", type=int, default=None, help="use at most this many images")
-    s.add_argument("--layers", nargs="+", help="conv layers to show (default: all)")
+    s.add_argument("--layers", nargs="+",
+                   help="conv layers (on graphs also add and concat layers) to show, by name, "
+                        "alias or index (default: every conv layer)")
     s.add_argument("--unpool", default="nearest",
                    choices=UNPOOL_METHODS)
     _add_normalisation(s, "H,W the photos are cropped to (default: the model's), and the "
@@ -172,7 +173,6 @@ def _add_report(sub):
     s.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     s.add_argument("--out", required=True, help="output folder (new, empty or an earlier "
                                                 "atlas, which is replaced)")
-    _add_dask_options(s)
     s.set_defaults(func=_cmd_report)
 
 

@@ -129,52 +129,6 @@ def test_top_k_merge_breaks_ties_by_the_lower_image_index():
         fd.top_images(lazy, N + 1)
 
 
-# --- the atlas ----------------------------------------------------------------------------------
-
-def test_atlas_analysis_over_a_dask_array_is_the_in_memory_one():
-    from fastdecode.atlas import _analysis
-    net = models.load("lenet-mnist")
-    x = models.preprocess(net, datasets.fashion_sample().images[:300])
-    with threaded():
-        for layer in ("layer3", "layer7"):   # units that see part of the image, and all of it
-            dec = fd.decode(net, layer)
-            opts = dict(unpool="nearest", threshold=0.5, top_k=9, n_threads=1, progress=False)
-            ref = _analysis.analyse(net, layer, dec, x, **opts)
-            got = _analysis.analyse(net, layer, dec, da.from_array(x, chunks=70), **opts)
-            for a, b in zip(got.tops, ref.tops):
-                np.testing.assert_array_equal(a, b)
-            for a, b in ((got.network_pos, ref.network_pos), (got.decoded_pos, ref.decoded_pos)):
-                assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
-            np.testing.assert_allclose(got.error.per_image, ref.error.per_image, rtol=1e-6)
-            for f in range(ref.tops.network.shape[0]):     # the scores the pages show
-                for i in ref.tops.network[f]:
-                    np.testing.assert_allclose(got.scores.network[i, f],
-                                               ref.scores.network[i, f], rtol=1e-6)
-                for i in ref.tops.decoded[f]:
-                    np.testing.assert_allclose(got.scores.decoded[i, f],
-                                               ref.scores.decoded[i, f], rtol=1e-6)
-
-
-def test_atlas_report_over_a_dask_array(tmp_path):
-    net = models.load("lenet-mnist")
-    sample = datasets.fashion_sample()
-    x = models.preprocess(net, sample.images[:200])
-    opts = dict(labels=sample.labels[:200], layers=["layer3", "layer7"], progress=False)
-    with threaded():
-        fd.report(net, tmp_path / "mem", images=x, display_images=sample.images[:200], **opts)
-        fd.report(net, tmp_path / "lazy", images=da.from_array(x, chunks=64),
-                  display_images=da.from_array(sample.images[:200], chunks=64), **opts)
-        with pytest.raises(TypeError, match="uint8"):
-            fd.report(net, tmp_path / "bad", images=da.from_array(x, chunks=64),
-                      display_images=da.from_array(sample.images[:200] / 255.0), **opts)
-    files = sorted(p.relative_to(tmp_path / "mem") for p in (tmp_path / "mem").rglob("*"))
-    assert files == sorted(p.relative_to(tmp_path / "lazy") for p in (tmp_path / "lazy").rglob("*"))
-    for name in ("img",):   # the same pictures: the same top images, patches and filters
-        for p in (tmp_path / "mem" / name).iterdir():
-            assert p.read_bytes() == (tmp_path / "lazy" / name / p.name).read_bytes(), p.name
-    assert not (tmp_path / "bad").exists()
-
-
 # --- a local cluster of two processes ------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:Sending large graph")  # the images, sent from memory
@@ -241,23 +195,6 @@ def test_cli_on_a_cluster_gives_the_results_of_the_in_process_pass(shared_data, 
     _assert_same_results(mem, _results(tmp_path / "local"))
     figures = sorted(p.name for p in (tmp_path / "mem").iterdir())
     assert sorted(p.name for p in (tmp_path / "local").iterdir()) == figures
-
-
-def test_cli_report_on_a_cluster_shows_the_same_atlas(shared_data, cluster, tmp_path, capsys):
-    common = ["report", "lenet-mnist", "--data", str(shared_data / "mnist"), "--limit", "300",
-              "--layers", "layer3", "layer7", "--no-progress"]
-    assert cli.main(common + ["--out", str(tmp_path / "mem")]) == 0
-    assert cli.main(common + ["--out", str(tmp_path / "sched"), "--scheduler",
-                              cluster.scheduler_address]) == 0
-    assert "dask: the scheduler at" in capsys.readouterr().out
-    mem, sched = tmp_path / "mem", tmp_path / "sched"
-    files = sorted(p.relative_to(mem) for p in mem.rglob("*"))
-    assert files == sorted(p.relative_to(sched) for p in sched.rglob("*"))
-    for p in (mem / "img").iterdir():   # the same top images, patches and filters
-        assert p.read_bytes() == (sched / "img" / p.name).read_bytes(), p.name
-    assert cli.main(["report", "lenet-mnist", "--out", str(tmp_path / "x"), "--workers",
-                     "2"]) == 2
-    assert "--data" in capsys.readouterr().err
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -422,3 +359,11 @@ def test_without_dask_numpy_passes_work_and_lazy_asks_for_the_extra():
     lines = r.stdout.splitlines()
     assert lines[0] == "(20,)"
     assert 'pip install "fastdecode[distributed]"' in lines[1] and "lazy=True" in lines[1]
+
+
+def test_the_atlas_refuses_a_dask_array(tmp_path):
+    net = fd.models.load("lenet-mnist")
+    x = np.zeros((8, 1, 28, 28), np.float32)
+    with pytest.raises(TypeError, match="not a dask array"):
+        fd.report(net, tmp_path / "atlas", images=da.from_array(x, chunks=4), progress=False)
+    assert not (tmp_path / "atlas").exists()

@@ -110,8 +110,15 @@ def peak_bytes(net, keep):
     return peak
 
 
-def walk(net, keep, unpool, threads):
-    """{layer index: (decoded filters, offset)} for the layers in ``keep`` (sorted indices)."""
+def walk(net, keep, unpool, threads, emit=None, alloc=None):
+    """{layer index: (decoded filters, offset)} for the layers in ``keep`` (sorted indices).
+
+    emit: called as ``emit(i, D, offset)`` for each kept layer as soon as its decoded filters
+    are made, instead of collecting them (the walk may then scale D in place once emit has
+    returned); the walk returns {}. alloc: ``alloc(shape, dtype)`` for the large arrays
+    (e.g. memory-mapped files), default ``np.empty``.
+    """
+    alloc = alloc or (lambda shape, dtype: np.empty(shape, dtype=dtype))
     from .._graph import ancestors
     dtype = net.dtype
     needed = sorted(set().union(*(ancestors(net._inputs, k) for k in keep)))
@@ -133,20 +140,25 @@ def walk(net, keep, unpool, threads):
         D, off, S = ins[0]
         if kind == "add":
             maps, off = _union([(d, o) for d, o, _ in ins], dtype)
-            D = maps[0].copy()
+            D = alloc(maps[0].shape, dtype)
+            D[...] = maps[0]
             for m in maps[1:]:
                 D += m
+            del maps
         elif kind == "concat":
             maps, off = _union([(d, o) for d, o, _ in ins], dtype)
-            D = np.concatenate(maps, axis=0)
+            D = alloc((sum(m.shape[0] for m in maps),) + maps[0].shape[1:], dtype)
+            np.concatenate(maps, axis=0, out=D)
+            del maps
         elif kind == "gate":
             h = layer.hold.astype(dtype)
-            D = D * (h[:, None, None, None] if h.size > 1 else h[0])
+            D = _scaled(D, h[:, None, None, None] if h.size > 1 else h[0], srcs[0], uses,
+                        keep, emit, T)
         else:
             role = "substitute" if kind == "linear" else layer.decode_role
             if role == "scale":
                 a, _ = layer.scale_shift(dtype)
-                D = D * a[:, None, None, None]
+                D = _scaled(D, a[:, None, None, None], srcs[0], uses, keep, emit, T)
             elif role in ("substitute", "unpool"):
                 pt, _, pl, _ = layer.pad
                 off = (off[0] - pt * S[0], off[1] - pl * S[1])
@@ -155,20 +167,21 @@ def walk(net, keep, unpool, threads):
                     w = w.astype(dtype, copy=False)
                     K, J, kh, kw = w.shape
                     _, _, h, wd = D.shape
-                    new = np.empty((K, C0, (kh - 1) * S[0] + h, (kw - 1) * S[1] + wd),
-                                   dtype=dtype)
+                    new = alloc((K, C0, (kh - 1) * S[0] + h, (kw - 1) * S[1] + wd), dtype)
                     D = substitute_groups(w, np.ascontiguousarray(D), new, S,
                                           getattr(layer, "groups", 1), threads)
                 else:
                     ph, pw = layer.kernel
                     scale = dtype.type(unpool.box_scale(layer.kernel))
                     C, _, h, wd = D.shape
-                    new = np.zeros((C, C0, (ph - 1) * S[0] + h, (pw - 1) * S[1] + wd),
-                                   dtype=dtype)
+                    new = alloc((C, C0, (ph - 1) * S[0] + h, (pw - 1) * S[1] + wd), dtype)
+                    new[...] = 0
                     for u in range(ph):
                         for v in range(pw):
                             new[:, :, u * S[0]:u * S[0] + h, v * S[1]:v * S[1] + wd] += D
-                    D = new * scale if scale != 1 else new
+                    if scale != 1:
+                        new *= scale
+                    D = new
                 S = (S[0] * layer.stride[0], S[1] * layer.stride[1])
         for s in set(srcs):
             uses[s] -= len([x for x in srcs if x == s])
@@ -176,5 +189,22 @@ def walk(net, keep, unpool, threads):
                 del T[s]
         T[i] = (D, off, S)
         if i in keep:
-            out[i] = (D, off)
+            if emit is None:
+                out[i] = (D, off)
+            else:
+                emit(i, D, off)
+        if uses.get(i, 0) == 0 and emit is not None:
+            del T[i]
+        del D, ins
     return out
+
+
+def _scaled(D, a, src, uses, keep, emit, T):
+    """D times a: in place when only this layer reads D and no other tensor is the same array
+    (layers that pass their input on share it)."""
+    alias = any(k != src and t[0] is D for k, t in T.items())
+    if emit is not None and uses[src] == 1 and not alias:
+        D *= a
+        return D
+    return D * a
+

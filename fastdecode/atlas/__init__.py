@@ -17,9 +17,10 @@ import numpy as np
 
 import fastdecode as fd
 
-from .. import _dask, _io
+from .. import _io
 from ..ops import unpool_method
-from . import _analysis, _images, _lazy, _pages
+from .._validation import resolve_threads
+from . import _analysis, _images, _pages, _stream, _twin
 from ._inputs import Photos, load_photos, normalisation
 
 __all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]
@@ -32,12 +33,23 @@ MARKER = ".fastdecode-atlas"
 #: top image or patch.
 FILTER_CELL = 128
 TOP_CELL = 96
+#: Largest side of a filter's cell in the sheets the tiles show (larger filters also get a sheet
+#: of FILTER_CELL cells, loaded only when the detail view shows one of them).
+TILE_CELL = 72
 
+
+
+def _shown(net, i):
+    """Whether layer i can have a page: a conv layer, or the output of a block of a graph (an
+    add or a concatenation)."""
+    layer = net.layers[i]
+    return layer.name in net.conv_layers or (not net.is_chain and layer.type in ("add", "concat"))
 
 
 def _layer_names(net, layers):
-    """Names of the conv layers to show, bottom to top, from names or indices; ValueError for
-    anything else, naming the conv layers."""
+    """Names of the layers to show, bottom to top, from names (or aliases) or indices: conv
+    layers, and on graphs block outputs (add and concat layers); ValueError for anything else,
+    naming the conv layers."""
     convs = net.conv_layers
     if not convs:
         raise ValueError("the network has no conv layers to decode")
@@ -45,26 +57,30 @@ def _layer_names(net, layers):
         return list(convs)
     if isinstance(layers, (str, int, np.integer)):
         layers = [layers]
-    names = []
+    idx = []
     for layer in layers:
         try:
             i = net.index(layer)
         except (KeyError, IndexError, TypeError):
             raise ValueError("unknown layer %r; the conv layers are %s"
                              % (layer, ", ".join(convs))) from None
-        name = net.layers[i].name
-        if name not in convs:
-            raise ValueError("layer %r is a %s layer, not a conv layer; the conv layers are %s"
-                             % (name, net.layers[i].type, ", ".join(convs)))
-        names.append(name)
-    if not names:
+        if not _shown(net, i):
+            raise ValueError("layer %r is a %s layer, not a conv layer%s; the conv layers are %s"
+                             % (net.layers[i].name, net.layers[i].type,
+                                "" if net.is_chain else " or a block's output (add, concat)",
+                                ", ".join(convs)))
+        idx.append(i)
+    if not idx:
         raise ValueError("layers is empty: name at least one conv layer (%s)" % ", ".join(convs))
-    order = {n: i for i, n in enumerate(convs)}
-    return sorted(set(names), key=order.get)
+    return [net.layers[i].name for i in sorted(set(idx))]
 
 
 def _check_images(net, images, display, labels, image_names, limit, top_layer):
     """The images, display pictures, labels and names cut to ``limit`` and checked."""
+    from .._dask import is_dask_array
+    if is_dask_array(images) or is_dask_array(display):
+        raise TypeError("the atlas takes images in memory (a numpy array), not a dask array: "
+                        "compute it first (images.compute()), or a part of it")
     limit = None if limit is None else int(limit)
     x = np.asarray(images)
     if x.dtype == object or x.dtype.kind not in "biuf":
@@ -127,12 +143,14 @@ def _geometry_text(pair):
 def _net_rows(net):
     rows = []
     for i, layer in enumerate(net.layers):
-        conv = layer.name in net.conv_layers
+        conv = _shown(net, i)
         rows.append({"index": i, "name": layer.name, "describe": layer.describe(),
+                     "inputs": "" if net.is_chain else ", ".join(
+                         "input" if n is None else str(n) for n in net.inputs(i)),
                      "channels": net.channels(i), "stride": _geometry_text(net.stride(i)),
                      "padding": ",".join(map(str, net.padding(i))),
                      "receptive": _geometry_text(net.receptive_field(i)),
-                     "decoded": ("%d x %s" % (layer.num_filters, "x".join(
+                     "decoded": ("%d x %s" % (net.channels(i), "x".join(
                          map(str, net.decoded_shape(i))))) if conv else ""})
     return rows
 
@@ -155,16 +173,15 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
         A new or empty folder, or an earlier atlas (recognised by its marker file, replaced);
         anything else is refused. The folder appears complete or not at all: the pages are
         written into a staging folder beside it and renamed into place at the end.
-    images : array_like or dask.array.Array, optional
+    images : array_like, optional
         (N, C, H, W) images preprocessed as the network expects (e.g.
-        :func:`fastdecode.models.preprocess`, or :func:`load_photos`). A dask array is passed
-        chunk by chunk on the active Dask scheduler, and only the top images are brought into
-        memory (``display_images`` must then be uint8 pictures).
+        :func:`fastdecode.models.preprocess`, or :func:`load_photos`).
     labels : array_like, optional
         (N,) label per image, shown under the top images (``class_names[label]`` when class
         names are given).
     layers : sequence of str or int, optional
-        Conv layer names or indices (default: all).
+        Conv layer names or indices; on graph networks also block outputs (add and concat
+        layers) by name, alias or index (default: every conv layer).
     unpool : str, optional
         One of :data:`fastdecode.UNPOOL_METHODS` (default "nearest").
     top_k : int, optional
@@ -229,12 +246,7 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
             raise TypeError("class_names must be a sequence of names, not one string")
         class_names = [str(c) for c in class_names]
     names = _layer_names(net, layers)
-    lazy = _dask.is_dask_array(images)
-    if lazy:
-        x, display_images, labels, image_names = _lazy.check_images(
-            net, images, display_images, labels, image_names, limit, names[-1])
-        shown = None
-    elif images is not None:
+    if images is not None:
         x, shown, labels, image_names = _check_images(
             net, images, display_images, labels, image_names, limit, names[-1])
     elif limit is not None or labels is not None or display_images is not None:
@@ -245,44 +257,90 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
     title = str(title) if title else "fastdecode atlas"
 
     from tqdm.auto import tqdm
-    steps = 2 + 2 * len(names)
-    bar = tqdm(total=steps, desc="atlas", unit="step", file=sys.stderr, disable=not progress)
+    threads = resolve_threads(n_threads)
+    indices = [net.index(n) for n in names]
+    n_filters = sum(net.channels(i) for i in indices)
+    bar = tqdm(total=n_filters + (0 if x is None else len(x)), desc="atlas", unit="item",
+               file=sys.stderr, disable=not progress)
     try:
         with _io.staged_directory(out, MARKER, {"generator": "fastdecode atlas",
                                                 "version": fd.__version__,
                                                 "layers": names}, "atlas") as stage:
-            os.makedirs(os.path.join(stage, "img"))
+            img_dir = os.path.join(stage, "img")
+            os.makedirs(img_dir)
             os.makedirs(os.path.join(stage, "assets"))
-            bar.set_postfix_str("decoding")
-            if unpool in ("nearest", "adjoint") and len(names) == len(net.conv_layers):
-                decoded = fd.decode_all(net, unpool=unpool, n_threads=n_threads)
-            else:
-                decoded = {n: fd.decode(net, n, unpool=unpool, n_threads=n_threads)
-                           for n in names}
-            bar.update(1)
+            stats, direct = {}, {}
+            if x is not None:
+                tw = _twin.plan(net, indices, unpool, x.shape[1:])
+                near = [] if tw is None else sorted(tw.grids)
+                direct = {i: None for i in indices if i not in near}
+                if near:
+                    bar.set_postfix_str("images")
+                    stats = _analysis.twin_pass(net, near, x, unpool, threads, tw, bar)
+                else:
+                    bar.update(len(x))
+            info = {}
+            building = {}
+
+            def on_chunk(i, start, filters):
+                K = net.channels(i)
+                if start == 0:
+                    bar.set_postfix_str(net.layers[i].name)
+                    cell = _images.cell_size(filters.shape[2:], FILTER_CELL)
+                    small = _images.cell_size(filters.shape[2:], TILE_CELL)
+                    building[i] = {"cell": cell, "small": small, "dec": [], "thr": [],
+                                   "sdec": [], "sthr": [], "shape": filters.shape[1:]}
+                    if i in direct:
+                        direct[i] = _analysis.DirectLayer(net, i, x)
+                b = building[i]
+                # fd.threshold_filters without its checks and copies: these are decoded
+                mag = np.abs(filters)
+                peak = mag.reshape(len(mag), -1).max(axis=1)[:, None, None, None]
+                thresholded = np.multiply(filters, mag >= threshold * peak, out=mag)
+                for cell, kd, kt in ((b["cell"], "dec", "thr"), (b["small"], "sdec", "sthr")):
+                    if kd == "sdec" and b["small"] == b["cell"]:
+                        break
+                    dec, peaks = _images.filter_cells(filters, cell)
+                    thr, _ = _images.filter_cells(thresholded, cell, peaks if filters.shape[1]
+                                                  in (1, 3) else None)
+                    b[kd].extend(dec)
+                    b[kt].extend(thr)
+                if i in direct:
+                    direct[i].add_filters(start, filters, threads)
+                bar.update(len(filters))
+                if start + len(filters) == K:
+                    specs = []
+                    for stem, cell, cells in (("filters", b["cell"], b["dec"] + b["thr"]),
+                                              ("tiles", b["small"], b["sdec"] + b["sthr"])):
+                        if cells:  # shrunk colour filters in JPEG, exact ones in PNG
+                            jpeg = b["shape"][0] == 3 and cell != b["shape"][1:]
+                            sheets = _images.Sheets("L%02d-%s" % (i, stem), cell, jpeg=jpeg)
+                            for c in cells:
+                                sheets.add(c)
+                            sheets.write(img_dir)
+                            specs.append(sheets.spec("img/"))
+                    info[i] = {"large": specs[0], "tiles": specs[-1], "icon": b["dec"][0]}
+                    del building[i]
+                    if i in direct:
+                        stats[i] = direct.pop(i).stats(threads)
+
+            _stream.stream(net, indices, unpool, threads, on_chunk, spill_dir=stage)
             results = []
-            for name in names:
-                bar.set_postfix_str(name)
-                results.append(_analysis.analyse(
-                    net, name, decoded[name], x, unpool=unpool, threshold=threshold,
-                    top_k=int(top_k), n_threads=n_threads, progress=progress))
-                bar.update(1)
-            if lazy:  # the pictures of the top images only
-                shown = _lazy.shown(x, display_images, np.unique(np.concatenate(
-                    [np.concatenate([r.tops.network.ravel(), r.tops.decoded.ravel()])
-                     for r in results])))
+            for i in indices:
+                res = stats.pop(i).result(int(top_k)) if x is not None else None
+                results.append({"name": net.layers[i].name, "index": i, "K": net.channels(i),
+                                "shape": net.decoded_shape(i), "tiles": info[i]["tiles"],
+                                "large": info[i]["large"],
+                                "res": res})
+            bar.set_postfix_str("pages")
             ctx = _context(net, results, x, shown, labels, image_names, class_names,
                            title=title, unpool=unpool, threshold=threshold, t0=t0)
-            for lay, res in zip(ctx["layers"], results):
-                bar.set_postfix_str("pages %s" % res.name)
-                _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_names)
-                bar.update(1)
-            bar.set_postfix_str("writing")
+            for lay, r in zip(ctx["layers"], results):
+                _write_layer(stage, ctx, lay, r, x, shown, labels, image_names, class_names)
             if ctx.get("image_sheet") is not None:
-                ctx["image_sheet"].write(os.path.join(stage, "img"))
+                ctx["image_sheet"].write(img_dir)
             _write(os.path.join(stage, "index.html"), _pages.index_page(ctx))
-            _copy_assets(stage, results)
-            bar.update(1)
+            _copy_assets(stage, info[indices[-1]]["icon"])
     finally:
         bar.close()
     return os.path.abspath(out)
@@ -291,9 +349,14 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
 def _context(net, results, x, shown, labels, image_names, class_names, *, title, unpool,
              threshold, t0):
     n = 0 if x is None else len(x)
-    convs = ", ".join("%s (%d filters, %s)" % (r.name, len(r.decoded),
-                                              _geometry_text(r.decoded.shape[2:]))
-                      for r in results)
+    def one(r):
+        return "%s (%d filters, %s)" % (r["name"], r["K"], _geometry_text(r["shape"][1:]))
+
+    if len(results) <= 8:
+        convs = ", ".join(one(r) for r in results)
+    else:   # a deep network: its span, not every layer (the table below lists them)
+        convs = "%d filters in all, from %s to %s" % (sum(r["K"] for r in results),
+                                                      one(results[0]), one(results[-1]))
     lead = ("%d decoded layer%s: %s. Input: %d channel%s%s; %s unpooling." % (
         len(results), "" if len(results) == 1 else "s", _pages.esc(convs), net.input_channels,
         "" if net.input_channels == 1 else "s",
@@ -311,7 +374,7 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
                            "[0, 1] and their mean squared difference taken; mean &plusmn; std "
                            "over %d images, %s unpooling." % (n, _pages.esc(unpool))),
            "image_sheet": None}
-    whole = [r for r in results if r.tops is not None and r.network_pos is None]
+    whole = [r["res"] for r in results if r["res"] is not None and r["res"].network_pos is None]
     if whole:  # one sheet of the images that are some filter's top image, shared by the pages
         used = np.unique(np.concatenate([np.concatenate([r.tops.network.ravel(),
                                                          r.tops.decoded.ravel()])
@@ -322,33 +385,26 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
         ctx["image_sheet"] = sheet
     first = net.conv_layers[0]
     for r in results:
-        K = len(r.decoded)
-        stem = "L%02d" % r.index
-        tiles = _images.Sheets(stem + "-filters",
-                               _images.cell_size(r.decoded.shape[2:], FILTER_CELL))
-        for f in range(K):
-            tiles.add(_images.filter_pixels(r.decoded[f]))
-        for f in range(K):  # same peak as the filter: the thresholded values keep their shade
-            tiles.add(_images.filter_pixels(r.thresholded[f],
-                                            np.abs(r.decoded[f]).max() if r.decoded.shape[1] in
-                                            (1, 3) else None))
-        spec = tiles.spec("img/")
-        layer = net[r.name]
-        rf = net.receptive_field(r.name)
-        lay = {"name": r.name, "index": r.index, "K": K, "page": _pages.page_name(r.index, r.name),
-               "describe": layer.describe(), "tiles": spec, "tiles_sheets": tiles,
+        K, shape, res = r["K"], r["shape"], r["res"]
+        stem = "L%02d" % r["index"]
+        spec = r["tiles"]
+        layer = net[r["name"]]
+        rf = net.receptive_field(r["name"])
+        lay = {"name": r["name"], "index": r["index"], "K": K,
+               "page": _pages.page_name(r["index"], r["name"]),
+               "describe": layer.describe(), "tiles": spec, "large": r["large"],
                "tile_scale": _pages.scale_for(spec["cell"], _pages.TILE_PX),
                "preview_scale": _pages.scale_for(spec["cell"], 40), "n_preview": 24,
-               "large_scale": _pages.scale_for(spec["cell"], _pages.LARGE_PX),
+               "large_scale": _pages.scale_for(r["large"]["cell"], _pages.LARGE_PX),
                "shape_text": "decoded %s, receptive field %s" % (
-                   "x".join(map(str, r.decoded.shape[1:])), _geometry_text(rf)),
+                   "x".join(map(str, shape)), _geometry_text(rf)),
                "facts": " &middot; ".join([
                    "%d filters" % K, "receptive field %s pixels" % _geometry_text(rf),
-                   "cumulative stride %s" % _geometry_text(net.stride(r.name)),
+                   "cumulative stride %s" % _geometry_text(net.stride(r["name"])),
                    "padding %s (top, bottom, left, right)" % ",".join(
-                       map(str, net.padding(r.name))),
-                   "decoded filters %s" % "x".join(map(str, r.decoded.shape[1:]))])}
-        if r.name == first:
+                       map(str, net.padding(r["name"]))),
+                   "decoded filters %s" % "x".join(map(str, shape))])}
+        if r["name"] == first:
             w = layer.weights
             wsheet = _images.Sheets(stem + "-weights", _images.cell_size(w.shape[2:],
                                                                          FILTER_CELL))
@@ -357,13 +413,13 @@ def _context(net, results, x, shown, labels, image_names, class_names, *, title,
             lay["weights_sheets"] = wsheet
             lay["weights"] = wsheet.spec("img/")
             lay["weights_scale"] = _pages.scale_for(lay["weights"]["cell"], _pages.LARGE_PX)
-        if (class_names is not None and r.name == net.conv_layers[-1]
+        if (class_names is not None and r["name"] == net.conv_layers[-1]
                 and len(class_names) == K):  # the top layer's units are the classes
             lay["classes"] = [str(c) for c in class_names]
-        if r.error is not None:
-            pf = r.error.per_filter
+        if res is not None:
+            pf = res.error.per_filter
             lay["errors"] = [float(e) for e in pf]
-            lay["table1"] = {"mean": r.error.mean, "std": r.error.std,
+            lay["table1"] = {"mean": res.error.mean, "std": res.error.std,
                              "best": int(np.argmin(pf)), "best_error": float(pf.min()),
                              "worst": int(np.argmax(pf)), "worst_error": float(pf.max())}
         ctx["layers"].append(lay)
@@ -375,31 +431,31 @@ def _write(path, text):
         f.write(text)
 
 
-def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_names):
+def _write_layer(stage, ctx, lay, r, x, shown, labels, image_names, class_names):
     img_dir = os.path.join(stage, "img")
-    lay.pop("tiles_sheets").write(img_dir)
+    res = r["res"]
     if "weights_sheets" in lay:
         lay.pop("weights_sheets").write(img_dir)
     data = {"layer": lay["name"], "K": lay["K"], "threshold": ctx["threshold"],
-            "tiles": lay["tiles"], "large_scale": lay["large_scale"],
+            "tiles": lay["large"], "large_scale": lay["large_scale"],
             "weights": lay.get("weights"), "weights_scale": lay.get("weights_scale"),
             "errors": lay.get("errors"), "n_images": ctx["n_images"],
             "classes": lay.get("classes"),
-            "unpool": ctx["unpool"], "rf": list(res.decoded.shape[2:]), "filters": None,
+            "unpool": ctx["unpool"], "rf": list(r["shape"][1:]), "filters": None,
             "tops": None, "patches": False, "images": {}}
-    if res.tops is not None:
+    if res is not None:
         tops, scores = res.tops, res.scores
         k = tops.network.shape[1]
         patches = res.network_pos is not None
         if patches:
             sheet = _images.Sheets("L%02d-patches" % res.index,
-                                   _images.cell_size(res.decoded.shape[2:], TOP_CELL),
+                                   _images.cell_size(r["shape"][1:], TOP_CELL),
                                    jpeg=shown.ndim == 4)
             cells = {}
         else:
             sheet = ctx["image_sheet"]
             data["tops"] = sheet.spec("img/")
-        h, w = res.decoded.shape[2:]
+        h, w = r["shape"][1:]
         filters = []
         used = set()
         for f in range(lay["K"]):
@@ -444,15 +500,13 @@ def _write_layer(stage, ctx, lay, res, x, shown, labels, image_names, class_name
     _write(os.path.join(stage, lay["page"]), _pages.layer_page(ctx, lay))
 
 
-def _copy_assets(stage, results):
+def _copy_assets(stage, icon):
+    """The stylesheet and script, and a favicon from ``icon`` (a tile's pixels)."""
     assets = os.path.join(stage, "assets")
     root = resources.files(__name__) / "static"
     for name in ("atlas.css", "atlas.js"):
         with resources.as_file(root / name) as src:
             shutil.copyfile(src, os.path.join(assets, name))
-    # the favicon: a decoded filter of the top layer, 16x16
     from PIL import Image
-    top = results[-1].decoded[0]
-    icon = Image.fromarray(_images.filter_pixels(top)).resize((16, 16),
-                                                             Image.Resampling.BILINEAR)
-    icon.save(os.path.join(assets, "icon.png"), format="PNG")
+    Image.fromarray(icon).resize((16, 16), Image.Resampling.BILINEAR).save(
+        os.path.join(assets, "icon.png"), format="PNG")

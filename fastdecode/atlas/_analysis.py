@@ -1,5 +1,12 @@
-"""What the atlas shows of one layer: decoded and thresholded filters, Eq. 3 per filter, top
-images and, for units that see part of the image, where in each top image they respond most."""
+"""What the atlas shows of each layer over images: Eq. 3 per filter, the scores, the top images
+and, for units that see part of the image, where in each top image they respond most.
+
+One pass over the images in batches: the network's responses R at every shown layer, and the
+decoded filters' correlations D (from the linear twin, :mod:`._twin`, when it applies; else
+from the decoded filters, layer by layer, while they are streamed). Each layer keeps running
+sums: Eq. 3 (the per-image rescaling takes each image's whole map, every filter at once), each
+filter's best score per image and the position of that best score.
+"""
 
 from collections import namedtuple
 
@@ -7,22 +14,23 @@ import numpy as np
 
 import fastdecode as fd
 
-from .. import _dask
-from . import _lazy
+from .._graph import ancestors
+from .._scores import FilterScores
+from ..evaluation import _ErrorAccumulator, decoded_response
+from . import _twin
 
 LayerResult = namedtuple("LayerResult", [
-    "name", "index", "decoded", "thresholded", "error", "scores", "tops", "network_pos",
-    "decoded_pos"])
-LayerResult.__doc__ = """One conv layer of the atlas.
+    "name", "index", "shape", "error", "scores", "tops", "network_pos", "decoded_pos"])
+LayerResult.__doc__ = """One conv layer of the atlas over images.
 
-decoded, thresholded: (K, C0, h, w); error: ReconstructionError or None (no images);
-scores: FilterScores or None; tops: TopImages or None; network_pos, decoded_pos: (K, k, 2) int
-top-left corner (row, col) in image pixels of each top image's receptive field at its best
-position (may lie outside the image, in the padding), or None when a unit sees the whole image.
+shape: (C0, h, w) of its decoded filters; error: ReconstructionError; scores: FilterScores;
+tops: TopImages; network_pos, decoded_pos: (K, k, 2) int top-left corner (row, col) in image
+pixels of each top image's receptive field at its best position (may lie outside the image, in
+the padding), or None when a unit sees the whole image.
 """
 
-#: Bytes of network responses held at once while finding the top images' best positions.
-POSITION_BYTES = 128 * 2**20
+#: Bytes of responses (R, D and the twin's maps) one batch of images may hold.
+BATCH_BYTES = 256 * 2**20
 
 
 def sees_part(net, layer, image_shape):
@@ -32,72 +40,125 @@ def sees_part(net, layer, image_shape):
 
 
 def _corner(net, layer, flat, width):
-    """Top-left corners (n, 2) of the receptive fields at flat output positions."""
+    """Top-left corners (..., 2) of the receptive fields at flat output positions."""
     (sy, sx), (pt, _, pl, _) = net.stride(layer), net.padding(layer)
     r, c = np.divmod(np.asarray(flat, dtype=np.int64), width)
     return np.stack([r * sy - pt, c * sx - pl], axis=-1)
 
 
-def network_positions(net, layer, images, tops, n_threads=None):
-    """(K, k, 2) corners of the best position of filter f in its top images by the network."""
-    K, k = tops.shape
-    grid = net.output_shape((1,) + images.shape[1:], upto=layer)
-    per_image = int(np.prod(grid[1:])) * images.dtype.itemsize
-    batch = max(1, POSITION_BYTES // max(1, per_image))
-    wanted = np.unique(tops)
-    flat = np.zeros((K, k), np.int64)
-    filt = np.broadcast_to(np.arange(K)[:, None], (K, k))
-    for start in range(0, len(wanted), batch):
-        ids = wanted[start:start + batch]
-        R = net.forward(images[ids], upto=layer, n_threads=n_threads)
-        R = R.reshape(R.shape[0], R.shape[1], -1)
-        mask = np.isin(tops, ids)
-        rows = np.searchsorted(ids, tops[mask])
-        flat[mask] = R[rows, filt[mask]].argmax(axis=-1)
-    return _corner(net, layer, flat, grid[3])
+class LayerStats:
+    """Running results of one layer over batches of images."""
+
+    def __init__(self, net, i, n_images):
+        self.net, self.index = net, i
+        self.name = net.layers[i].name
+        self.K = net.channels(i)
+        self.acc = _ErrorAccumulator(n_images, self.K)
+        self.scores = [np.empty((n_images, self.K)) for _ in range(2)]
+        self.where = [np.empty((n_images, self.K), np.int64) for _ in range(2)]
+
+    def add(self, start, R, D, threads):
+        """R and D (n, K, Ho, Wo) of images start .. start + n."""
+        self.grid = R.shape[2:]
+        D = np.ascontiguousarray(D, dtype=R.dtype)
+        self.acc.add(start, np.ascontiguousarray(R), D, threads)
+        for j, M in enumerate((R, D)):
+            flat = M.reshape(M.shape[0], M.shape[1], -1)
+            best = flat.argmax(axis=-1)
+            self.where[j][start:start + len(M)] = best
+            self.scores[j][start:start + len(M)] = np.take_along_axis(
+                flat, best[..., None], axis=-1)[..., 0]
+
+    def result(self, top_k):
+        net = self.net
+        scores = FilterScores(self.scores[0], self.scores[1], self.name)
+        tops = fd.top_images(scores, min(top_k, len(self.scores[0])))
+        npos = dpos = None
+        if tuple(self.grid) != (1, 1):
+            f = np.arange(self.K)[:, None]
+            npos = _corner(net, self.index, self.where[0][tops.network, f], self.grid[1])
+            dpos = _corner(net, self.index, self.where[1][tops.decoded, f], self.grid[1])
+        return LayerResult(self.name, self.index, net.decoded_shape(self.index),
+                           self.acc.result(), scores, tops, npos, dpos)
 
 
-def decoded_positions(net, layer, images, decoded, tops):
-    """(K, k, 2) corners of the best position of decoded filter f in its top images by the
-    decoded filters' correlation (at the layer's cumulative stride and padding)."""
-    K, k = tops.shape
-    (sy, sx), (pt, pb, pl, pr) = net.stride(layer), net.padding(layer)
-    h, w = decoded.shape[2:]
-    grid = net.output_shape((1,) + images.shape[1:], upto=layer)
-    flat = np.zeros((K, k), np.int64)
-    for img in np.unique(tops):
-        fs, rs = np.nonzero(tops == img)
-        x = np.pad(np.asarray(images[img], dtype=np.float64),
-                   ((0, 0), (pt, pb), (pl, pr)))
-        win = np.lib.stride_tricks.sliding_window_view(x, (h, w), axis=(1, 2))
-        win = win[:, ::sy, ::sx][:, :grid[2], :grid[3]]       # (C, Ho, Wo, h, w)
-        resp = np.einsum("cyxhw,fchw->fyx", win, decoded[fs].astype(np.float64),
-                         optimize=True)
-        flat[fs, rs] = resp.reshape(len(fs), -1).argmax(axis=-1)
-    return _corner(net, layer, flat, grid[3])
+def forward_at(net, x, keep, threads):
+    """{layer index: response} of the network to checked images x at the layers ``keep``,
+    one pass, each tensor freed once no later layer reads it."""
+    order = sorted(set().union(*(ancestors(net._inputs, k) for k in keep)))
+    uses = {-1: 0}
+    for i in order:
+        uses[i] = 0
+    for i in order:
+        for s in net._inputs[i]:
+            uses[s] += 1
+    tensors, out = {-1: x}, {}
+    for i in order:
+        layer = net.layers[i]
+        srcs = net._inputs[i]
+        if getattr(layer, "multi_input", False):
+            y, finite = layer.run([tensors[s] for s in srcs], threads)
+            if not finite:
+                raise layer.overflow_error(net.dtype)
+        else:
+            y = net.forward_layer(i, tensors[srcs[0]], threads)
+        for s in set(srcs):
+            uses[s] -= list(srcs).count(s)
+            if uses[s] == 0:
+                del tensors[s]
+        tensors[i] = y
+        if i in keep:
+            out[i] = y
+        if uses[i] == 0:
+            del tensors[i]
+    return out
 
 
-def analyse(net, layer, decoded, images, *, unpool, threshold, top_k, n_threads, progress):
-    """A :class:`LayerResult` for conv layer ``layer`` with its decoded filters; images may be
-    None."""
-    name = net[layer].name
-    thresholded = fd.threshold_filters(decoded, threshold)
-    if images is None:
-        return LayerResult(name, net.index(layer), decoded, thresholded, None, None, None,
-                           None, None)
-    error = fd.reconstruction_error(net, images, layer, unpool=unpool, decoded=decoded,
-                                    n_threads=n_threads, progress=progress)
-    scores = fd.filter_scores(net, images, layer, unpool=unpool, decoded=decoded,
-                              n_threads=n_threads, progress=progress)
-    if _dask.is_lazy_scores(scores):  # the top images and their scores only, in one pass
-        tops, scores = _lazy.top_images(scores, min(top_k, len(images)))
-        images = _lazy.pick(images, np.unique(np.concatenate([tops.network.ravel(),
-                                                              tops.decoded.ravel()])))
-    else:
-        tops = fd.top_images(scores, min(top_k, len(images)))
-    npos = dpos = None
-    if sees_part(net, layer, images.shape[1:]):
-        npos = network_positions(net, layer, images, tops.network, n_threads)
-        dpos = decoded_positions(net, layer, images, decoded, tops.decoded)
-    return LayerResult(name, net.index(layer), decoded, thresholded, error, scores, tops, npos,
-                       dpos)
+def batch_size(net, indices, image_shape, tw):
+    one = (1,) + tuple(image_shape)
+    per = sum(int(np.prod(net.output_shape(one, upto=i))) for i in indices)
+    per = per * net.dtype.itemsize * 3 + (0 if tw is None else 4 * tw.bytes)
+    return max(1, int(BATCH_BYTES // max(1, per)))
+
+
+def twin_pass(net, indices, x, unpool, threads, tw, bar=None):
+    """{index: LayerStats} of every layer in ``indices`` over the images x by one pass of the
+    network and of its linear twin ``tw``."""
+    stats = {i: LayerStats(net, i, len(x)) for i in indices}
+    bs = batch_size(net, indices, x.shape[1:], tw)
+    for start in range(0, len(x), bs):
+        xb = x[start:start + bs]
+        R = forward_at(net, xb, set(indices), threads)
+        D = _twin.responses(net, tw, xb, unpool, threads)
+        for i in indices:
+            stats[i].add(start, R[i], D[i], threads)
+        del R, D
+        if bar is not None:
+            bar.update(len(xb))
+    return stats
+
+
+class DirectLayer:
+    """A layer's D built chunk by chunk from its decoded filters (when the twin does not
+    apply): (N, K, Ho, Wo) for all images, then R and the statistics."""
+
+    def __init__(self, net, i, x):
+        self.net, self.i, self.x = net, i, x
+        grid = net.output_shape((1,) + x.shape[1:], upto=i)[2:]
+        self.D = np.empty((len(x), net.channels(i)) + grid, dtype=net.dtype)
+
+    def add_filters(self, start, filters, threads):
+        bs = batch_size(self.net, [self.i], self.x.shape[1:], None)
+        for s in range(0, len(self.x), bs):
+            self.D[s:s + bs, start:start + len(filters)] = decoded_response(
+                self.net, self.x[s:s + bs], self.i, np.ascontiguousarray(filters), None,
+                threads)
+
+    def stats(self, threads):
+        st = LayerStats(self.net, self.i, len(self.x))
+        bs = batch_size(self.net, [self.i], self.x.shape[1:], None)
+        for s in range(0, len(self.x), bs):
+            R = self.net.forward(self.x[s:s + bs], upto=self.i, n_threads=threads)
+            st.add(s, R, self.D[s:s + bs], threads)
+        self.D = None
+        return st

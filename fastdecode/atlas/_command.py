@@ -50,21 +50,8 @@ def run_report(**kwargs):
 
 
 def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool="nearest",
-         mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True,
-         scheduler=None, workers=None):
-    from .._dask import Scheduler
-    cluster = Scheduler(scheduler, workers)  # checks its arguments; connects on entry
-    if cluster.active and data is None:
-        raise ValueError("--scheduler and --workers run the passes over --data images")
-    with cluster:
-        return _report(model=model, out=out, data=data, images=images, limit=limit,
-                       layers=layers, unpool=unpool, mean=mean, std=std, size=size, top_k=top_k,
-                       title=title, n_threads=n_threads, progress=progress, cluster=cluster)
-
-
-def _report(*, model, out, data, images, limit, layers, unpool, mean, std, size, top_k, title,
-            n_threads, progress, cluster):
-    from .._app import MAX_CHUNK, load_data, load_model, lazy_chunks, parse_numbers, parse_size
+         mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True):
+    from .._app import load_data, load_model, parse_numbers, parse_size
     from .. import _io
     from . import MARKER, report
     from ._inputs import load_photos, normalisation
@@ -97,21 +84,16 @@ def _report(*, model, out, data, images, limit, layers, unpool, mean, std, size,
         kwargs.update(display_images=photos.display, image_names=photos.names)
         source = "%d photos from %s" % (len(x), images)
     elif data is not None:
-        ds = load_data(data, limit=limit, chunks=MAX_CHUNK if cluster.active else None)
-        if cluster.active:
-            ds = lazy_chunks(ds, cluster)
+        ds = load_data(data, limit=limit)
         if net.input_channels not in (1, 3):
             raise ValueError("the network takes %d-channel images; IDX files hold grey ones"
                              % net.input_channels)
         raw = ds.images[:, None]                  # (N, 1, H, W) grey
         if net.input_channels == 3:               # grey to RGB
-            raw = raw.repeat(3, axis=1)
+            raw = np.repeat(raw, 3, axis=1)
         if mean is not None or std is not None:
             m, s = normalisation(net, raw.shape[2:], mean, std)
             x = ((raw.astype(np.float64) / 255.0 - m[None]) / s[None]).astype(net.dtype)
-        elif cluster.active:  # the same preprocessing, chunk by chunk
-            from .._pipeline import prepare
-            x, _ = prepare(net, ds._replace(images=raw))
         else:
             from .. import models
             try:

@@ -27,6 +27,58 @@ def filter_pixels(f, peak=None):
     return np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8)
 
 
+def _area_taps(n, m):
+    """(lo (m,), weights (T, m)): output i of an area average of n samples down to m is
+    sum over t of weights[t, i] * sample[lo[i] + t] (a sample partly inside a bin counts by its
+    part)."""
+    t = np.arange(m + 1) * (n / m)
+    lo = np.floor(t[:-1]).astype(np.int64)
+    T = int(np.ceil(n / m)) + 1
+    w = np.zeros((T, m))
+    for k in range(T):
+        j = lo + k
+        w[k] = np.clip(np.minimum(t[1:], j + 1) - np.maximum(t[:-1], j), 0, None) * (m / n)
+    return lo, w
+
+
+def _area_axis(a, m, axis):
+    """``a`` shrunk to m samples along ``axis`` (of n >= m) by area averaging."""
+    n = a.shape[axis]
+    if m == n:
+        return a
+    lo, w = _area_taps(n, m)
+    shape = [1] * a.ndim
+    shape[axis] = m
+    out = None
+    for k in range(len(w)):
+        if not w[k].any():
+            continue
+        part = np.take(a, np.minimum(lo + k, n - 1), axis=axis) * w[k].astype(a.dtype).reshape(
+            shape)
+        out = part if out is None else out + part
+    return out
+
+
+def filter_cells(filters, cell, peaks=None):
+    """Filters (k, C, h, w) as uint8 cells of size ``cell`` (ch, cw): (k, ch, cw, 3) for
+    C = 3, else (k, ch, cw) grey (the mean of the channels), shrunk by area averaging.
+
+    Zero is mid-grey; +-peak is white and black, peak per filter (default each filter's own
+    largest magnitude over the pixels shown, before shrinking). Returns (cells, peaks)."""
+    f = np.asarray(filters, dtype=np.float32)
+    img = f if f.shape[1] == 3 else f.mean(axis=1, keepdims=True)
+    if peaks is None:
+        peaks = np.abs(img).reshape(len(img), -1).max(axis=1).astype(np.float64)
+    h, w = img.shape[2:]
+    small = _area_axis(_area_axis(img, cell[0], 2), cell[1], 3)
+    m = np.asarray(peaks, dtype=np.float64)[:, None, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(m > 0, 0.5 + small / (2.0 * np.where(m > 0, m, 1.0)), 0.5)
+    px = np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8)
+    px = np.moveaxis(px, 1, -1) if px.shape[1] == 3 else px[:, 0]
+    return px, peaks
+
+
 def to_uint8_images(images):
     """Display images as uint8 (N, H, W) or (N, H, W, 3).
 
@@ -108,8 +160,8 @@ class Sheets:
 
     ``add`` returns a cell's index; cells are laid out row by row, ``cols`` to a row and
     ``per_sheet`` to a sheet. ``spec`` describes the layout for the pages' script.
-    jpeg: write JPEG (quality 90) rather than PNG, for sheets of colour photos, which PNG
-    stores many times larger.
+    jpeg: write JPEG (quality 90, no chroma subsampling) rather than PNG, for sheets of colour
+    photos and of shrunk colour filters, which PNG stores many times larger and slower.
     """
 
     def __init__(self, stem, cell, *, rgb=False, jpeg=False):
@@ -177,7 +229,7 @@ class Sheets:
                 sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = px
             if self.jpeg:
                 Image.fromarray(sheet).save(os.path.join(directory, name), format="JPEG",
-                                            quality=90)
+                                            quality=90, subsampling=0)
             else:
                 Image.fromarray(sheet).save(os.path.join(directory, name), format="PNG",
                                             compress_level=6)

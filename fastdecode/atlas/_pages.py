@@ -101,24 +101,17 @@ def index_page(ctx):
     out = [_head(ctx["title"], "\n".join(css)), '<body class="index">\n', _nav(ctx),
            "<main>\n<h1>%s</h1>\n" % esc(ctx["title"])]
     out.append('<p class="lead">%s</p>\n' % ctx["lead"])
-    # layers
-    out.append('<section><h2>Layers</h2>\n<table class="layers">\n<thead><tr><th>#</th>'
-               '<th>name</th><th>layer</th><th>channels</th><th>stride</th><th>padding</th>'
-               '<th>receptive field</th><th>decoded filters</th></tr></thead>\n<tbody>\n')
-    pages = {lay["name"]: lay for lay in ctx["layers"]}
-    for row in ctx["net_rows"]:
-        lay = pages.get(row["name"])
-        name = ('<a href="%s">%s</a>' % (esc(lay["page"]), esc(row["name"])) if lay
-                else esc(row["name"]))
-        out.append('<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td>'
-                   '<td>%s</td><td>%s</td></tr>\n' % (
-                       ' class="decoded"' if lay else "", row["index"], name,
-                       esc(row["describe"]), row["channels"], esc(row["stride"]),
-                       esc(row["padding"]), esc(row["receptive"]),
-                       esc(row["decoded"]) if row["decoded"] else ""))
-    out.append("</tbody></table>\n")
-    out.append('<details class="summary"><summary>net.summary()</summary><pre>%s</pre>'
-               '</details>\n</section>\n' % esc(ctx["summary"]))
+    # previews
+    out.append('<section><h2>Decoded layers</h2>\n<div class="cards">\n')
+    for lay in ctx["layers"]:
+        out.append('<a class="card" href="%s" id="prev-%d"><h3>%s</h3><p>%d filters, '
+                   '%s</p><div class="preview">' % (
+                       esc(lay["page"]), lay["index"], esc(lay["name"]), lay["K"],
+                       esc(lay["shape_text"])))
+        for f in range(min(lay["K"], lay["n_preview"])):
+            out.append("<span %s></span>" % cell_attrs(lay["tiles"], f, lay["preview_scale"]))
+        out.append("</div></a>\n")
+    out.append("</div>\n</section>\n")
     # Table 1
     if ctx["n_images"]:
         out.append('<section><h2>Table 1: Eq. 3 reconstruction error</h2>\n<p>%s</p>\n'
@@ -135,17 +128,29 @@ def index_page(ctx):
                            fmt_error(t["best_error"]), esc(lay["page"]), t["worst"],
                            t["worst"], fmt_error(t["worst_error"])))
         out.append("</tbody></table>\n</section>\n")
-    # previews
-    out.append('<section><h2>Decoded layers</h2>\n<div class="cards">\n')
-    for lay in ctx["layers"]:
-        out.append('<a class="card" href="%s" id="prev-%d"><h3>%s</h3><p>%d filters, '
-                   '%s</p><div class="preview">' % (
-                       esc(lay["page"]), lay["index"], esc(lay["name"]), lay["K"],
-                       esc(lay["shape_text"])))
-        for f in range(min(lay["K"], lay["n_preview"])):
-            out.append("<span %s></span>" % cell_attrs(lay["tiles"], f, lay["preview_scale"]))
-        out.append("</div></a>\n")
-    out.append("</div>\n</section>\n</main>\n")
+    # layers
+    graph = any(row["inputs"] for row in ctx["net_rows"])
+    out.append('<section><h2>Layers</h2>\n<table class="layers">\n<thead><tr><th>#</th>'
+               '<th>name</th><th>layer</th>%s<th>channels</th><th>stride</th><th>padding</th>'
+               '<th>receptive field</th><th>decoded filters</th></tr></thead>\n<tbody>\n'
+               % ("<th>inputs</th>" if graph else ""))
+    pages = {lay["name"]: lay for lay in ctx["layers"]}
+    for row in ctx["net_rows"]:
+        lay = pages.get(row["name"])
+        name = ('<a href="%s">%s</a>' % (esc(lay["page"]), esc(row["name"])) if lay
+                else esc(row["name"]))
+        out.append('<tr%s><td>%d</td><td>%s</td><td>%s</td>%s<td>%d</td><td>%s</td><td>%s</td>'
+                   '<td>%s</td><td>%s</td></tr>\n' % (
+                       ' class="decoded"' if lay else "", row["index"], name,
+                       esc(row["describe"]),
+                       ('<td class="inputs">%s</td>' % esc(row["inputs"])) if graph else "",
+                       row["channels"], esc(row["stride"]),
+                       esc(row["padding"]), esc(row["receptive"]),
+                       esc(row["decoded"]) if row["decoded"] else ""))
+    out.append("</tbody></table>\n")
+    out.append('<details class="summary"><summary>net.summary()</summary><pre>%s</pre>'
+               '</details>\n</section>\n' % esc(ctx["summary"]))
+    out.append("</main>\n")
     out.append(_footer(ctx))
     out.append("</body>\n</html>\n")
     return "".join(out)
@@ -155,7 +160,7 @@ def layer_page(ctx, lay):
     """A layer's page: a tile for every filter, sorting, jump-to-filter and the detail view."""
     ts = lay["tile_scale"]
     css = [sheet_css(".tiles .pic", lay["tiles"], ts),
-           sheet_css("#detail .big.tiles-sheet", lay["tiles"], lay["large_scale"])]
+           sheet_css("#detail .big.tiles-sheet", lay["large"], lay["large_scale"])]
     if lay.get("weights"):
         css.append(sheet_css("#detail .big.weights-sheet", lay["weights"],
                              lay["weights_scale"]))
