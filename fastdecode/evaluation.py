@@ -169,6 +169,8 @@ def _forward_batch(net, x, keep, n_threads, buffers):
     work arrays does not hold their input (a layer such as dropout passes its input on). The
     responses are valid until the next batch.
     """
+    if not net.is_chain:  # a graph: each kept layer's output by the graph's own forward pass
+        return {i: net.forward(x, upto=i, n_threads=n_threads) for i in keep}
     responses = {}
     y = x
     for i in range(max(keep) + 1):

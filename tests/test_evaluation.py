@@ -90,6 +90,25 @@ def test_reconstruction_error_matches_per_image_reference(layer, unpool):
     assert got.mean == pytest.approx(got.per_filter.mean(), rel=1e-10)
 
 
+@pytest.mark.parametrize("layer", ["c2", "c3"])
+def test_reconstruction_error_of_a_graph_matches_per_image_reference(layer):
+    rng = np.random.default_rng(5)
+    net = fd.Network([
+        fd.Conv(rng.standard_normal((4, 1, 3, 3)), rng.standard_normal(4), pad=1, name="c1"),
+        fd.ReLU(name="r"),
+        fd.Conv(rng.standard_normal((4, 4, 3, 3)), rng.standard_normal(4), pad=1, name="c2"),
+        fd.Add(inputs=("c2", "r"), name="sum"),
+        fd.Pool("avg", size=2, name="p"),
+        fd.Conv(rng.standard_normal((5, 4, 3, 3)), name="c3")])
+    x = images(6)
+    got = fd.reconstruction_error(net, x, layer, unpool="adjoint", progress=False)
+    per_image, per_filter = eq3_reference(net, x, layer, "adjoint")
+    np.testing.assert_allclose(got.per_image, per_image, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(got.per_filter, per_filter, rtol=1e-10, atol=1e-14)
+    table = fd.table1(net, x, layers=["c2", "c3"], methods=("nearest",), progress=False)
+    assert set(table) == {("c2", "nearest"), ("c3", "nearest")}
+
+
 def test_reconstruction_error_float32_close_to_float64():
     net64 = small_lenet()
     net32 = net64.astype(np.float32)
