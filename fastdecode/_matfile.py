@@ -221,6 +221,13 @@ def read_mat(path, names=None, *, memory_limit=None, skip_fields=(), expect=None
     MatConvNetError (a ValueError) for anything that is not a readable MAT file, naming the file
     and where in it.
     """
+    return read_mat_budget(path, names, memory_limit=memory_limit, skip_fields=skip_fields,
+                           expect=expect)[0]
+
+
+def read_mat_budget(path, names=None, *, memory_limit=None, skip_fields=(), expect=None):
+    """:func:`read_mat`, and its budget: (values, budget), for a caller that makes further
+    copies of the values and charges them (``budget.charge``) against the same limit."""
     path = os.fspath(path)
     limit = DEFAULT_FILE_MEMORY_LIMIT if memory_limit is None else memory_limit
     if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not limit > 0 \
@@ -238,11 +245,11 @@ def read_mat(path, names=None, *, memory_limit=None, skip_fields=(), expect=None
         if kind == "v5":
             from ._matfile_v5 import V5Reader
             reader = V5Reader(path, budget, frozenset(skip_fields), checks)
-            return _guarded(path, reader, lambda: reader.read(f, names))
+            return _guarded(path, reader, lambda: reader.read(f, names)), budget
     finally:
         f.close()
     from ._matfile_h5 import read_hdf5
-    return read_hdf5(path, names, budget, frozenset(skip_fields), checks)
+    return read_hdf5(path, names, budget, frozenset(skip_fields), checks), budget
 
 
 def _open_regular(path):

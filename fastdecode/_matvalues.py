@@ -183,3 +183,22 @@ def to_matlab(v, where):
         return v
     raise TypeError("%s is a %s, which cannot be written to a MAT file"
                     % (where, type(v).__name__))
+
+
+#: Elements transposed at a time when filters are reordered in place (the temporary's size).
+IN_PLACE_BLOCK = 1 << 18
+
+
+def filters_in_place(w4):
+    """The F-contiguous MATLAB filters w4 [H W C K] as a C-contiguous (K, C, H, W) array in
+    the same memory: each H x W plane, stored column by column, is transposed to rows, a block
+    of planes at a time (the only extra memory)."""
+    H, W, C, K = w4.shape
+    flat = w4.reshape(-1, order="F")            # a view: w4 is F-contiguous
+    if H > 1 and W > 1:
+        planes = flat.reshape(K * C, W, H)      # [plane, column, row]
+        step = max(1, IN_PLACE_BLOCK // (H * W))
+        for start in range(0, K * C, step):
+            block = planes[start:start + step]
+            block.reshape(-1)[:] = block.transpose(0, 2, 1).reshape(-1)  # reshape copies
+    return flat.reshape(K, C, H, W)

@@ -30,7 +30,7 @@ import numpy as np
 from . import _matvalues as mv
 from ._io import atomic_path
 from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
-                       read_mat)
+                       read_mat_budget)
 from ._validation import printable
 from .graph_layers import Add, Concat
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax
@@ -58,8 +58,11 @@ def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
     path : str or os.PathLike
         The file: MAT v5/v7 (read with a guarded reader) or v7.3 (read with h5py).
     memory_limit : int, optional
-        Bytes the file's arrays may take once read (default 2 GiB); a file that declares more is
-        refused before the memory is spent.
+        Bytes the file's arrays may take once read (default 2 GiB), with the copies the loader
+        makes of them (filters stored as integers, converted to float); a file that declares
+        more is refused before the memory is spent. Float filters are reordered to
+        (K, C, H, W) in the memory they were read into: the network costs what the file's
+        arrays cost.
 
     Returns
     -------
@@ -89,17 +92,19 @@ def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
     (1, 28, 28)
     """
     # a variable that cannot hold a network is refused from its header, before its data is read
-    variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit,
-                         skip_fields=_UNUSED_FIELDS,
-                         expect={"net": ("1x1 struct", "object"), "layers": ("cell", "struct")})
-    return _Loader(str(path)).network(variables)
+    variables, budget = read_mat_budget(
+        path, _NETWORK_VARIABLES, memory_limit=memory_limit, skip_fields=_UNUSED_FIELDS,
+        expect={"net": ("1x1 struct", "object"), "layers": ("cell", "struct")})
+    return _Loader(str(path), budget).network(variables)
 
 
 class _Loader:
-    def __init__(self, path):
+    def __init__(self, path, budget=None):
         self.path = path
+        self.budget = budget  # the reader's, charged for the copies made here (None: uncharged)
         self.wheres = []  # "layer i of n 'name' (type)" of each loaded layer, for messages
         self.graph = False  # whether the layers form a graph (a DagNN that is not a chain)
+        self.filters = {}  # id(MATLAB array) -> (it, its filters as (K, C, H, W))
 
     def fail(self, message):
         error = MatConvNetError("%s: %s" % (self.path, message))
@@ -255,9 +260,10 @@ class _Loader:
         raise ValueError("layer type %r is not supported (supported: conv, pool, relu, bnorm, "
                          "dropout, lrn, softmax, and losses at the end)" % type_)
 
-    @staticmethod
-    def _conv(weights, bias, name, *, stride, pad, dilate, declared=None):
-        w = mv.numeric("filters", weights)
+    def _conv(self, weights, bias, name, *, stride, pad, dilate, declared=None):
+        # any real class; converted to float with the reordering (_filters), in one copy at most
+        w = weights if isinstance(weights, np.ndarray) and weights.dtype.kind in "biuf" \
+            else mv.numeric("filters", weights)
         if w.ndim > 4 or w.size == 0:
             raise ValueError("filters must be a non-empty [H W C K] array, got MATLAB shape %s"
                              % mv.mshape(w))
@@ -271,10 +277,33 @@ class _Loader:
         if b is not None and b.size and b.size != w4.shape[3]:
             raise ValueError("bias has %d values but the filters %s have %d outputs"
                              % (b.size, mv.mshape(w4), w4.shape[3]))
-        return Conv(np.ascontiguousarray(w4.transpose(3, 2, 0, 1)),
+        return Conv(self._filters(weights, w4, name),
                     None if b is None or b.size == 0 else b.ravel(order="F"),
                     stride=mv.ints("stride", stride), pad=mv.ints("pad", pad),
                     dilate=mv.ints("dilate", dilate), name=name)
+
+    def _filters(self, weights, w4, name):
+        """MATLAB's filters w4 [H W C K] (a view of ``weights``, the value read) as a
+        C-contiguous float (K, C, H, W) array: in the memory of the array the reader made (the
+        loader's alone) when it is float, else a copy charged against the memory limit. Layers
+        that share one value (the same object) share its filters, made once."""
+        known = self.filters.get(id(weights))
+        if known is not None and known[0] is weights:
+            return known[1]
+        native = w4.dtype.newbyteorder("=")
+        if native in (np.float32, np.float64) and w4.flags.f_contiguous and w4.flags.writeable:
+            if w4.dtype != native:
+                w4 = w4.byteswap(inplace=True).view(native)
+            out = mv.filters_in_place(w4)
+        else:
+            dtype = native if native in (np.float32, np.float64) else \
+                np.dtype(np.float32 if w4.dtype.itemsize <= 2 else np.float64)
+            if self.budget is not None:
+                self.budget.charge(w4.size * dtype.itemsize, "layer %s's filters as (K, C, H, W)"
+                                   % printable(name), w4.shape)
+            out = np.ascontiguousarray(w4.transpose(3, 2, 0, 1), dtype=dtype)
+        self.filters[id(weights)] = (weights, out)
+        return out
 
     @staticmethod
     def _bnorm(gain, bias, moments, *, name):
