@@ -37,6 +37,8 @@ from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax
 
 __all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError"]
 
+#: Longest message about a file (names and values from the file are clipped to fit).
+_MESSAGE_LIMIT = 1000
 #: Variables a network file may hold; others (state, stats, info, ...) are skipped unread.
 _NETWORK_VARIABLES = ("net", "layers", "meta", "params", "vars", "normalization", "classes")
 #: Layer fields never used and possibly large: training momentum, a loss layer's last labels.
@@ -107,6 +109,9 @@ class _Loader:
         self.filters = {}  # id(MATLAB array) -> (it, its filters as (K, C, H, W))
 
     def fail(self, message):
+        if len(message) > _MESSAGE_LIMIT:  # names and values from the file can be long
+            half = _MESSAGE_LIMIT // 2
+            message = message[:half] + " ... " + message[-half:]
         error = MatConvNetError("%s: %s" % (self.path, message))
         error.__suppress_context__ = True  # the message says it all
         raise error
@@ -169,8 +174,8 @@ class _Loader:
                   "'layers'")
 
     def where(self, index, count, name, type_):
-        label = "<unnamed>" if name is None else "'%s'" % printable(name)
-        return "layer %d of %d %s (%s)" % (index + 1, count, label, type_)
+        label = "<unnamed>" if name is None else "'%s'" % mv.shown(name)
+        return "layer %d of %d %s (%s)" % (index + 1, count, label, mv.shown(type_))
 
     def _layer(self, where, build, *args):
         """``build(*args)``, its errors reported as those of the layer at ``where``."""
@@ -257,8 +262,8 @@ class _Loader:
             return self._lrn(rec.get("param"), name)
         if type_ == "softmax":
             return Softmax(name)
-        raise ValueError("layer type %r is not supported (supported: conv, pool, relu, bnorm, "
-                         "dropout, lrn, softmax, and losses at the end)" % type_)
+        raise ValueError("layer type '%s' is not supported (supported: conv, pool, relu, bnorm, "
+                         "dropout, lrn, softmax, and losses at the end)" % mv.shown(type_))
 
     def _conv(self, weights, bias, name, *, stride, pad, dilate, declared=None):
         # any real class; converted to float with the reordering (_filters), in one copy at most
@@ -325,7 +330,14 @@ class _Loader:
     # -- DagNN -------------------------------------------------------------------------------
     def _dagnn(self, layers, params):
         values = self._dagnn_params(params)
-        nodes = [_dagnn_node(rec) for rec in layers.records]
+        nodes = []
+        for i, rec in enumerate(layers.records):
+            try:
+                nodes.append(_dagnn_node(rec))
+            except ValueError as exc:
+                self.fail("%s: %s" % (self.where(i, len(layers.records),
+                                                 mv.text(rec.get("name")) or None,
+                                                 mv.text(rec.get("type")) or "?"), exc))
         if not nodes:
             self.fail("the DagNN has no layers")
         feeding = {v for n in nodes for v in n["inputs"]}
@@ -387,8 +399,8 @@ class _Loader:
     def _dagnn_layer(self, node, values):
         block, name, type_ = node["block"], node["name"], node["type"]
         if type_ not in _DAGNN_MERGES and len(node["inputs"]) != 1:
-            raise ValueError("a %s layer reads one input, got %d (%s)"
-                             % (type_, len(node["inputs"]), ", ".join(node["inputs"])))
+            raise ValueError("a %s layer reads one input, got %d %s"
+                             % (mv.shown(type_), len(node["inputs"]), mv.names(node["inputs"])))
         if type_ == "dagnn.Conv":
             return self._dagnn_conv(node, values)
         if type_ == "dagnn.Pooling":
@@ -415,11 +427,11 @@ class _Loader:
                                  % dim)
             return Concat(inputs=node["reads"], name=name)
         if len(node["inputs"]) != 1:
-            raise ValueError("a %s layer reads one input, got %d (%s)"
-                             % (type_, len(node["inputs"]), ", ".join(node["inputs"])))
-        raise ValueError("layer type %r is not supported (supported: dagnn.Conv, dagnn.Pooling, "
+            raise ValueError("a %s layer reads one input, got %d %s"
+                             % (mv.shown(type_), len(node["inputs"]), mv.names(node["inputs"])))
+        raise ValueError("layer type '%s' is not supported (supported: dagnn.Conv, dagnn.Pooling, "
                          "dagnn.ReLU, dagnn.BatchNorm, dagnn.DropOut, dagnn.LRN, dagnn.SoftMax, "
-                         "dagnn.Sum, dagnn.Concat, and losses at the end)" % type_)
+                         "dagnn.Sum, dagnn.Concat, and losses at the end)" % mv.shown(type_))
 
     def _dagnn_conv(self, node, values):
         block = node["block"]
@@ -700,7 +712,8 @@ def format_info(net, title=None):
     losses = meta.get("losses") or []
     if losses:
         lines.append("dropped loss layers: %s" % ", ".join(
-            "%s (%s)" % (printable(str(l.get("name"))), l.get("type")) for l in losses))
+            "%s (%s)" % (printable(str(l.get("name"))), printable(str(l.get("type"))))
+            for l in losses))
     lines.append("")
     lines.append(net.summary())
     lines.append("")
