@@ -12,15 +12,48 @@ renames it into place at the end, replacing an earlier output of the same comman
 """
 
 import contextlib
+import errno
 import json
 import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 
 __all__ = ["atomic_path", "atomic_paths", "check_output_file", "check_output_dir",
-           "safe_file_name", "OutputDirectory", "check_replaceable_dir", "staged_directory"]
+           "safe_file_name", "OutputDirectory", "check_replaceable_dir", "staged_directory",
+           "open_regular"]
+
+
+def _with_article(what):
+    return ("an " if what[:1].lower() in "aeiou" else "a ") + what
+
+
+def open_regular(path, what, error):
+    """``path`` opened for binary reading, refusing what is not a regular file without blocking
+    on it (a FIFO opened for reading waits for a writer; a device never ends). ``what`` names
+    the kind of file in messages ("MAT file"); ``error`` is the exception class raised, with
+    the path, for a FIFO, socket or device. FileNotFoundError, IsADirectoryError and
+    PermissionError come from the file system."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "%s not found" % what, path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not %s" % _with_article(what),
+                                    path)
+        if not stat.S_ISREG(mode):
+            raise error("%s: not a regular file (a FIFO, socket or device); %s is read only "
+                        "from a regular file" % (path, _with_article(what)))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def fresh_name(directory, prefix, suffix=""):

@@ -16,15 +16,14 @@ Values keep MATLAB's orientation:
 - function handles, objects, sparse matrices: :class:`Opaque`.
 """
 
-import errno
 import numbers
 import os
-import stat
 import struct
 import zlib
 
 import numpy as np
 
+from ._io import open_regular
 from ._validation import format_bytes
 
 __all__ = ["MatConvNetError", "StructArray", "Opaque", "read_mat", "DEFAULT_FILE_MEMORY_LIMIT"]
@@ -221,6 +220,13 @@ def read_mat(path, names=None, *, memory_limit=None, skip_fields=(), expect=None
     MatConvNetError (a ValueError) for anything that is not a readable MAT file, naming the file
     and where in it.
     """
+    return read_mat_budget(path, names, memory_limit=memory_limit, skip_fields=skip_fields,
+                           expect=expect)[0]
+
+
+def read_mat_budget(path, names=None, *, memory_limit=None, skip_fields=(), expect=None):
+    """:func:`read_mat`, and its budget: (values, budget), for a caller that makes further
+    copies of the values and charges them (``budget.charge``) against the same limit."""
     path = os.fspath(path)
     limit = DEFAULT_FILE_MEMORY_LIMIT if memory_limit is None else memory_limit
     if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not limit > 0 \
@@ -238,32 +244,16 @@ def read_mat(path, names=None, *, memory_limit=None, skip_fields=(), expect=None
         if kind == "v5":
             from ._matfile_v5 import V5Reader
             reader = V5Reader(path, budget, frozenset(skip_fields), checks)
-            return _guarded(path, reader, lambda: reader.read(f, names))
+            return _guarded(path, reader, lambda: reader.read(f, names)), budget
     finally:
         f.close()
     from ._matfile_h5 import read_hdf5
-    return read_hdf5(path, names, budget, frozenset(skip_fields), checks)
+    return read_hdf5(path, names, budget, frozenset(skip_fields), checks), budget
 
 
 def _open_regular(path):
     """The file opened for reading, refusing what is not a regular file without blocking on it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "MAT file not found", path) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory, not a MAT file", path)
-        if not stat.S_ISREG(mode):
-            raise MatConvNetError("%s: not a regular file (a FIFO, socket or device); a MAT file "
-                                  "is read only from a regular file" % path)
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return open_regular(path, "MAT file", MatConvNetError)
 
 
 #: What a corrupt file can make numpy, struct, zlib or h5py raise, turned into MatConvNetError.

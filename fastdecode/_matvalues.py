@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from ._matfile import Opaque, StructArray
-
+from ._validation import printable
 
 DROP = object()
 
@@ -74,11 +74,53 @@ def strings(v):
         return []
     if isinstance(v, str):
         return [v] if v else []
-    if isinstance(v, np.ndarray) and v.dtype == object:
-        return [text(x) for x in v.ravel(order="F")]
+    items = v.ravel(order="F") if isinstance(v, np.ndarray) and v.dtype == object else v
+    if isinstance(items, (list, np.ndarray)) and (not isinstance(items, np.ndarray)
+                                                   or items.dtype == object):
+        out = []
+        for i, x in enumerate(items):
+            if not _is_text(x):
+                raise ValueError("expected a cell array of strings, item %d is %s"
+                                 % (i + 1, describe(x)))
+            out.append(text(x))
+        return out
+    raise ValueError("expected a cell array of strings, got %s" % describe(v))
+
+
+def _is_text(v):
+    """Whether ``text`` reads v as a string (empty arrays read as '')."""
+    if isinstance(v, str):
+        return True
     if isinstance(v, list):
-        return [str(x) for x in v]
-    raise ValueError("expected a cell array of strings, got %s" % type(v).__name__)
+        return len(v) == 1 and isinstance(v[0], str)
+    if isinstance(v, np.ndarray):
+        return v.size == 0 or (v.dtype == object and v.size == 1 and _is_text(v.flat[0]))
+    return False
+
+
+#: Longest name or type from a file shown in a message.
+NAME_LIMIT = 120
+
+
+def shown(text):
+    """A name or type from the file, for a message: control characters escaped, length bounded."""
+    text = printable(text[:4 * NAME_LIMIT])
+    return text if len(text) <= NAME_LIMIT else text[:NAME_LIMIT - 3] + "..."
+
+
+def names(values, limit=8):
+    """Names from the file, for a message: "('a', 'b', ...)"."""
+    listed = ", ".join("'%s'" % shown(n) for n in values[:limit])
+    return "(%s%s)" % (listed, ", ... (%d in all)" % len(values) if len(values) > limit else "")
+
+
+def describe(v):
+    """What a MATLAB value is, for messages: 'a 1x3 double array', 'a struct', ..."""
+    if isinstance(v, np.ndarray):
+        if v.dtype == object:
+            return "a %s cell array" % mshape(v)
+        return "a %s %s array" % (mshape(v), v.dtype)
+    return "a %s" % type(v).__name__
 
 
 def string_list(v):
@@ -123,7 +165,7 @@ def ints(what, v):
     values = a.ravel(order="F").tolist()
     for x in values:
         if not float(x).is_integer():
-            raise ValueError("%s must be integers, got %s" % (what, values))
+            raise ValueError("%s must be integers, got %s" % (what, listing(values)))
     values = [int(x) for x in values]
     return values[0] if len(values) == 1 else tuple(values)
 
@@ -138,10 +180,19 @@ def scalar(what, v, default):
     return float(a.ravel()[0])
 
 
-def mshape(a):
-    """A shape in MATLAB's notation, e.g. ``5x5x1x20``."""
+def mshape(a, limit=8):
+    """A shape in MATLAB's notation, e.g. ``5x5x1x20`` (at most ``limit`` dimensions shown)."""
     shape = a.shape if hasattr(a, "shape") else tuple(a)
-    return "x".join(str(int(s)) for s in shape)
+    shown = "x".join(str(int(s)) for s in shape[:limit])
+    return shown if len(shape) <= limit else "%sx... (%d dimensions)" % (shown, len(shape))
+
+
+def listing(values, limit=8):
+    """A list of values for a message, at most ``limit`` of them shown."""
+    values = list(values)
+    if len(values) <= limit:
+        return "[%s]" % ", ".join(map(str, values))
+    return "[%s, ... (%d values)]" % (", ".join(map(str, values[:limit])), len(values))
 
 
 def row(values):
@@ -183,3 +234,22 @@ def to_matlab(v, where):
         return v
     raise TypeError("%s is a %s, which cannot be written to a MAT file"
                     % (where, type(v).__name__))
+
+
+#: Elements transposed at a time when filters are reordered in place (the temporary's size).
+IN_PLACE_BLOCK = 1 << 18
+
+
+def filters_in_place(w4):
+    """The F-contiguous MATLAB filters w4 [H W C K] as a C-contiguous (K, C, H, W) array in
+    the same memory: each H x W plane, stored column by column, is transposed to rows, a block
+    of planes at a time (the only extra memory)."""
+    H, W, C, K = w4.shape
+    flat = w4.reshape(-1, order="F")            # a view: w4 is F-contiguous
+    if H > 1 and W > 1:
+        planes = flat.reshape(K * C, W, H)      # [plane, column, row]
+        step = max(1, IN_PLACE_BLOCK // (H * W))
+        for start in range(0, K * C, step):
+            block = planes[start:start + step]
+            block.reshape(-1)[:] = block.transpose(0, 2, 1).reshape(-1)  # reshape copies
+    return flat.reshape(K, C, H, W)

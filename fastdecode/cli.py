@@ -231,12 +231,11 @@ def main(argv=None):
         (SIGINT), 143 when terminated (SIGTERM), 141 when the output pipe was closed.
     """
     import os
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "layer", None) is not None and args.layer.lstrip("-").isdigit():
-        args.layer = int(args.layer)
     try:
         with _terminate_as_exception():
+            args = build_parser().parse_args(argv)
+            if getattr(args, "layer", None) is not None and args.layer.lstrip("-").isdigit():
+                args.layer = int(args.layer)
             return args.func(args)
     except _Terminated:  # SIGTERM: as an interrupt, files being written are removed
         print("fastdecode: terminated", file=sys.stderr)

@@ -30,13 +30,15 @@ import numpy as np
 from . import _matvalues as mv
 from ._io import atomic_path
 from ._matfile import (DEFAULT_FILE_MEMORY_LIMIT, MatConvNetError, Opaque, StructArray,
-                       read_mat)
+                       read_mat_budget)
 from ._validation import printable
 from .graph_layers import Add, Concat, GlobalPool
 from .network import LRN, BatchNorm, Conv, Dropout, Network, Pool, ReLU, Softmax
 
 __all__ = ["load_matconvnet", "save_matconvnet", "format_info", "MatConvNetError"]
 
+#: Longest message about a file (names and values from the file are clipped to fit).
+_MESSAGE_LIMIT = 1000
 #: Variables a network file may hold; others (state, stats, info, ...) are skipped unread.
 _NETWORK_VARIABLES = ("net", "layers", "meta", "params", "vars", "normalization", "classes")
 #: Layer fields never used and possibly large: training momentum, a loss layer's last labels.
@@ -60,8 +62,11 @@ def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
     path : str or os.PathLike
         The file: MAT v5/v7 (read with a guarded reader) or v7.3 (read with h5py).
     memory_limit : int, optional
-        Bytes the file's arrays may take once read (default 2 GiB); a file that declares more is
-        refused before the memory is spent.
+        Bytes the file's arrays may take once read (default 2 GiB), with the copies the loader
+        makes of them (filters stored as integers, converted to float); a file that declares
+        more is refused before the memory is spent. Float filters are reordered to
+        (K, C, H, W) in the memory they were read into: the network costs what the file's
+        arrays cost.
 
     Returns
     -------
@@ -91,19 +96,24 @@ def load_matconvnet(path, *, memory_limit=DEFAULT_FILE_MEMORY_LIMIT):
     (1, 28, 28)
     """
     # a variable that cannot hold a network is refused from its header, before its data is read
-    variables = read_mat(path, _NETWORK_VARIABLES, memory_limit=memory_limit,
-                         skip_fields=_UNUSED_FIELDS,
-                         expect={"net": ("1x1 struct", "object"), "layers": ("cell", "struct")})
-    return _Loader(str(path)).network(variables)
+    variables, budget = read_mat_budget(
+        path, _NETWORK_VARIABLES, memory_limit=memory_limit, skip_fields=_UNUSED_FIELDS,
+        expect={"net": ("1x1 struct", "object"), "layers": ("cell", "struct")})
+    return _Loader(str(path), budget).network(variables)
 
 
 class _Loader:
-    def __init__(self, path):
+    def __init__(self, path, budget=None):
         self.path = path
+        self.budget = budget  # the reader's, charged for the copies made here (None: uncharged)
         self.wheres = []  # "layer i of n 'name' (type)" of each loaded layer, for messages
         self.graph = False  # whether the layers form a graph (a DagNN that is not a chain)
+        self.filters = {}  # id(MATLAB array) -> (it, its filters as (K, C, H, W))
 
     def fail(self, message):
+        if len(message) > _MESSAGE_LIMIT:  # names and values from the file can be long
+            half = _MESSAGE_LIMIT // 2
+            message = message[:half] + " ... " + message[-half:]
         error = MatConvNetError("%s: %s" % (self.path, message))
         error.__suppress_context__ = True  # the message says it all
         raise error
@@ -171,8 +181,8 @@ class _Loader:
                   "'layers'")
 
     def where(self, index, count, name, type_):
-        label = "<unnamed>" if name is None else "'%s'" % printable(name)
-        return "layer %d of %d %s (%s)" % (index + 1, count, label, type_)
+        label = "<unnamed>" if name is None else "'%s'" % mv.shown(name)
+        return "layer %d of %d %s (%s)" % (index + 1, count, label, mv.shown(type_))
 
     def _layer(self, where, build, *args):
         """``build(*args)``, its errors reported as those of the layer at ``where``."""
@@ -259,12 +269,13 @@ class _Loader:
             return self._lrn(rec.get("param"), name)
         if type_ == "softmax":
             return Softmax(name)
-        raise ValueError("layer type %r is not supported (supported: conv, pool, relu, bnorm, "
-                         "dropout, lrn, softmax, and losses at the end)" % type_)
+        raise ValueError("layer type '%s' is not supported (supported: conv, pool, relu, bnorm, "
+                         "dropout, lrn, softmax, and losses at the end)" % mv.shown(type_))
 
-    @staticmethod
-    def _conv(weights, bias, name, *, stride, pad, dilate, declared=None):
-        w = mv.numeric("filters", weights)
+    def _conv(self, weights, bias, name, *, stride, pad, dilate, declared=None):
+        # any real class; converted to float with the reordering (_filters), in one copy at most
+        w = weights if isinstance(weights, np.ndarray) and weights.dtype.kind in "biuf" \
+            else mv.numeric("filters", weights)
         if w.ndim > 4 or w.size == 0:
             raise ValueError("filters must be a non-empty [H W C K] array, got MATLAB shape %s"
                              % mv.mshape(w))
@@ -278,10 +289,33 @@ class _Loader:
         if b is not None and b.size and b.size != w4.shape[3]:
             raise ValueError("bias has %d values but the filters %s have %d outputs"
                              % (b.size, mv.mshape(w4), w4.shape[3]))
-        return Conv(np.ascontiguousarray(w4.transpose(3, 2, 0, 1)),
+        return Conv(self._filters(weights, w4, name),
                     None if b is None or b.size == 0 else b.ravel(order="F"),
                     stride=mv.ints("stride", stride), pad=mv.ints("pad", pad),
                     dilate=mv.ints("dilate", dilate), name=name)
+
+    def _filters(self, weights, w4, name):
+        """MATLAB's filters w4 [H W C K] (a view of ``weights``, the value read) as a
+        C-contiguous float (K, C, H, W) array: in the memory of the array the reader made (the
+        loader's alone) when it is float, else a copy charged against the memory limit. Layers
+        that share one value (the same object) share its filters, made once."""
+        known = self.filters.get(id(weights))
+        if known is not None and known[0] is weights:
+            return known[1]
+        native = w4.dtype.newbyteorder("=")
+        if native in (np.float32, np.float64) and w4.flags.f_contiguous and w4.flags.writeable:
+            if w4.dtype != native:
+                w4 = w4.byteswap(inplace=True).view(native)
+            out = mv.filters_in_place(w4)
+        else:
+            dtype = native if native in (np.float32, np.float64) else \
+                np.dtype(np.float32 if w4.dtype.itemsize <= 2 else np.float64)
+            if self.budget is not None:
+                self.budget.charge(w4.size * dtype.itemsize, "layer %s's filters as (K, C, H, W)"
+                                   % printable(name), w4.shape)
+            out = np.ascontiguousarray(w4.transpose(3, 2, 0, 1), dtype=dtype)
+        self.filters[id(weights)] = (weights, out)
+        return out
 
     @staticmethod
     def _bnorm(gain, bias, moments, *, name):
@@ -303,7 +337,14 @@ class _Loader:
     # -- DagNN -------------------------------------------------------------------------------
     def _dagnn(self, layers, params):
         values = self._dagnn_params(params)
-        nodes = [_dagnn_node(rec) for rec in layers.records]
+        nodes = []
+        for i, rec in enumerate(layers.records):
+            try:
+                nodes.append(_dagnn_node(rec))
+            except ValueError as exc:
+                self.fail("%s: %s" % (self.where(i, len(layers.records),
+                                                 mv.text(rec.get("name")) or None,
+                                                 mv.text(rec.get("type")) or "?"), exc))
         if not nodes:
             self.fail("the DagNN has no layers")
         feeding = {v for n in nodes for v in n["inputs"]}
@@ -365,8 +406,8 @@ class _Loader:
     def _dagnn_layer(self, node, values):
         block, name, type_ = node["block"], node["name"], node["type"]
         if type_ not in _DAGNN_MERGES and len(node["inputs"]) != 1:
-            raise ValueError("a %s layer reads one input, got %d (%s)"
-                             % (type_, len(node["inputs"]), ", ".join(node["inputs"])))
+            raise ValueError("a %s layer reads one input, got %d %s"
+                             % (mv.shown(type_), len(node["inputs"]), mv.names(node["inputs"])))
         if type_ == "dagnn.Conv":
             return self._dagnn_conv(node, values)
         if type_ == "dagnn.Pooling":
@@ -393,11 +434,11 @@ class _Loader:
                                  % dim)
             return Concat(inputs=node["reads"], name=name)
         if len(node["inputs"]) != 1:
-            raise ValueError("a %s layer reads one input, got %d (%s)"
-                             % (type_, len(node["inputs"]), ", ".join(node["inputs"])))
-        raise ValueError("layer type %r is not supported (supported: dagnn.Conv, dagnn.Pooling, "
+            raise ValueError("a %s layer reads one input, got %d %s"
+                             % (mv.shown(type_), len(node["inputs"]), mv.names(node["inputs"])))
+        raise ValueError("layer type '%s' is not supported (supported: dagnn.Conv, dagnn.Pooling, "
                          "dagnn.ReLU, dagnn.BatchNorm, dagnn.DropOut, dagnn.LRN, dagnn.SoftMax, "
-                         "dagnn.Sum, dagnn.Concat, and losses at the end)" % type_)
+                         "dagnn.Sum, dagnn.Concat, and losses at the end)" % mv.shown(type_))
 
     def _dagnn_conv(self, node, values):
         block = node["block"]
@@ -704,7 +745,8 @@ def format_info(net, title=None):
     losses = meta.get("losses") or []
     if losses:
         lines.append("dropped loss layers: %s" % ", ".join(
-            "%s (%s)" % (printable(str(l.get("name"))), l.get("type")) for l in losses))
+            "%s (%s)" % (printable(str(l.get("name"))), printable(str(l.get("type"))))
+            for l in losses))
     lines.append("")
     lines.append(net.summary())
     lines.append("")

@@ -90,7 +90,8 @@ sfiles = set(names)
 wfiles = set(zipfile.ZipFile(wheel).namelist())
 
 # Every source, test, benchmark, script and data file of the checkout is in the sdist.
-wanted = ["README.md", "LICENSE", "setup.py", "pyproject.toml", "MANIFEST.in"]
+wanted = ["README.md", "LICENSE", "setup.py", "pyproject.toml", "MANIFEST.in",
+          "_fastdecode_launcher.py"]
 for pattern in ["fastdecode/**/*.py", "fastdecode/**/*.pyx", "fastdecode/**/*.pxd",
                 "fastdecode/**/*.h", "fastdecode/**/*.mat", "fastdecode/**/*.md",
                 "fastdecode/**/*.gz", "tests/**/*.py", "benchmarks/**/*.py", "scripts/*"]:
@@ -109,6 +110,8 @@ for n in pyx:
     stem = n[:-len(".pyx")]
     if not any(w.startswith(stem + ".") and w.endswith((".so", ".pyd")) for w in wfiles):
         errors.append("wheel lacks the compiled module of " + n)
+if "_fastdecode_launcher.py" not in wfiles:  # the command's entry point
+    errors.append("wheel lacks _fastdecode_launcher.py")
 for n in sorted(sfiles):
     if n.startswith("fastdecode/") and n.endswith((".py", ".mat", ".md", ".gz")) and n not in wfiles:
         errors.append("wheel lacks " + n)

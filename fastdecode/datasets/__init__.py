@@ -10,6 +10,7 @@ The sample shipped with the package is the first 1,000 images of Fashion-MNIST's
 
 import gzip
 import math
+import numbers
 import os
 import struct
 import zlib
@@ -18,8 +19,10 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["IDX", "load_idx", "load_directory", "fashion_sample", "FASHION_CLASSES",
-           "MNIST_CLASSES", "MAX_IDX_BYTES"]
+from .._io import open_regular
+
+__all__ = ["IDX", "IDXError", "load_idx", "load_directory", "fashion_sample",
+           "FASHION_CLASSES", "MNIST_CLASSES", "MAX_IDX_BYTES"]
 
 #: Class names of Fashion-MNIST, by label.
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -46,6 +49,9 @@ labels : numpy.ndarray or None
 _UINT8 = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
+#: Most bytes one byte of a deflate stream can inflate to (the format's limit is 1032:1): a gzip
+#: file declaring more data than this many times its size is truncated or corrupt.
+_MAX_GZIP_RATIO = 1032
 
 #: Standard file names of the two splits, as the MNIST and Fashion-MNIST distributions name them.
 _SPLITS = {"test": "t10k", "train": "train"}
@@ -54,68 +60,105 @@ _SAMPLE_IMAGES = "fashion-mnist-t10k-1000-images-idx3-ubyte.gz"
 _SAMPLE_LABELS = "fashion-mnist-t10k-1000-labels-idx1-ubyte.gz"
 
 
-def _open(path):
-    """A binary stream on ``path``, decompressing when the file starts with gzip's magic bytes."""
-    with open(path, "rb") as f:
+class IDXError(ValueError):
+    """An IDX file that cannot be read: not an IDX file of the kind asked for, truncated,
+    corrupted (gzip), declaring more data than it holds or than ``max_bytes``, not a regular
+    file, or image and label counts that differ. The message names the file."""
+
+
+def _open(path, what):
+    """(binary stream, whether gzipped, file size) on the regular file ``path``; the stream
+    decompresses when the file starts with gzip's magic bytes."""
+    f = open_regular(path, "IDX file of %s" % what, IDXError)
+    try:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(2)
-    return gzip.open(path, "rb") if head == _GZIP_MAGIC else open(path, "rb")
+        f.seek(0)
+        if head == _GZIP_MAGIC:
+            return gzip.GzipFile(fileobj=f, mode="rb"), True, size, f
+        return f, False, size, f
+    except BaseException:
+        f.close()
+        raise
 
 
 def _read_exactly(stream, n, path, what):
-    """``n`` bytes from ``stream``, read in chunks so that a lying header cannot force a huge
-    allocation before the data runs out; ValueError naming the file when it is truncated."""
-    chunks = []
-    remaining = n
-    while remaining > 0:
-        chunk = stream.read(min(remaining, _CHUNK))
-        if not chunk:
-            raise ValueError("%s: truncated IDX file: the header declares %d bytes of %s but the "
-                             "file holds only %d" % (path, n, what, n - remaining))
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+    """``n`` bytes from ``stream`` (a small piece: the header); IDXError when truncated."""
+    data = stream.read(n)
+    if len(data) < n:
+        raise IDXError("%s: truncated IDX file: the header declares %d bytes of %s but the "
+                       "file holds only %d" % (path, n, what, len(data)))
+    return data
+
+
+def _read_into(stream, out, path, what):
+    """Fill the uint8 array ``out`` from ``stream`` chunk by chunk; IDXError when it ends first."""
+    view = memoryview(out).cast("B")
+    done = 0
+    while done < len(view):
+        n = stream.readinto(view[done:done + _CHUNK])
+        if not n:
+            raise IDXError("%s: truncated IDX file: the header declares %d bytes of %s but the "
+                           "file holds only %d" % (path, len(view), what, done))
+        done += n
 
 
 def _read_idx(path, ndim, what, max_bytes):
     """The array of an IDX file of uint8 elements with ``ndim`` dimensions."""
     path = os.fspath(path)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral) \
+            or max_bytes < 0:
+        raise ValueError("max_bytes must be a non-negative integer, got %r" % (max_bytes,))
     if os.path.isdir(path):
         raise IsADirectoryError("%s is a directory, not an IDX file of %s (load_directory reads "
                                 "a directory)" % (path, what))
-    if not os.path.isfile(path):
-        raise FileNotFoundError("%s file not found: %s" % (what, path))
     expected = (_UINT8 << 8) | ndim
+    stream, packed, size, raw = _open(path, what)
     try:
-        with _open(path) as stream:
+        with raw, stream:
             header = stream.read(4)
             if len(header) < 4:
-                raise ValueError("%s: truncated IDX file: %d bytes, shorter than the 4-byte magic "
-                                 "number" % (path, len(header)))
+                raise IDXError("%s: truncated IDX file: %d bytes, shorter than the 4-byte magic "
+                               "number" % (path, len(header)))
             magic, = struct.unpack(">I", header)
             if magic != expected:
-                raise ValueError(
+                raise IDXError(
                     "%s: not an IDX file of %s: magic number %d (0x%08x), expected %d (0x%08x: "
                     "uint8 elements, %d dimension%s)" % (path, what, magic, magic, expected,
                                                          expected, ndim, "s" if ndim > 1 else ""))
             sizes = struct.unpack(">%dI" % ndim, _read_exactly(stream, 4 * ndim, path,
                                                                 "dimension sizes"))
+            shown = " x ".join(map(str, sizes))
             if any(s == 0 for s in sizes[1:]):
-                raise ValueError("%s: IDX header declares an empty image size %s"
-                                 % (path, "x".join(map(str, sizes[1:]))))
+                raise IDXError("%s: IDX header declares an empty image size %s"
+                               % (path, "x".join(map(str, sizes[1:]))))
             nbytes = math.prod(sizes)
             if nbytes > max_bytes:
-                raise ValueError("%s: IDX header declares %s = %d bytes of %s, more than the "
-                                 "limit of %d bytes (max_bytes)"
-                                 % (path, " x ".join(map(str, sizes)), nbytes, what, max_bytes))
-            data = _read_exactly(stream, nbytes, path, what)
-            extra = stream.read(1)
-            if extra:
-                raise ValueError("%s: IDX file has data beyond the %d bytes its header declares "
-                                 "(%s)" % (path, nbytes, " x ".join(map(str, sizes))))
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError("%s: unreadable IDX file (%s: %s)" % (path, type(exc).__name__, exc)) \
+                raise IDXError("%s: IDX header declares %s = %d bytes of %s, more than the "
+                               "limit of %d bytes (max_bytes)"
+                               % (path, shown, nbytes, what, max_bytes))
+            header_bytes = 4 + 4 * ndim
+            if not packed and nbytes > size - header_bytes:
+                raise IDXError("%s: truncated IDX file: the header declares %s = %d bytes of %s "
+                               "but the file holds only %d after its %d-byte header"
+                               % (path, shown, nbytes, what, size - header_bytes, header_bytes))
+            if packed and nbytes + header_bytes > _MAX_GZIP_RATIO * size:
+                raise IDXError("%s: truncated or corrupt IDX file: the header declares %s = %d "
+                               "bytes of %s, more than a gzip file of %d bytes can hold"
+                               % (path, shown, nbytes, what, size))
+            out = np.empty(nbytes, dtype=np.uint8)  # pages are touched only as data arrives
+            _read_into(stream, out, path, what)
+            out = out.reshape(sizes)
+            if stream.read(1):
+                raise IDXError("%s: IDX file has data beyond the %d bytes its header declares "
+                               "(%s)" % (path, nbytes, shown))
+    except (EOFError, OSError, zlib.error) as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)) \
+                and not isinstance(exc, gzip.BadGzipFile):
+            raise
+        raise IDXError("%s: unreadable IDX file (%s: %s)" % (path, type(exc).__name__, exc)) \
             from None
-    return np.frombuffer(data, dtype=np.uint8).reshape(sizes).copy()
+    return out
 
 
 def _idx_header(path, ndim, what):
@@ -124,31 +167,28 @@ def _idx_header(path, ndim, what):
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError("%s is a directory, not an IDX file of %s (load_directory reads "
-                                "a directory)" % (path, what))
-    if not os.path.isfile(path):
-        raise FileNotFoundError("%s file not found: %s" % (what, path))
-    with open(path, "rb") as f:
-        gz = f.read(2) == _GZIP_MAGIC
+                              "a directory)" % (path, what))
     expected = (_UINT8 << 8) | ndim
+    stream, gz, size, raw = _open(path, what)  # FIFOs and devices refused, not waited on
     try:
-        with _open(path) as stream:
+        with raw, stream:
             header = stream.read(4 + 4 * ndim)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError("%s: unreadable IDX file (%s: %s)" % (path, type(exc).__name__, exc)) \
+        raise IDXError("%s: unreadable IDX file (%s: %s)" % (path, type(exc).__name__, exc)) \
             from None
     if len(header) < 4 + 4 * ndim:
-        raise ValueError("%s: truncated IDX file: %d bytes, shorter than its %d-byte header"
-                         % (path, len(header), 4 + 4 * ndim))
+        raise IDXError("%s: truncated IDX file: %d bytes, shorter than its %d-byte header"
+                       % (path, len(header), 4 + 4 * ndim))
     magic, = struct.unpack(">I", header[:4])
     if magic != expected:
-        raise ValueError("%s: not an IDX file of %s: magic number %d (0x%08x), expected %d "
-                         "(0x%08x: uint8 elements, %d dimension%s)"
-                         % (path, what, magic, magic, expected, expected, ndim,
-                            "s" if ndim > 1 else ""))
+        raise IDXError("%s: not an IDX file of %s: magic number %d (0x%08x), expected %d "
+                       "(0x%08x: uint8 elements, %d dimension%s)"
+                       % (path, what, magic, magic, expected, expected, ndim,
+                          "s" if ndim > 1 else ""))
     sizes = struct.unpack(">%dI" % ndim, header[4:])
     if any(s == 0 for s in sizes[1:]):
-        raise ValueError("%s: IDX header declares an empty image size %s"
-                         % (path, "x".join(map(str, sizes[1:]))))
+        raise IDXError("%s: IDX header declares an empty image size %s"
+                       % (path, "x".join(map(str, sizes[1:]))))
     offset = len(header)
     total = offset + math.prod(sizes)
     if gz:  # gzip's trailer records the uncompressed size modulo 2**32 (of its last member)
@@ -158,14 +198,14 @@ def _idx_header(path, ndim, what):
                 f.seek(-4, os.SEEK_END)
                 isize, = struct.unpack("<I", f.read(4))
                 if isize != total % 2**32:
-                    raise ValueError("%s: the IDX header declares %s = %d bytes of %s but the "
-                                     "gzip stream holds %d (modulo 2**32)"
-                                     % (path, " x ".join(map(str, sizes)), total - offset, what,
-                                        isize - offset))
-    elif os.path.getsize(path) != total:
-        raise ValueError("%s: the IDX header declares %s = %d bytes of %s but the file holds %d"
-                         % (path, " x ".join(map(str, sizes)), total - offset, what,
-                            os.path.getsize(path) - offset))
+                    raise IDXError("%s: the IDX header declares %s = %d bytes of %s but the "
+                                   "gzip stream holds %d (modulo 2**32)"
+                                   % (path, " x ".join(map(str, sizes)), total - offset, what,
+                                      isize - offset))
+    elif size != total:
+        raise IDXError("%s: the IDX header declares %s = %d bytes of %s but the file holds %d"
+                       % (path, " x ".join(map(str, sizes)), total - offset, what,
+                        size - offset))
     return sizes, offset, gz
 
 
@@ -194,12 +234,12 @@ class _IDXRows:
                 f.seek(self.offset + start * self.row)
                 data = f.read(n)
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise ValueError("%s: unreadable IDX file at images %d-%d (%s: %s)"
-                             % (self.path, start, stop - 1, type(exc).__name__, exc)) from None
+            raise IDXError("%s: unreadable IDX file at images %d-%d (%s: %s)"
+                           % (self.path, start, stop - 1, type(exc).__name__, exc)) from None
         if len(data) != n:
-            raise ValueError("%s: truncated IDX file: images %d-%d need bytes %d-%d of its data, "
-                             "the file ends before" % (self.path, start, stop - 1,
-                                                       start * self.row, stop * self.row - 1))
+            raise IDXError("%s: truncated IDX file: images %d-%d need bytes %d-%d of its data, "
+                           "the file ends before" % (self.path, start, stop - 1,
+                                                     start * self.row, stop * self.row - 1))
         rows = np.frombuffer(data, np.uint8).reshape((stop - start,) + self.shape[1:])
         rows = rows[::step] if step != 1 else rows
         rest = key[1:]
@@ -265,16 +305,17 @@ def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES, lazy=Fal
 
     Raises
     ------
-    FileNotFoundError
-        When a file is missing.
-    IsADirectoryError
-        When a path is a directory (:func:`load_directory` reads one).
-    ValueError
-        Naming the file, for a wrong magic number, a truncated or oversized file, or image and
-        label counts that differ (with ``lazy``, a gzipped file whose stream breaks off is
-        reported when the chunk is read).
+    FileNotFoundError, IsADirectoryError, PermissionError
+        When a file is missing, is a directory (:func:`load_directory` reads one) or cannot be
+        read.
+    IDXError
+        A ValueError naming the file, for a FIFO or device, a wrong magic number, a truncated,
+        corrupt (gzip) or oversized file (beyond ``max_bytes``, or beyond what the file can
+        hold), or image and label counts that differ; nothing is allocated for data the file
+        does not hold.
     ImportError
-        With ``lazy``, when dask is not installed.
+        With ``lazy``, when dask is not installed (a gzipped file whose stream breaks off is
+        then reported, as an IDXError, when the chunk is read).
 
     Examples
     --------
@@ -299,7 +340,7 @@ def load_idx(images_path, labels_path=None, *, max_bytes=MAX_IDX_BYTES, lazy=Fal
         return IDX(images, None)
     labels = _read_idx(labels_path, 1, "labels", max_bytes)
     if labels.shape[0] != images.shape[0]:
-        raise ValueError("%s holds %d labels but %s holds %d images"
+        raise IDXError("%s holds %d labels but %s holds %d images"
                          % (os.fspath(labels_path), labels.shape[0], os.fspath(images_path),
                             images.shape[0]))
     return IDX(images, labels)
@@ -340,7 +381,8 @@ def load_directory(directory, split="test", *, max_bytes=MAX_IDX_BYTES, lazy=Fal
     Raises
     ------
     ValueError
-        For an unknown split, or an unreadable file (see :func:`load_idx`).
+        For an unknown split; :class:`IDXError` (a ValueError) for an unreadable file (see
+        :func:`load_idx`).
     NotADirectoryError
         When ``directory`` is a file.
     FileNotFoundError

@@ -1,0 +1,75 @@
+"""The command's start-up: an interrupt while the package is imported, or while the arguments
+are parsed, exits with status 130 and one line, no traceback."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import fastdecode
+from fastdecode import cli
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastdecode.__file__)))
+
+
+def _run_child(code):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("FASTDECODE_DEBUG", None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("module", ["scipy.linalg", "fastdecode.matconvnet", "fastdecode.cli"])
+def test_interrupt_while_the_package_is_imported(module):
+    # Ctrl-C lands while ``module`` is being imported by the entry point
+    r = _run_child("""
+        import sys
+
+        class Interrupt:
+            def find_spec(self, name, path=None, target=None):
+                if name == %r:
+                    raise KeyboardInterrupt
+                return None
+
+        sys.meta_path.insert(0, Interrupt())
+        import _fastdecode_launcher
+        assert "fastdecode" not in sys.modules
+        sys.exit(_fastdecode_launcher.main(["info", "lenet-mnist"]))
+    """ % module)
+    assert r.returncode == 130, r
+    assert r.stderr == "fastdecode: interrupted\n", r.stderr
+    assert r.stdout == ""
+
+
+def test_the_launcher_runs_the_command(capsys):
+    import _fastdecode_launcher
+    assert _fastdecode_launcher.main(["info", "lenet-mnist"]) == 0
+    assert "layer1" in capsys.readouterr().out
+
+
+def test_the_console_script_is_the_launcher():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = os.path.join(_PACKAGE_PARENT, "pyproject.toml")
+    if not os.path.exists(pyproject):
+        pytest.skip("not a source checkout")
+    with open(pyproject, "rb") as f:
+        config = tomllib.load(f)
+    assert config["project"]["scripts"]["fastdecode"] == "_fastdecode_launcher:main"
+    assert "_fastdecode_launcher" in config["tool"]["setuptools"]["py-modules"]
+
+
+def test_interrupt_while_the_arguments_are_parsed(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["info", "lenet-mnist"]) == 130
+    assert capsys.readouterr().err == "fastdecode: interrupted\n"
+
+
+def test_usage_errors_still_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["decode"])
+    assert info.value.code == 2
