@@ -175,3 +175,25 @@ def test_mobilenet_v2_logits_equal_torch(mobilenet, exporter, tmp_path):
         rows, cols = interior(dec.filters.shape[2:], y.shape[2:], S, P, (64, 64))
         assert len(rows) >= 4
         assert close(y[0][:, rows, cols], ref[0][:, rows, cols], rtol=1e-4)
+
+
+def test_mobilenet_v2_decodes_as_from_torch_up_to_each_channels_batchnorm_scale(mobilenet,
+                                                                                 tmp_path):
+    """The older exporter folds each BatchNorm into the conv before it: the ONNX network's
+    decoded filters of a conv layer are from_torch's times that BatchNorm's per-channel scale
+    (the BatchNorms below are in both decodings)."""
+    path = export(mobilenet, torch.zeros(1, 3, 224, 224), tmp_path / "mobilenet.onnx", "legacy")
+    onet = fd.load_onnx(path)
+    tnet = fd.from_torch(mobilenet, (3, 224, 224))
+    assert len(onet.conv_layers) == len(tnet.conv_layers) == 52
+    for i in (0, 3, 7, 10):
+        oname, tname = onet.conv_layers[i], tnet.conv_layers[i]
+        bn = tnet.layers[tnet.index(tname) + 1]
+        assert bn.type == "bnorm"
+        scale, _ = bn.scale_shift()
+        filters = [0, 5, 11]
+        got = fd.decode(onet, oname, filters=filters, n_threads=1).astype(np.float64)
+        want = fd.decode(tnet, tname, filters=filters, n_threads=1).astype(np.float64)
+        want *= scale[filters][:, None, None, None]
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), (oname, tname)
