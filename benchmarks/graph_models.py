@@ -2,7 +2,9 @@
 ResNet-50 (torchvision's layer shapes) and a MobileNetV2 (torchvision's, as in
 tests/torch_models.py), and their linear twins in PyTorch for the autograd baseline."""
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -94,6 +96,36 @@ def mobilenet_v2(dtype=np.float32, seed=0, size=224):
                fd.Linear((rng.standard_normal((1000, 1280)) / np.sqrt(1280)).astype(dtype),
                          None, name="classifier.1")]
     return fd.Network(layers, input_shape=(3, size, size))
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def mobilenet_v2_imported(size=224):
+    """torchvision's MobileNetV2 with its ImageNet weights (``../shared/data/torch``), imported
+    by :func:`fastdecode.from_torch`; None where the weights or torch are absent."""
+    path = SHARED / "torch" / "mobilenet_v2-b0353104.pth"
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None
+    if not path.is_file():
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import torch_models
+    return fd.from_torch(torch_models.load_state(torch_models.mobilenet_v2(), path),
+                         (3, size, size))
+
+
+def open_nsfw_imported():
+    """The open-nsfw ResNet-50 (``../shared/data/onnx``, tf2onnx, NHWC), imported by
+    :func:`fastdecode.load_onnx`; None where the file or onnx are absent."""
+    path = SHARED / "onnx" / "open-nsfw-resnet50.onnx"
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return None
+    return fd.load_onnx(path) if path.is_file() else None
 
 
 def twin_gradients(net, name, channels, threads):

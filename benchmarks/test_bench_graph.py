@@ -115,6 +115,8 @@ def _graph_case(benchmark, make):
     if not _util.torch_available():
         pytest.skip("torch is not installed")
     net = make()
+    if net is None:
+        pytest.skip("the real model or its importer's dependency is absent")
     names, nbytes, filters, all_filters = graph_models.prefix_fitting(net, BUDGET)
     timer = graph_models.StepTimer()
 
@@ -159,3 +161,13 @@ def test_resnet50_decode_all_against_torch_autograd(benchmark):
 
 def test_mobilenet_v2_decode_all_against_torch_autograd(benchmark):
     _graph_case(benchmark, graph_models.mobilenet_v2)
+
+
+def test_mobilenet_v2_imported_from_torch_decode_all_against_torch_autograd(benchmark):
+    """The same on the real ImageNet weights, imported with from_torch."""
+    _graph_case(benchmark, graph_models.mobilenet_v2_imported)
+
+
+def test_open_nsfw_imported_from_onnx_decode_all_against_torch_autograd(benchmark):
+    """A real ResNet-50 (open-nsfw), imported with load_onnx."""
+    _graph_case(benchmark, graph_models.open_nsfw_imported)
