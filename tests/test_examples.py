@@ -9,7 +9,8 @@ import pytest
 
 MODULES = ["fastdecode.ops", "fastdecode.decoding", "fastdecode.network", "fastdecode.layers",
            "fastdecode._config", "fastdecode.evaluation", "fastdecode._scores", "fastdecode.plotting",
-           "fastdecode.matconvnet", "fastdecode.loading", "fastdecode.graph_layers",
+           "fastdecode.matconvnet", "fastdecode._matconvnet_save", "fastdecode.loading",
+           "fastdecode.graph_layers",
            "fastdecode.datasets", "fastdecode.models", "fastdecode.paper", "fastdecode.atlas",
            "fastdecode._torch_import"]
 
