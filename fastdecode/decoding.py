@@ -468,6 +468,8 @@ def _decode_layers(net, layers, unpool, threads, limit, out):
         for i in idx:
             graph.check_decodable(net, i)
     if out is not None:
+        if not net.is_chain and unpool.box and not any(above_upsampling(net, i) for i in idx):
+            return _stream_to_files(net, idx, unpool, threads, limit, out)
         return {net.layers[i].name: _decode_to_file(net, i, unpool, threads, limit, out)
                 for i in idx}
     results = {}
@@ -528,6 +530,50 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
             os.remove(tmp)
         raise
     return np.load(path, mmap_mode="r")
+
+
+def _npy_path(out, name):
+    return os.path.join(os.fspath(out), urllib.parse.quote(name, safe="") + ".npy")
+
+
+def _stream_to_files(net, idx, unpool, threads, limit, out):
+    """decode_all(out=) of a graph by the layer recursion, streamed (:mod:`._streaming`): each
+    layer's decoded filters written to ``out``/<layer>.npy chunk by chunk as they are made,
+    the recursion's tensors beyond a quarter of ``limit`` in memory-mapped temporary files
+    beside them (pages the system writes out, not the process's own memory); the files are
+    returned memory-mapped."""
+    from ._streaming import stream
+    directory = os.fspath(out)
+    os.makedirs(directory, exist_ok=True)
+    files = {}   # layer index: (open file, temporary path)
+
+    def on_chunk(i, start, filters):
+        if start == 0:
+            path = _npy_path(directory, net.layers[i].name)
+            fd_, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
+                                        dir=directory)
+            f = os.fdopen(fd_, "wb")
+            files[i] = (f, tmp)
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(net.dtype), "fortran_order": False,
+                    "shape": (net.channels(i),) + net.decoded_shape(i)})
+        f, tmp = files[i]
+        f.write(memoryview(np.ascontiguousarray(filters, dtype=net.dtype)).cast("B"))
+        if start + len(filters) == net.channels(i):
+            f.close()
+            os.replace(tmp, _npy_path(directory, net.layers[i].name))
+            del files[i]
+
+    try:
+        stream(net, idx, unpool.name, threads, on_chunk, spill_dir=directory,
+               chunk_bytes=max(1, int(limit // 4)), spill_bytes=int(limit // 4))
+    finally:
+        for f, tmp in files.values():   # a layer left unfinished by an error or interrupt
+            f.close()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return {net.layers[i].name: np.load(_npy_path(directory, net.layers[i].name),
+                                        mmap_mode="r") for i in idx}
 
 
 def _decode_graph_recursive(net, idx, unpool, threads, limit):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import fastdecode as fd
-from fastdecode.atlas import _images, _stream, _twin, report
+from fastdecode import _streaming as _stream
+from fastdecode.atlas import _images, _twin, report
 from fastdecode.evaluation import decoded_response, rescale_per_image
 
 pytest.importorskip("PIL")

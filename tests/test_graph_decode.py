@@ -537,6 +537,25 @@ def test_decode_all_to_a_directory_is_memory_mapped(tmp_path):
     np.testing.assert_array_equal(got["c2"], fd.decode(chain, "c2"))
 
 
+def test_decode_all_to_a_directory_stopped_midway_leaves_only_finished_layers(tmp_path,
+                                                                              monkeypatch):
+    from fastdecode._engine import graph_recursion
+    rng = np.random.default_rng(8)
+    net = linear_residual(rng)
+    walk = graph_recursion.walk
+
+    def failing(net_, keep, unpool, threads, emit=None, alloc=None):
+        def first_only(i, D, off):
+            emit(i, D, off)
+            raise KeyboardInterrupt
+        return walk(net_, keep, unpool, threads, emit=first_only, alloc=alloc)
+    monkeypatch.setattr(graph_recursion, "walk", failing)
+    with pytest.raises(KeyboardInterrupt):
+        fd.decode_all(net, out=tmp_path / "d", memory_limit=1e5)
+    left = sorted(p.name for p in (tmp_path / "d").iterdir())
+    assert left == [net.conv_layers[0] + ".npy"]   # no temporary files, no spill folder
+
+
 def test_decode_all_to_a_directory_keeps_the_peak_memory_bounded(tmp_path):
     """The results (25 MB) never sit in memory at once: the traced peak stays well below them
     (the limit, 3 MB, bounds the results' chunks and the decoded maps; the substitution

@@ -20,7 +20,8 @@ import fastdecode as fd
 from .. import _io
 from ..ops import unpool_method
 from .._validation import resolve_threads
-from . import _analysis, _images, _pages, _stream, _twin
+from .. import _streaming as _stream
+from . import _analysis, _images, _pages, _twin
 from ._inputs import Photos, load_photos, normalisation
 
 __all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]

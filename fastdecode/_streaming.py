@@ -1,5 +1,5 @@
-"""The decoded filters of the shown layers, a chunk of filters at a time, bottom to top, never
-the whole network at once.
+"""The decoded filters of chosen layers, a chunk of filters at a time, bottom to top, never
+the whole network at once (the atlas, and ``decode_all(out=...)`` of graph networks).
 
 With a box unpooling the layers come from the graph layer recursion (each tensor's decoded
 filters from those of the tensors it reads, one substitution at image scale); each tensor is
@@ -18,8 +18,6 @@ import tempfile
 
 import numpy as np
 
-import fastdecode as fd
-
 #: Bytes of decoded filters handed to the callback at once.
 CHUNK_BYTES = 64 * 2**20
 #: Tensors of the recursion larger than this live in memory-mapped temporary files.
@@ -32,26 +30,31 @@ def chunk_size(net, i, chunk_bytes=CHUNK_BYTES):
 
 
 def stream(net, indices, unpool, threads, on_chunk, *, spill_dir=None,
-           chunk_bytes=CHUNK_BYTES):
+           chunk_bytes=CHUNK_BYTES, spill_bytes=None):
     """Call ``on_chunk`` for every chunk of decoded filters of the layers ``indices`` (sorted
-    decodable layer indices), layer by layer, bottom to top."""
-    method = fd.ops.unpool_method(unpool)
+    decodable layer indices), layer by layer, bottom to top; tensors of the recursion larger
+    than ``spill_bytes`` (default :data:`SPILL_BYTES`) in memory-mapped files in
+    ``spill_dir``."""
+    spill = SPILL_BYTES if spill_bytes is None else spill_bytes
+    from .decoding import decode
+    from .ops import unpool_method
+    method = unpool_method(unpool)
     if not method.box:
         for i in indices:
             K = net.channels(i)
             step = chunk_size(net, i, chunk_bytes)
             for start in range(0, K, step):
                 sel = np.arange(start, min(K, start + step))
-                on_chunk(i, start, fd.decode(net, i, filters=sel, unpool=unpool,
-                                             n_threads=threads))
+                on_chunk(i, start, decode(net, i, filters=sel, unpool=unpool,
+                                          n_threads=threads))
         return
-    from .._engine import graph, graph_recursion
+    from ._engine import graph, graph_recursion
     for i in indices:
         graph.check_decodable(net, i)
     tmp = tempfile.mkdtemp(prefix=".fastdecode-decoded-", dir=spill_dir)
 
     def alloc(shape, dtype):
-        if int(np.prod(shape)) * np.dtype(dtype).itemsize <= SPILL_BYTES:
+        if int(np.prod(shape)) * np.dtype(dtype).itemsize <= spill:
             return np.empty(shape, dtype=dtype)
         fd_, path = tempfile.mkstemp(dir=tmp, suffix=".bin")
         os.close(fd_)
