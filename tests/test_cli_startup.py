@@ -4,6 +4,7 @@ are parsed, exits with status 130 and one line, no traceback."""
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -18,8 +19,9 @@ def _run_child(code):
     env = dict(os.environ)
     env["PYTHONPATH"] = _PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("FASTDECODE_DEBUG", None)
+    # run outside the project root, whose unbuilt fastdecode/ would shadow the installed one
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, env=env)
+                          text=True, timeout=120, env=env, cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("module", ["scipy.linalg", "fastdecode.matconvnet", "fastdecode.cli"])

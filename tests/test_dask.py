@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -324,9 +325,12 @@ def test_a_pass_over_a_lazy_file_is_the_pass_over_the_loaded_one(shared_data):
 # --- dask stays optional ---------------------------------------------------------------------
 
 def _python(code):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    """Run ``code`` in a child importing the package under test, from outside the project
+    root (whose unbuilt fastdecode/ would shadow the installed one)."""
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(fd.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          cwd=str(ROOT), timeout=120)
+                          cwd=tempfile.gettempdir(), timeout=120)
 
 
 def test_import_fastdecode_does_not_import_dask():

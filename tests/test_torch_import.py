@@ -1,8 +1,10 @@
 """from_torch on small modules covering every converted module, function and method, against
 PyTorch's own forward pass (float64), plus a ResNet-style model and the errors."""
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -286,7 +288,11 @@ def test_random_convs_and_pools_equal_pytorch(data):
 
 def test_import_fastdecode_does_not_import_torch():
     code = "import sys, fastdecode; assert 'torch' not in sys.modules; print(fastdecode.from_torch)"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    # the package under test, imported from outside the project root (whose unbuilt
+    # fastdecode/ would shadow the installed one)
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(fd.__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=parent), cwd=tempfile.gettempdir())
 
 
 class Branchy(nn.Module):
