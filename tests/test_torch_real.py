@@ -129,8 +129,9 @@ def test_pnet_heads_equal_pytorch(pnet):
     boxes, probs = pnet(torch.from_numpy(x))
     got = net.forward(x)   # the first output
     np.testing.assert_allclose(got, boxes.detach().numpy(), rtol=0, atol=1e-5)
+    # float32 rounding of the logits (about 1e-6 of them) moves a softmax of them as much
     np.testing.assert_allclose(net.forward(x, upto="softmax4_1"), probs.detach().numpy(),
-                               rtol=0, atol=1e-6)
+                               rtol=0, atol=1e-5)
 
 
 def test_pnet_decodes_as_the_gradient_of_its_linear_twin(pnet):
