@@ -539,10 +539,10 @@ def _npy_path(out, name):
 def _stream_to_files(net, idx, unpool, threads, limit, out):
     """decode_all(out=) of a graph by the layer recursion, streamed (:mod:`._streaming`): each
     layer's decoded filters written to ``out``/<layer>.npy chunk by chunk as they are made,
-    the recursion's tensors beyond a quarter of ``limit`` in memory-mapped temporary files
+    the recursion's tensors beyond an eighth of ``limit`` in memory-mapped temporary files
     beside them (pages the system writes out, not the process's own memory); the files are
     returned memory-mapped."""
-    from ._streaming import stream
+    from ._streaming import CHUNK_BYTES, stream
     directory = os.fspath(out)
     os.makedirs(directory, exist_ok=True)
     files = {}   # layer index: (open file, temporary path)
@@ -566,7 +566,8 @@ def _stream_to_files(net, idx, unpool, threads, limit, out):
 
     try:
         stream(net, idx, unpool.name, threads, on_chunk, spill_dir=directory,
-               chunk_bytes=max(1, int(limit // 4)), spill_bytes=int(limit // 4))
+               chunk_bytes=max(1, min(CHUNK_BYTES, int(limit // 8))),
+               spill_bytes=int(limit // 8))
     finally:
         for f, tmp in files.values():   # a layer left unfinished by an error or interrupt
             f.close()
