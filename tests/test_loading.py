@@ -121,3 +121,17 @@ def test_an_open_input_size_is_fixed_by_input_shape_or_size(tmp_path, capsys):
     assert main(["decode", str(path), "--layer", "conv", "--size", "12,10", "--save",
                  str(tmp_path / "d.npy")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), fd.decode(net, "conv"))
+
+
+def test_import_fastdecode_needs_no_optional_dependency(tmp_path):
+    """``import fastdecode`` (and fastdecode.load) imports neither onnx, torch nor dask."""
+    import subprocess
+    import sys
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(fd.__file__)))
+    code = ("import sys, fastdecode, fastdecode.loading\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('onnx', 'torch', 'dask', 'onnxruntime')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=parent), cwd=str(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
