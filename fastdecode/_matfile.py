@@ -224,15 +224,22 @@ def read_mat(path, names=None, *, memory_limit=None, skip_fields=(), expect=None
                            expect=expect)[0]
 
 
-def read_mat_budget(path, names=None, *, memory_limit=None, skip_fields=(), expect=None):
-    """:func:`read_mat`, and its budget: (values, budget), for a caller that makes further
-    copies of the values and charges them (``budget.charge``) against the same limit."""
-    path = os.fspath(path)
+def file_memory_limit(memory_limit):
+    """The bytes a model file may cost: ``memory_limit``, or the default for None; ValueError
+    for anything but a positive finite number."""
     limit = DEFAULT_FILE_MEMORY_LIMIT if memory_limit is None else memory_limit
     if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not limit > 0 \
             or not np.isfinite(limit):
         raise ValueError("memory_limit must be a positive number of bytes, got %r"
                          % (memory_limit,))
+    return limit
+
+
+def read_mat_budget(path, names=None, *, memory_limit=None, skip_fields=(), expect=None):
+    """:func:`read_mat`, and its budget: (values, budget), for a caller that makes further
+    copies of the values and charges them (``budget.charge``) against the same limit."""
+    path = os.fspath(path)
+    limit = file_memory_limit(memory_limit)
     checks = {}
     if expect:
         checks = {k: _expectation(k, v) for k, v in dict(expect).items()}

@@ -9,13 +9,12 @@ files inside the model's folder. The graph is then walked node by node by
 """
 
 import errno
-import numbers
 import os
 import stat
 
 import numpy as np
 
-from ._matfile import DEFAULT_FILE_MEMORY_LIMIT
+from ._matfile import file_memory_limit
 from ._onnx_fold import DTYPES
 from ._validation import format_bytes
 
@@ -283,11 +282,7 @@ def load_onnx(path, *, input_shape=None, memory_limit=None):
     """
     onnx = _onnx()
     path = os.fspath(path)
-    limit = DEFAULT_FILE_MEMORY_LIMIT if memory_limit is None else memory_limit
-    if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not limit > 0 \
-            or not np.isfinite(limit):
-        raise ValueError("memory_limit must be a positive number of bytes, got %r"
-                         % (memory_limit,))
+    limit = file_memory_limit(memory_limit)
     if input_shape is not None:
         try:
             input_shape = tuple(None if v is None else int(v) for v in input_shape)

@@ -1,9 +1,8 @@
 """Open a model file by what it holds, not by its name: MatConvNet (MAT v5, v7.3) or ONNX."""
 
-import errno
 import os
-import stat
 
+from ._io import open_regular
 from ._onnx_import import looks_like_onnx
 
 __all__ = ["load", "model_format"]
@@ -12,23 +11,9 @@ _HDF5 = b"\x89HDF\r\n\x1a\n"
 
 
 def _head(path, n=1024):
-    """The first ``n`` bytes of a regular file, refusing directories, FIFOs and devices
-    without blocking on them."""
-    path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "model file not found", path) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory, not a model file", path)
-        if not stat.S_ISREG(mode):
-            raise ValueError("%s: not a regular file (a FIFO, socket or device); models are read "
-                             "only from regular files" % path)
-        return os.read(fd, n)
-    finally:
-        os.close(fd)
+    """The first ``n`` bytes of a regular file (FIFOs and devices refused without blocking)."""
+    with open_regular(os.fspath(path), "model file", ValueError) as f:
+        return f.read(n)
 
 
 def model_format(path):
