@@ -9,9 +9,11 @@ from ._version import __version__
 
 
 def config():
-    """A dict of the build's OpenMP status and the threads the kernels use by default."""
+    """A dict of the build's OpenMP status, the BLAS the kernels call and the threads they use by
+    default."""
     import numpy as np
     import scipy
+    from ._engine import blas
     return {
         "fastdecode": __version__,
         "python": sys.version.split()[0],
@@ -19,6 +21,7 @@ def config():
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "openmp": _openmp.openmp_enabled(),
+        "blas": blas.describe(),
         "threads": max(1, _openmp.max_threads()),
         "cpu_count": os.cpu_count(),
     }

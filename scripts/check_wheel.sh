@@ -13,7 +13,8 @@
 # Fails, with the reason, when: a source or data file of the checkout is missing from the
 # sdist; the sdist or a wheel holds generated C (.c), compiled or other build products; the
 # wheel lacks a compiled module for a .pyx, a Python module or a data file; the repaired
-# wheel's tag is not manylinux; the installed package does not report OpenMP; the demo fails.
+# wheel's tag is not manylinux; the installed package does not report OpenMP or its own
+# single-threaded OpenBLAS; the demo fails.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -163,6 +164,8 @@ echo "imported from $location"
 case "$location" in "$tmp/venv/"*) ;; *) fail "fastdecode was not imported from the venv" ;; esac
 "$tmp/venv/bin/python" -c 'import fastdecode; fastdecode.show_config()' | tee "$tmp/config.txt"
 grep -Eq '^openmp: +True' "$tmp/config.txt" || fail "the installed wheel does not report OpenMP"
+grep -Eq '^blas: +OpenBLAS .*scipy-openblas32, own copy, 1 thread' "$tmp/config.txt" \
+  || fail "the installed wheel's kernels do not call their own single-threaded OpenBLAS"
 "$tmp/venv/bin/fastdecode" demo --out "$tmp/demo" --no-progress >"$tmp/demo.log" 2>&1 \
   || { cat "$tmp/demo.log"; fail "fastdecode demo failed"; }
 tail -2 "$tmp/demo.log"

@@ -168,3 +168,66 @@ def test_the_hold_is_released_when_a_kernel_raises():
             raise RuntimeError("kernel failed")
     assert _counts() == before
     assert blas._holders == 0
+
+
+def test_kernels_set_no_thread_count_with_their_own_blas(lenet, wide, monkeypatch):
+    """With fastdecode's own OpenBLAS (set to one thread when loaded), a kernel changes no thread
+    count: not its own library's, not numpy's or scipy's, not even while it runs."""
+    from fastdecode._engine import blas
+    blas.kernel_library()
+    if not blas._own:
+        pytest.skip("scipy-openblas32 is not installed: the kernels use scipy's BLAS")
+    assert blas._own[2]() == 1
+    calls = []
+    monkeypatch.setattr(blas, "_libraries", tuple(
+        (lib, lambda n, calls=calls: calls.append(n)) for lib, _ in blas._find_libraries()))
+    before = _counts()
+    assert before[blas._own[0]] == 1
+    scipy_blas = blas._gemm_library()
+    if scipy_blas is not None:
+        assert scipy_blas != blas._own[0]      # a library of its own, not scipy's
+    with blas.single_threaded():
+        assert _counts() == before
+    _work(lenet, wide)
+    assert calls == [] and _counts() == before
+
+
+_CHILD = """
+import sys
+import numpy as np
+import fastdecode as fd
+from fastdecode._engine import blas
+rng = np.random.default_rng(3)
+x = rng.standard_normal((4, 48, 30, 30)).astype(sys.argv[2])
+w = rng.standard_normal((64, 48, 3, 3)).astype(sys.argv[2])
+m = rng.standard_normal((6, 64, 14, 14)).astype(sys.argv[2])
+np.savez(sys.argv[1], y=fd.correlate(x, w, pad=1, n_threads=2),
+         s=fd.substitute(m, w, stride=2, n_threads=2),
+         d=fd.decode(fd.models.load("lenet-mnist"), "layer5", n_threads=2),
+         lib=np.array(blas.describe()))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_scipys_blas_when_asked_gives_the_same_results(tmp_path, dtype):
+    """FASTDECODE_BLAS=scipy: the kernels call scipy's BLAS (the fallback where scipy-openblas32
+    has no wheel) and agree with the default to rounding."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fd.__file__)))
+    out = {}
+    for choice in ("own", "scipy"):
+        env["FASTDECODE_BLAS"] = choice
+        path = str(tmp_path / (choice + ".npz"))
+        subprocess.run([sys.executable, "-c", _CHILD, path, dtype], env=env, check=True,
+                       cwd=tempfile.gettempdir(), timeout=300)
+        with np.load(path) as f:
+            out[choice] = {k: f[k] for k in f.files}
+    assert str(out["scipy"]["lib"]).startswith("scipy's BLAS")
+    rtol = 1e-4 if dtype == "float32" else 1e-12
+    for key in ("y", "s", "d"):
+        a, b = out["own"][key], out["scipy"][key]
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(a).max())

@@ -11,7 +11,7 @@ for any thread count.
 from cython cimport floating
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from fastdecode._engine._blas cimport sgemm, dgemm
 
 ctypedef Py_ssize_t intp
 
