@@ -4,22 +4,37 @@ Decode what the filters of a trained convolutional network encode, in image spac
 how well the decoded filters predict the network's own responses.
 """
 
-from ._version import __version__
-from .ops import UNPOOL_METHODS, correlate, pool, relu, substitute, unpool
-from ._config import show_config
-from .decoding import DecodedFilters, decode, decode_all, decode_with_bias, decoded_bias
-from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
-from .loading import load, model_format
-from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores,
-                         max_activation_matrix, reconstruction_error, self_consistency, table1,
-                         threshold_filters, top_images)
-from .layers import LRN, BatchNorm, Conv, Dropout, Layer, Pool, ReLU, Softmax
-from .network import Network
-from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
-                          Sigmoid, Tanh)
-from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
-from ._onnx_import import OnnxError, load_onnx
-from ._torch_import import from_torch
+import sys as _sys
+
+try:
+    from ._version import __version__
+    from .ops import UNPOOL_METHODS, correlate, pool, relu, substitute, unpool
+    from ._config import show_config
+    from .decoding import DecodedFilters, decode, decode_all, decode_with_bias, decoded_bias
+    from .matconvnet import MatConvNetError, load_matconvnet, save_matconvnet
+    from .loading import load, model_format
+    from .evaluation import (ReconstructionError, classifier_accuracy, filter_scores,
+                             max_activation_matrix, reconstruction_error, self_consistency, table1,
+                             threshold_filters, top_images)
+    from .layers import LRN, BatchNorm, Conv, Dropout, Layer, Pool, ReLU, Softmax
+    from .network import Network
+    from .activations import (GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU6, SiLU,
+                              Sigmoid, Tanh)
+    from .graph_layers import Add, Concat, Gate, GlobalPool, Linear, Upsample
+    from ._onnx_import import OnnxError, load_onnx
+    from ._torch_import import from_torch
+except KeyboardInterrupt:
+    # ``python -m fastdecode`` imports the package before its ``__main__`` runs, with
+    # sys.argv[0] still "-m": an interrupt then ends the command as the console script's
+    # launcher does, with one line and status 130, not a traceback.
+    if _sys.argv[:1] == ["-m"]:
+        try:
+            _sys.stderr.write("fastdecode: interrupted\n")
+            _sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(130) from None
+    raise
 
 __all__ = [
     "Conv", "Pool", "ReLU", "BatchNorm", "Dropout", "LRN", "Softmax", "Layer", "Network",

@@ -75,3 +75,40 @@ def test_usage_errors_still_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["decode"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("module", ["scipy.linalg", "fastdecode.matconvnet", "fastdecode.cli"])
+def test_interrupt_while_python_m_fastdecode_starts(tmp_path, module):
+    """``python -m fastdecode``: Python imports the package before its ``__main__`` runs; Ctrl-C
+    landing in that import (or in ``__main__``'s own) exits 130 with one line."""
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+
+        class Interrupt:
+            def find_spec(self, name, path=None, target=None):
+                if name == %r:
+                    raise KeyboardInterrupt
+                return None
+
+        sys.meta_path.insert(0, Interrupt())
+    """ % module))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), _PACKAGE_PARENT,
+                                         env.get("PYTHONPATH", "")])
+    env.pop("FASTDECODE_DEBUG", None)
+    r = subprocess.run([sys.executable, "-m", "fastdecode", "info", "lenet-mnist"],
+                       capture_output=True, text=True, timeout=120, env=env,
+                       cwd=tempfile.gettempdir())
+    assert r.returncode == 130, r
+    assert r.stderr == "fastdecode: interrupted\n", r.stderr
+    assert r.stdout == ""
+
+
+def test_python_m_fastdecode_runs_the_command():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-m", "fastdecode", "info", "lenet-mnist"],
+                       capture_output=True, text=True, timeout=120, env=env,
+                       cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r
+    assert "layer1" in r.stdout
