@@ -19,7 +19,6 @@ import re
 import secrets
 import shutil
 import stat
-import tempfile
 
 __all__ = ["atomic_path", "atomic_paths", "check_output_file", "check_output_dir",
            "safe_file_name", "OutputDirectory", "check_replaceable_dir", "staged_directory",
@@ -399,14 +398,18 @@ def staged_directory(out, marker, content, what="output"):
         check_replaceable_dir(out, marker, what)  # nothing else appeared there meanwhile
         old = None
         if os.path.isdir(path):
-            old = tempfile.mkdtemp(prefix=".%s.old-" % os.path.basename(path), dir=parent)
-            os.replace(path, os.path.join(old, "previous"))
+            old = fresh_name(parent, ".%s.old-" % os.path.basename(path))  # named first
         try:
+            if old is not None:
+                os.mkdir(old, 0o700)
+                os.replace(path, os.path.join(old, "previous"))
             os.replace(stage, path)
         except BaseException:
             if old is not None:  # put the earlier output back
-                os.replace(os.path.join(old, "previous"), path)
-                os.rmdir(old)
+                if os.path.isdir(os.path.join(old, "previous")):
+                    os.replace(os.path.join(old, "previous"), path)
+                with contextlib.suppress(OSError):
+                    os.rmdir(old)
             raise
         stage = None
         if old is not None:

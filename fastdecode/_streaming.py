@@ -14,9 +14,12 @@ reused afterwards, so the callback keeps what it needs, not the array.
 """
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
+
+from ._io import fresh_name
 
 #: Bytes of decoded filters handed to the callback at once.
 CHUNK_BYTES = 64 * 2**20
@@ -51,17 +54,19 @@ def stream(net, indices, unpool, threads, on_chunk, *, spill_dir=None,
     from ._engine import graph, graph_recursion
     for i in indices:
         graph.check_decodable(net, i)
-    tmp = tempfile.mkdtemp(prefix=".fastdecode-decoded-", dir=spill_dir)
+    # named before it is made, so that an interrupt at any moment leaves nothing behind
+    tmp = fresh_name(spill_dir if spill_dir is not None else tempfile.gettempdir(),
+                     ".fastdecode-decoded-")
 
     def alloc(shape, dtype):
         if int(np.prod(shape)) * np.dtype(dtype).itemsize <= spill:
             return np.empty(shape, dtype=dtype)
-        fd_, path = tempfile.mkstemp(dir=tmp, suffix=".bin")
-        os.close(fd_)
+        path = fresh_name(tmp, "", ".bin")
         try:
             return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
         finally:
-            os.remove(path)  # the mapping keeps the pages until the array is freed
+            if os.path.exists(path):
+                os.remove(path)  # the mapping keeps the pages until the array is freed
 
     def emit(i, D, off):
         _, P, _ = net._geometry(i)
@@ -81,6 +86,7 @@ def stream(net, indices, unpool, threads, on_chunk, *, spill_dir=None,
             on_chunk(i, start, buf)
 
     try:
+        os.mkdir(tmp, 0o700)
         graph_recursion.walk(net, set(indices), method, threads, emit=emit, alloc=alloc)
     finally:
-        os.rmdir(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,7 +1,6 @@
 """Filter decoding with substitution: conv-layer filters mapped down to image space."""
 
 import os
-import tempfile
 import urllib.parse
 from collections import namedtuple
 
@@ -12,6 +11,7 @@ from ._validation import (as_int, as_memory_limit, as_pair, check_bytes, check_f
                           format_bytes, printable, resolve_threads)
 from .network import Conv, Network
 from ._graph import above_upsampling
+from ._io import fresh_name
 from .ops import unpool_method
 
 __all__ = ["decode", "decode_all", "decoded_bias", "decode_with_bias", "DecodedFilters"]
@@ -508,13 +508,11 @@ def _decode_to_file(net, i, unpool, threads, limit, out):
     else:   # the sweep's working maps scale with the chunk too
         work = graph.per_filter_elements(net, i) * net.dtype.itemsize
         chunk = max(1, min(shape[0], int(limit // (per_filter + work))))
-    fd_, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
-                                dir=directory)
-    os.close(fd_)
+    tmp = fresh_name(directory, ".%s." % os.path.basename(path), ".tmp")  # named first
     try:
         # written through a file, not a memory map, so that the pages written do not stay
         # resident in the process
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             np.lib.format.write_array_header_1_0(
                 f, {"descr": np.lib.format.dtype_to_descr(net.dtype), "fortran_order": False,
                     "shape": shape})
@@ -550,9 +548,9 @@ def _stream_to_files(net, idx, unpool, threads, limit, out):
     def on_chunk(i, start, filters):
         if start == 0:
             path = _npy_path(directory, net.layers[i].name)
-            fd_, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
-                                        dir=directory)
-            f = os.fdopen(fd_, "wb")
+            tmp = fresh_name(directory, ".%s." % os.path.basename(path), ".tmp")
+            files[i] = (None, tmp)      # named before it exists: the cleanup below knows it
+            f = open(tmp, "xb")
             files[i] = (f, tmp)
             np.lib.format.write_array_header_1_0(
                 f, {"descr": np.lib.format.dtype_to_descr(net.dtype), "fortran_order": False,
@@ -570,7 +568,8 @@ def _stream_to_files(net, idx, unpool, threads, limit, out):
                spill_bytes=int(limit // 8))
     finally:
         for f, tmp in files.values():   # a layer left unfinished by an error or interrupt
-            f.close()
+            if f is not None:
+                f.close()
             if os.path.exists(tmp):
                 os.remove(tmp)
     return {net.layers[i].name: np.load(_npy_path(directory, net.layers[i].name),

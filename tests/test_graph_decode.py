@@ -1,6 +1,8 @@
 """Decoding graph networks: the exactness property, the autograd oracle of the linear twin,
 random small graphs, thread counts."""
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -554,6 +556,28 @@ def test_decode_all_to_a_directory_stopped_midway_leaves_only_finished_layers(tm
         fd.decode_all(net, out=tmp_path / "d", memory_limit=1e5)
     left = sorted(p.name for p in (tmp_path / "d").iterdir())
     assert left == [net.conv_layers[0] + ".npy"]   # no temporary files, no spill folder
+
+
+def test_decode_all_to_a_directory_interrupted_while_spilling_leaves_nothing(tmp_path,
+                                                                           monkeypatch):
+    """An interrupt while a spill file is being made (after the file exists, before it is
+    mapped) leaves no spill folder and no temporary file."""
+    from fastdecode import _streaming
+    rng = np.random.default_rng(8)
+    net = linear_residual(rng)
+    made = []
+
+    def memmap(path, **kwargs):
+        open(path, "wb").close()
+        made.append(path)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(_streaming.np, "memmap", memmap)
+    with pytest.raises(KeyboardInterrupt):
+        fd.decode_all(net, out=tmp_path / "d", memory_limit=1e4)
+    assert made and not os.path.exists(os.path.dirname(made[0]))
+    assert os.path.dirname(os.path.dirname(made[0])) == str(tmp_path / "d")
+    left = [p.name for p in (tmp_path / "d").iterdir()]
+    assert all(n[:-4] in net.conv_layers and n.endswith(".npy") for n in left), left
 
 
 def test_decode_all_to_a_directory_keeps_the_peak_memory_bounded(tmp_path):
