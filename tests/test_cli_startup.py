@@ -15,32 +15,43 @@ from fastdecode import cli
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastdecode.__file__)))
 
 
-def _run_child(code):
+#: A child's code that makes importing the module named %r raise KeyboardInterrupt.
+_INTERRUPT = """
+import sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == %r:
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+"""
+
+
+def _run(args, first=()):
+    """Run Python with ``args``, the package (after the folders ``first``) on its path."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = _PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(list(first) + [_PACKAGE_PARENT,
+                                                       env.get("PYTHONPATH", "")])
     env.pop("FASTDECODE_DEBUG", None)
     # run outside the project root, whose unbuilt fastdecode/ would shadow the installed one
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=tempfile.gettempdir())
+    return subprocess.run([sys.executable] + list(args), capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tempfile.gettempdir())
+
+
+def _run_child(code):
+    return _run(["-c", textwrap.dedent(code)])
 
 
 @pytest.mark.parametrize("module", ["scipy.linalg", "fastdecode.matconvnet", "fastdecode.cli"])
 def test_interrupt_while_the_package_is_imported(module):
     # Ctrl-C lands while ``module`` is being imported by the entry point
-    r = _run_child("""
-        import sys
-
-        class Interrupt:
-            def find_spec(self, name, path=None, target=None):
-                if name == %r:
-                    raise KeyboardInterrupt
-                return None
-
-        sys.meta_path.insert(0, Interrupt())
+    r = _run_child(_INTERRUPT % module + textwrap.dedent("""
         import _fastdecode_launcher
         assert "fastdecode" not in sys.modules
         sys.exit(_fastdecode_launcher.main(["info", "lenet-mnist"]))
-    """ % module)
+    """))
     assert r.returncode == 130, r
     assert r.stderr == "fastdecode: interrupted\n", r.stderr
     assert r.stdout == ""
@@ -81,34 +92,14 @@ def test_usage_errors_still_exit_2(capsys):
 def test_interrupt_while_python_m_fastdecode_starts(tmp_path, module):
     """``python -m fastdecode``: Python imports the package before its ``__main__`` runs; Ctrl-C
     landing in that import (or in ``__main__``'s own) exits 130 with one line."""
-    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
-        import sys
-
-        class Interrupt:
-            def find_spec(self, name, path=None, target=None):
-                if name == %r:
-                    raise KeyboardInterrupt
-                return None
-
-        sys.meta_path.insert(0, Interrupt())
-    """ % module))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), _PACKAGE_PARENT,
-                                         env.get("PYTHONPATH", "")])
-    env.pop("FASTDECODE_DEBUG", None)
-    r = subprocess.run([sys.executable, "-m", "fastdecode", "info", "lenet-mnist"],
-                       capture_output=True, text=True, timeout=120, env=env,
-                       cwd=tempfile.gettempdir())
+    (tmp_path / "sitecustomize.py").write_text(_INTERRUPT % module)
+    r = _run(["-m", "fastdecode", "info", "lenet-mnist"], first=[str(tmp_path)])
     assert r.returncode == 130, r
     assert r.stderr == "fastdecode: interrupted\n", r.stderr
     assert r.stdout == ""
 
 
 def test_python_m_fastdecode_runs_the_command():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = _PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-m", "fastdecode", "info", "lenet-mnist"],
-                       capture_output=True, text=True, timeout=120, env=env,
-                       cwd=tempfile.gettempdir())
+    r = _run(["-m", "fastdecode", "info", "lenet-mnist"])
     assert r.returncode == 0, r
     assert "layer1" in r.stdout
