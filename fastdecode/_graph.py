@@ -65,6 +65,17 @@ def ancestors(inputs, last):
     return sorted(need)
 
 
+def use_counts(inputs, order):
+    """{tensor: how many times the layers ``order`` read it}, the image (IMAGE) and every layer
+    of ``order`` included (0 when none of them reads it): a walk that decrements a tensor's count
+    at each read frees it when the count reaches 0."""
+    uses = dict.fromkeys([IMAGE] + list(order), 0)
+    for i in order:
+        for s in inputs[i]:
+            uses[s] += 1
+    return uses
+
+
 def names_of(layers, srcs):
     return tuple("input" if s == IMAGE else layers[s].name for s in srcs)
 
@@ -149,12 +160,7 @@ def forward(net, x, own, last, threads, memory_limit):
     needed (each freed when its last consumer has run); ``own``: whether x is the pass's own
     array (layers that work in place may then overwrite it)."""
     order = ancestors(net._inputs, last)
-    uses = {IMAGE: 0}
-    for i in order:
-        uses[i] = 0
-    for i in order:
-        for s in net._inputs[i]:
-            uses[s] += 1
+    uses = use_counts(net._inputs, order)
     tensors, owned = {IMAGE: x}, {IMAGE: own}
     del x
     for i in order:

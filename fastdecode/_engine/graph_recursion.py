@@ -84,13 +84,9 @@ def peak_bytes(net, keep):
     """The most bytes of decoded filters :func:`walk` holds at once for the layers ``keep``:
     each tensor's from its layer until the last layer reading it (the kept ones to the end);
     activations pass their input's on without a copy."""
-    from .._graph import ancestors
+    from .._graph import ancestors, use_counts
     needed = sorted(set().union(*(ancestors(net._inputs, k) for k in keep)))
-    uses = {i: 0 for i in needed}
-    for i in needed:
-        for s in net._inputs[i]:
-            if s != IMAGE:
-                uses[s] += 1
+    uses = use_counts(net._inputs, needed)
     size, live, peak = {}, 0, 0
     itemsize = net.dtype.itemsize
     for i in needed:
@@ -119,15 +115,10 @@ def walk(net, keep, unpool, threads, emit=None, alloc=None):
     (e.g. memory-mapped files), default ``np.empty``.
     """
     alloc = alloc or (lambda shape, dtype: np.empty(shape, dtype=dtype))
-    from .._graph import ancestors
+    from .._graph import ancestors, use_counts
     dtype = net.dtype
     needed = sorted(set().union(*(ancestors(net._inputs, k) for k in keep)))
-    uses = {IMAGE: 0}
-    for i in needed:
-        uses[i] = 0
-    for i in needed:
-        for s in net._inputs[i]:
-            uses[s] += 1
+    uses = use_counts(net._inputs, needed)
     C0 = net.input_channels
     eye = np.eye(C0, dtype=dtype).reshape(C0, C0, 1, 1)
     T = {IMAGE: (eye, (0, 0), (1, 1))}
