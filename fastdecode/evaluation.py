@@ -35,7 +35,7 @@ BATCH_BYTES = 64 * 2**20
 
 ReconstructionError = namedtuple(
     "ReconstructionError", ["mean", "std", "per_image", "per_filter", "n_constant"])
-ReconstructionError.__doc__ = """Eq. 3 reconstruction error of one conv layer.
+ReconstructionError.__doc__ = """Eq. 3 reconstruction error of one layer.
 
 Attributes
 ----------
@@ -108,6 +108,19 @@ def top_conv_layer(net):
     return net.conv_layers[-1]
 
 
+def measured_index(net, layer):
+    """Index of a layer whose decoded filters the passes can measure: a conv layer, or any
+    layer decoding can start from (:meth:`Network.decodable_index`) whose output is a map:
+    in a graph a block's sum, a concatenation, a pooling or activation; a ValueError naming
+    the layer otherwise (a linear layer's output is a vector)."""
+    idx = net.decodable_index(layer)
+    if net.layers[idx].type == "linear":
+        raise ValueError("layer %r is a linear layer: its output is a vector, not a map, and "
+                         "the passes compare maps; measure a layer below it"
+                         % printable(net.layers[idx].name))
+    return idx
+
+
 def _check_images(net, images, upto):
     """Images (N, C, H, W) in the network's dtype that ``net.forward(upto=upto)`` can take.
 
@@ -143,7 +156,7 @@ def _response_bytes(net, images, layers):
 
 
 def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
-    """(filters (K, C0, h, w), decoded bias (K,) or None) of conv layer ``idx``.
+    """(filters (K, C0, h, w), decoded bias (K,) or None) of layer ``idx``.
 
     ``decoded``: filters given by the caller, checked to have the layer's decoded shape; the bias
     is then decoded with ``unpool`` when ``bias`` is true.
@@ -153,7 +166,7 @@ def _decoded(net, idx, unpool, bias, n_threads, decoded=None):
         dec = decode_with_bias(net, idx, unpool=unpool, n_threads=n_threads)
         return dec.filters, (dec.bias if bias else None)
     filters = float_array("decoded", decoded, ndim=4, dtype=net.dtype)
-    want = (net.layers[idx].num_filters,) + net.decoded_shape(idx)
+    want = (net.channels(idx),) + net.decoded_shape(idx)
     if filters.shape != want:
         raise ValueError("decoded filters of layer %r must have shape %s, got %s"
                          % (printable(net.layers[idx].name), want, filters.shape))
@@ -188,7 +201,7 @@ def _forward_batch(net, x, keep, n_threads, buffers):
 
 
 def decoded_response(net, images, layer, filters, bias, n_threads, buffers=None, key=None):
-    """The correlation D of images with a conv layer's decoded filters, as Eq. 3 compares it.
+    """The correlation D of images with a layer's decoded filters, as Eq. 3 compares it.
 
     The images are correlated with the filters at the layer's cumulative stride and padding
     (``net.stride(layer)``, ``net.padding(layer)``), and the decoded bias is added.
@@ -200,7 +213,7 @@ def decoded_response(net, images, layer, filters, bias, n_threads, buffers=None,
     images : numpy.ndarray
         (N, C, H, W) preprocessed images in ``net.dtype``, already checked (finite, C-contiguous).
     layer : str or int
-        The conv layer's name or index.
+        The layer's name or index.
     filters : numpy.ndarray
         (K, C, h, w) decoded filters of ``layer`` in ``net.dtype`` (see
         :func:`fastdecode.decode`).
@@ -346,7 +359,7 @@ def _error_sums(net, images, jobs, *, batch_size, n_threads, progress, desc):
 
 def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, decoded=None,
                          batch_size=None, n_threads=None, progress=True):
-    """Eq. 3: how well a conv layer's decoded filters predict its responses, over images.
+    """Eq. 3: how well a layer's decoded filters predict its responses, over images.
 
     For each image, R = ``net.forward(image, upto=layer)`` (all filters and positions, biases
     included) and D = the image correlated with the layer's decoded filters at the cumulative
@@ -363,7 +376,8 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
         (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
         one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layer : str or int
-        A conv layer's name or index.
+        A conv layer's name or index; in a graph also any layer decoding starts from whose
+        output is a map (a block's sum, a concatenation, a pooling).
     unpool : str, optional
         The unpooling method of the decoding.
     bias : bool, optional
@@ -401,7 +415,7 @@ def reconstruction_error(net, images, layer, *, unpool="nearest", bias=False, de
     0.006
     """
     check_network(net)
-    idx = net.conv_index(layer)
+    idx = measured_index(net, layer)
     images = _check_images(net, images, idx)
     threads = resolve_threads(n_threads)
     filters, b = _decoded(net, idx, unpool, bias, threads, decoded)
@@ -423,7 +437,8 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
         (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
         one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layers : str, int or sequence, optional
-        The conv layers (default: every conv layer above the first).
+        The layers (default: every conv layer above the first); any layer
+        :func:`reconstruction_error` takes.
     methods : str or sequence of str, optional
         The unpooling methods.
     bias : bool, optional
@@ -475,9 +490,9 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
                              "first" % ("a single" if net.conv_layers else "no"))
     elif isinstance(layers, (str, int, np.integer)):
         layers = [layers]
-    names = list(dict.fromkeys(net.layers[net.conv_index(l)].name for l in layers))
+    names = list(dict.fromkeys(net.layers[measured_index(net, l)].name for l in layers))
     if not names:
-        raise ValueError("layers is empty: name at least one conv layer")
+        raise ValueError("layers is empty: name at least one layer")
     methods = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
     if not methods:
         raise ValueError("methods is empty: name at least one unpooling method")
@@ -499,7 +514,7 @@ def table1(net, images, *, layers=None, methods=("nearest", "bilinear", "bicubic
 
 def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, decoded=None,
                   batch_size=None, n_threads=None, progress=True):
-    """Scores of every filter of a conv layer for every image, by the network and decoded.
+    """Scores of every filter of a layer for every image, by the network and decoded.
 
     A filter's score is its maximum over positions: of ``net.forward(images, upto=layer)`` for the
     network, of the correlation with the decoded filter (plus decoded bias if ``bias``) for the
@@ -513,7 +528,8 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
         (N, C, H, W) images, preprocessed as the network expects them; a dask array is passed
         one task per chunk of images on the active Dask scheduler (see :doc:`/dask`).
     layer : str or int, optional
-        A conv layer's name or index (default: the top one).
+        A conv layer's name or index (default: the top one); in a graph also any layer
+        decoding starts from whose output is a map.
     unpool : str, optional
         The unpooling method of the decoding.
     bias : bool, optional
@@ -553,13 +569,13 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
     check_network(net)
     if layer is None:
         layer = top_conv_layer(net)
-    idx = net.conv_index(layer)
+    idx = measured_index(net, layer)
     images = _check_images(net, images, idx)
     threads = resolve_threads(n_threads)
     filters, b = _decoded(net, idx, unpool, bias, threads, decoded)
     name = net.layers[idx].name
     if _dask.is_dask_array(images):
-        K = net.layers[idx].num_filters
+        K = net.channels(idx)
         S = _dask.chunk_array(images, _scores_chunk, (net, idx, filters, b, batch_size,
                                                       _dask.task_threads(n_threads)),
                               (2, K), np.float64)
@@ -579,7 +595,7 @@ def _scores_chunk(images, start, shared):
 
 def _scores(net, images, idx, filters, b, batch_size, threads, desc, progress):
     """(network (N, K), decoded (N, K)) float64 scores of checked images in memory."""
-    K = net.layers[idx].num_filters
+    K = net.channels(idx)
     bs = _batch_size(batch_size, len(images), 3 * _response_bytes(net, images, [idx]))
     R = np.empty((len(images), K))
     D = np.empty((len(images), K))
@@ -607,7 +623,8 @@ def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threa
     net : fastdecode.Network
         The network.
     layer : str or int, optional
-        A conv layer's name or index (default: the top one).
+        A conv layer's name or index (default: the top one); in a graph also any layer
+        decoding starts from whose output is a map.
     unpool : str, optional
         The unpooling method of the decoding.
     decoded : array_like, optional
@@ -623,7 +640,7 @@ def self_consistency(net, layer=None, *, unpool="nearest", decoded=None, n_threa
     check_network(net)
     if layer is None:
         layer = top_conv_layer(net)
-    idx = net.conv_index(layer)
+    idx = measured_index(net, layer)
     threads = resolve_threads(n_threads)
     filters, _ = _decoded(net, idx, unpool, False, threads, decoded)
     responses = net.forward(filters, upto=idx, n_threads=threads).max(axis=(2, 3)).astype(

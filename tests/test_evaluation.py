@@ -502,3 +502,51 @@ def test_decoded_response_is_the_correlation_at_the_layer_grid_plus_bias():
     plain = ev.decoded_response(net, x, 4, dec.filters, None, None)
     np.testing.assert_allclose(D - plain, np.broadcast_to(dec.bias[None, :, None, None], D.shape),
                                rtol=1e-10, atol=1e-10)
+
+
+def _block_graph(seed=5):
+    """Residual block, pooling and a concatenation; only the first conv pads, no activation:
+    linear, so adjoint decoding with biases is exact everywhere at every layer."""
+    rng = np.random.default_rng(seed)
+    r = rng.standard_normal
+    return fd.Network([
+        fd.Conv(r((4, 1, 3, 3)), r(4), pad=1, name="c1"),
+        fd.Conv(r((4, 4, 1, 1)), r(4), name="c2"),
+        fd.Conv(r((4, 4, 1, 1)), r(4), name="proj", inputs="c1"),
+        fd.Add(inputs=("c2", "proj"), name="sum"),
+        fd.Pool("avg", size=2, name="pool"),
+        fd.Conv(r((2, 4, 1, 1)), r(2), name="a", inputs="pool"),
+        fd.Conv(r((3, 4, 2, 2)), r(3), stride=2, name="b", inputs="pool"),
+        fd.Conv(r((2, 2, 2, 2)), r(2), stride=2, name="a2", inputs="a"),
+        fd.Concat(inputs=("a2", "b"), name="cat")])
+
+
+@pytest.mark.parametrize("layer", ["sum", "pool", "cat"])
+def test_reconstruction_error_at_a_blocks_sum_pool_or_concatenation(layer):
+    """Eq. 3 is measured at any layer decoding starts from, not only conv layers: against the
+    per-image reference, and exact (with adjoint unpooling and biases) on a linear graph."""
+    net = _block_graph()
+    x = images(5)
+    got = fd.reconstruction_error(net, x, layer, unpool="nearest", progress=False)
+    per_image, per_filter = eq3_reference(net, x, layer, "nearest")
+    assert got.per_filter.shape == (net.channels(layer),)
+    np.testing.assert_allclose(got.per_image, per_image, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(got.per_filter, per_filter, rtol=1e-10, atol=1e-14)
+    exact = fd.reconstruction_error(net, x, layer, unpool="adjoint", bias=True, progress=False)
+    assert exact.mean < 1e-20
+    assert fd.reconstruction_error(net, x, layer, unpool="adjoint", progress=False).mean > 1e-6
+    table = fd.table1(net, x, layers=[layer, "c2"], methods=("nearest",), progress=False)
+    assert table[(layer, "nearest")].mean == pytest.approx(got.mean, rel=1e-12)
+    scores = fd.filter_scores(net, x, layer, progress=False)
+    R = net.forward(x, upto=layer).max(axis=(2, 3))
+    np.testing.assert_allclose(scores.network, R, rtol=1e-12)
+    assert scores.decoded.shape == R.shape
+
+
+def test_a_linear_layers_vector_is_not_measured():
+    rng = np.random.default_rng(0)
+    net = fd.Network([fd.Conv(rng.standard_normal((3, 1, 3, 3)), name="c"),
+                      fd.Linear(rng.standard_normal((4, 3 * 6 * 6)), name="fc")],
+                     input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match="'fc' is a linear layer"):
+        fd.reconstruction_error(net, images(2, size=8), "fc", progress=False)
