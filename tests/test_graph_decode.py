@@ -250,30 +250,60 @@ def phase_units(net, name, H, W):
 UNET_LAYERS = ["up2", "cat2", "d2", "up1", "cat1", "top"]
 
 
+def check_phases_against_twin(net, name, H, W, unit=None):
+    """Every phase of layer ``name``: the decoded filter placed at q * stride - padding is the
+    twin's gradient at unit q * phases + phase (q the middle unit whose box is inside an
+    image of H x W); ``unit``: the channel to check (default all)."""
+    S, P, R, p = (net.stride(name), net.padding(name), net.receptive_field(name),
+                  net.phases(name))
+    x = torch.zeros((1, net.input_channels, H, W), dtype=torch.float64, requires_grad=True)
+    y = twin(net, x, name)
+    rows, cols = phase_units(net, name, H, W)
+    assert rows and cols
+    qy, qx = rows[len(rows) // 2], cols[len(cols) // 2]
+    oy, ox = qy * S[0] - P[0], qx * S[1] - P[2]
+    for ry in range(p[0]):
+        for rx in range(p[1]):
+            D = fd.decode(net, name, phase=(ry, rx))
+            for k in range(D.shape[0]) if unit is None else [unit]:
+                g, = torch.autograd.grad(y[0, k, qy * p[0] + ry, qx * p[1] + rx], x,
+                                         retain_graph=True)
+                want = np.zeros((net.input_channels, H, W))
+                want[:, oy:oy + R[0], ox:ox + R[1]] = D[k]
+                np.testing.assert_allclose(g[0].numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def check_phases_exact(net, name, x):
+    """correlate(x, decode(phase=r, adjoint)) + decoded bias equals forward's units of phase r
+    at the units whose box lies inside the image (biases included), for every phase r."""
+    S, P, p = net.stride(name), net.padding(name), net.phases(name)
+    full = net.forward(x, upto=name)
+    rows, cols = phase_units(net, name, *x.shape[2:])
+    assert rows and cols
+    for ry in range(p[0]):
+        for rx in range(p[1]):
+            dec = fd.decode_with_bias(net, name, unpool="adjoint", phase=(ry, rx))
+            y = fd.correlate(x, dec.filters, stride=S, pad=P) + dec.bias[:, None, None]
+            want = full[:, :, ry::p[0], rx::p[1]]
+            # the correlation gives phase 0's units; the other phases have as many or one fewer
+            assert y.shape[2] - want.shape[2] in (0, 1)
+            assert y.shape[3] - want.shape[3] in (0, 1)
+            if (ry, rx) == (0, 0):
+                assert y.shape == want.shape
+            rr = [q for q in rows if q < want.shape[2]]
+            cc = [q for q in cols if q < want.shape[3]]
+            np.testing.assert_allclose(y[:, :, rr][:, :, :, cc], want[:, :, rr][:, :, :, cc],
+                                       rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("methods", [("bilinear", "nearest"), ("nearest", "bilinear")])
 def test_above_upsamplings_each_phase_is_the_gradient_of_the_linear_twin(methods):
     """Every phase of every layer above the upsamplings: the decoded filter placed at
     q * stride - padding is the gradient of the twin at unit q * phases + phase."""
     rng = np.random.default_rng(12)
     net = unet(rng, methods=methods)
-    H, W = 40, 36
-    x = torch.zeros((1, 1, H, W), dtype=torch.float64, requires_grad=True)
     for name in UNET_LAYERS:
-        S, P, R, p = (net.stride(name), net.padding(name), net.receptive_field(name),
-                      net.phases(name))
-        y = twin(net, x, name)
-        rows, cols = phase_units(net, name, H, W)
-        qy, qx = rows[len(rows) // 2], cols[len(cols) // 2]
-        oy, ox = qy * S[0] - P[0], qx * S[1] - P[2]
-        for ry in range(p[0]):
-            for rx in range(p[1]):
-                D = fd.decode(net, name, phase=(ry, rx))
-                for k in range(D.shape[0]):
-                    g, = torch.autograd.grad(y[0, k, qy * p[0] + ry, qx * p[1] + rx], x,
-                                             retain_graph=True)
-                    want = np.zeros((1, H, W))
-                    want[:, oy:oy + R[0], ox:ox + R[1]] = D[k]
-                    np.testing.assert_allclose(g[0].numpy(), want, rtol=1e-10, atol=1e-12)
+        check_phases_against_twin(net, name, 40, 36)
     assert net.phases("up2") == (2, 2) and net.phases("top") == (4, 4)
     assert net.stride("top") == (4, 4) and net.phases("mid") == (1, 1)
 
@@ -285,24 +315,7 @@ def test_above_upsamplings_each_phase_is_exact_on_interior_units():
     net = unet(rng)
     x = rnd(rng, 2, 1, 44, 40)
     for name in UNET_LAYERS:
-        S, P, p = net.stride(name), net.padding(name), net.phases(name)
-        full = net.forward(x, upto=name)
-        rows, cols = phase_units(net, name, *x.shape[2:])
-        assert rows and cols
-        for ry in range(p[0]):
-            for rx in range(p[1]):
-                dec = fd.decode_with_bias(net, name, unpool="adjoint", phase=(ry, rx))
-                y = fd.correlate(x, dec.filters, stride=S, pad=P) + dec.bias[:, None, None]
-                want = full[:, :, ry::p[0], rx::p[1]]
-                # the correlation gives phase 0's units; the other phases have as many or
-                # one fewer
-                assert y.shape[2] - want.shape[2] in (0, 1)
-                assert y.shape[3] - want.shape[3] in (0, 1)
-                if (ry, rx) == (0, 0):
-                    assert y.shape == want.shape
-                np.testing.assert_allclose(y[:, :, rows][:, :, :, cols],
-                                           want[:, :, rows][:, :, :, cols],
-                                           rtol=1e-9, atol=1e-9)
+        check_phases_exact(net, name, x)
 
 
 def test_upsampled_images_and_strides_dividing_the_period():
@@ -318,23 +331,8 @@ def test_upsampled_images_and_strides_dividing_the_period():
     assert net.is_chain
     assert net.phases("c") == (2, 3) and net.stride("c") == (1, 1)
     assert net.phases("back") == (1, 1) and net.phases("top") == (1, 1)
-    H, W = 16, 15
-    x = torch.zeros((1, 1, H, W), dtype=torch.float64, requires_grad=True)
     for name in ("c", "back", "top"):
-        S, P, R, p = (net.stride(name), net.padding(name), net.receptive_field(name),
-                      net.phases(name))
-        rows, cols = phase_units(net, name, H, W)
-        qy, qx = rows[len(rows) // 2], cols[len(cols) // 2]
-        y = twin(net, x, name)
-        for ry in range(p[0]):
-            for rx in range(p[1]):
-                D = fd.decode(net, name, phase=(ry, rx))
-                g, = torch.autograd.grad(y[0, 1, qy * p[0] + ry, qx * p[1] + rx], x,
-                                         retain_graph=True)
-                want = np.zeros((1, H, W))
-                oy, ox = qy * S[0] - P[0], qx * S[1] - P[2]
-                want[:, oy:oy + R[0], ox:ox + R[1]] = D[1]
-                np.testing.assert_allclose(g[0].numpy(), want, rtol=1e-10, atol=1e-12)
+        check_phases_against_twin(net, name, 16, 15, unit=1)
     with pytest.raises(ValueError, match=r"phase \(2, 0\) out of range.*'c' have 2x3 phases"):
         fd.decode(net, "c", phase=(2, 0))
     odd = fd.Network([fd.Upsample(2, name="up"),
@@ -451,7 +449,8 @@ def test_chains_ending_in_linear_layers_decode_as_the_twin_and_exactly():
 @st.composite
 def small_graphs(draw):
     """A stem conv, then blocks: residual adds (a conv branch beside a 1x1 or identity
-    shortcut) or concatenations of branches of different kernels, with average pools."""
+    shortcut) or concatenations of branches of different kernels, with average pools and
+    upsamplings (nearest or bilinear, by 2: the layers above have phases)."""
     seed = draw(st.integers(0, 2 ** 31))
     rng = np.random.default_rng(seed)
     C0 = draw(st.integers(1, 2))
@@ -460,7 +459,12 @@ def small_graphs(draw):
                       pad=draw(st.integers(0, k - 1)), name="stem")]
     prev, C = "stem", 2
     for b in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["add", "concat"] + (["pool"] if b else [])))
+        kind = draw(st.sampled_from(["add", "concat"] + (["pool", "up"] if b else [])))
+        if kind == "up":
+            layers.append(fd.Upsample(2, draw(st.sampled_from(["nearest", "bilinear"])),
+                                      name="u%d" % b, inputs=prev))
+            prev = "u%d" % b
+            continue
         if kind == "pool":
             layers.append(fd.Pool("avg", size=2, stride=draw(st.integers(1, 2)),
                                   name="p%d" % b, inputs=prev))
@@ -495,11 +499,16 @@ def small_graphs(draw):
 def test_random_graphs_decode_as_the_twin_and_exactly(net):
     rng = np.random.default_rng(0)
     name = net.layers[-1].name
-    check_against_twin(net, name, extra=1)
     S, P, R = net.stride(name), net.padding(name), net.receptive_field(name)
     H = R[0] + 3 * S[0]
     W = R[1] + 2 * S[1]
-    check_exact(net, name, rnd(rng, 1, net.input_channels, H, W), everywhere=False)
+    x = rnd(rng, 1, net.input_channels, H, W)
+    if net.phases(name) == (1, 1):
+        check_against_twin(net, name, extra=1)
+        check_exact(net, name, x, everywhere=False)
+    else:
+        check_phases_against_twin(net, name, H, W)
+        check_phases_exact(net, name, x)
 
 
 # --- decode_all ------------------------------------------------------------------------------
