@@ -352,7 +352,7 @@ def _decode_recursive(plan, sel, threads, limit):
 
 
 def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_limit=None,
-               out=None):
+               out=None, lazy=False, chunks=None):
     """Decoded filters of every conv layer (or of the layers named), bottom to top.
 
     With a box unpooling ("nearest", the default, or "adjoint") the layers are decoded
@@ -388,6 +388,16 @@ def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_lim
         replaced atomically, once complete) and returned memory-mapped read-only
         (``np.load(path, mmap_mode="r")``), so the peak memory stays bounded by
         ``memory_limit`` whatever the network.
+    lazy : bool, optional
+        Return ``dask.array.Array`` objects instead, chunked over filters: each chunk is one
+        task, ``decode(net, layer, filters=chunk)``, run when computed (``.compute()``,
+        ``dask.array.store``, ``to_zarr``...) on the active Dask scheduler, a
+        ``dask.distributed.Client``'s cluster included. A chunk equals :func:`decode`'s
+        filters to rounding (layers above an upsampling: phase (0, 0)); ``n_threads`` is per
+        task (default 1) and ``memory_limit`` bounds each task. Needs dask
+        (``pip install "fastdecode[distributed]"``).
+    chunks : int, optional
+        With ``lazy``, filters per chunk (default: about 64 MiB of decoded filters).
 
     Returns
     -------
@@ -415,8 +425,16 @@ def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_lim
     """
     check_network(net)
     unpool = unpool_method(unpool)
-    threads = resolve_threads(n_threads)
     limit = as_memory_limit(memory_limit)
+    if lazy:
+        if out is not None:
+            raise ValueError("out= writes the decoded filters now and lazy=True returns dask "
+                             "arrays to compute later: give one of them")
+        from ._lazy_decode import lazy_decode
+        return lazy_decode(net, _layer_indices(net, layers), unpool, n_threads, limit, chunks)
+    if chunks is not None:
+        raise ValueError("chunks sets the chunks of lazy arrays: give lazy=True too")
+    threads = resolve_threads(n_threads)
     if layers is not None or out is not None or not net.is_chain:
         return _decode_layers(net, layers, unpool, threads, limit, out)
     conv_idx = [i for i, layer in enumerate(net.layers) if layer.decode_role == "substitute"]
@@ -452,18 +470,24 @@ def decode_all(net, *, layers=None, unpool="nearest", n_threads=None, memory_lim
     return {net.layers[i].name: _finite_decoded(net, i, decoded[i]) for i in conv_idx}
 
 
-def _decode_layers(net, layers, unpool, threads, limit, out):
-    """decode_all layer by layer through :func:`decode` (graphs, named layers, or ``out``)."""
+def _layer_indices(net, layers):
+    """Sorted indices of the layers decode_all decodes: every conv layer, or those named."""
     if layers is None:
         idx = [i for i, layer in enumerate(net.layers) if isinstance(layer, Conv)]
         if not idx:
             raise ValueError("the network has no conv layers to decode")
-    else:
-        if isinstance(layers, (str, int, np.integer)):
-            layers = [layers]
-        idx = sorted(set(net.decodable_index(l) for l in layers))
-        if not idx:
-            raise ValueError("layers names no layer")
+        return idx
+    if isinstance(layers, (str, int, np.integer)):
+        layers = [layers]
+    idx = sorted(set(net.decodable_index(l) for l in layers))
+    if not idx:
+        raise ValueError("layers names no layer")
+    return idx
+
+
+def _decode_layers(net, layers, unpool, threads, limit, out):
+    """decode_all layer by layer through :func:`decode` (graphs, named layers, or ``out``)."""
+    idx = _layer_indices(net, layers)
     if not net.is_chain:
         for i in idx:
             graph.check_decodable(net, i)
