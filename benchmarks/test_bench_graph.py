@@ -47,40 +47,13 @@ def resnet_shaped(dtype=np.float32, seed=0, size=112,
 
 def torch_twin_seconds(net, threads, sample=SAMPLE):
     """Seconds PyTorch autograd takes for every conv layer's decoded filters: the gradient of
-    a centre unit of the linear twin (ReLU the identity, pooling a sum pooling), ``sample``
+    a centre unit of the linear twin (:func:`graph_models.twin_gradients`), ``sample``
     channels at once per layer, scaled to the layer's channels."""
-    import torch
-    F = torch.nn.functional
-    torch.set_num_threads(threads)
     total = 0.0
     for name in net.conv_layers:
-        S, P, R = net.stride(name), net.padding(name), net.receptive_field(name)
-        u, v = -(-P[0] // S[0]), -(-P[2] // S[1])
-        H, W = u * S[0] - P[0] + R[0] + S[0], v * S[1] - P[2] + R[1] + S[1]
         n = min(sample, net.channels(name))
-        x = torch.zeros((n, 3, H, W), dtype=torch.float32, requires_grad=True)
-        t0 = time.perf_counter()
-        T = {-1: x}
-        for i in range(net.index(name) + 1):
-            layer, ins = net.layers[i], [T[s] for s in net._inputs[i]]
-            a = ins[0]
-            if layer.type == "conv":
-                pt, pb, pl, pr = layer.pad
-                y = F.conv2d(F.pad(a, (pl, pr, pt, pb)), torch.from_numpy(layer.weights),
-                             stride=layer.stride)
-            elif layer.type == "pool":
-                pt, pb, pl, pr = layer.pad
-                kh, kw = layer.kernel
-                y = F.avg_pool2d(F.pad(a, (pl, pr, pt, pb)), layer.kernel,
-                                 layer.stride) * (kh * kw)
-            elif layer.type == "add":
-                y = ins[0] + ins[1]
-            else:
-                y = a
-            T[i] = y
-        sel = torch.arange(n)
-        torch.autograd.grad(T[net.index(name)][sel, sel, u, v].sum(), x)
-        total += (time.perf_counter() - t0) * net.channels(name) / n
+        _, seconds, _ = graph_models.twin_gradients(net, name, list(range(n)), threads)
+        total += seconds * net.channels(name) / n
     return total
 
 
