@@ -445,7 +445,7 @@ def _write_layer(stage, ctx, lay, r, x, shown, labels, image_names, class_names)
             "unpool": ctx["unpool"], "rf": list(r["shape"][1:]), "filters": None,
             "tops": None, "patches": False, "images": {}}
     if res is not None:
-        tops, scores = res.tops, res.scores
+        tops = res.tops
         k = tops.network.shape[1]
         patches = res.network_pos is not None
         if patches:
@@ -461,13 +461,13 @@ def _write_layer(stage, ctx, lay, r, x, shown, labels, image_names, class_names)
         used = set()
         for f in range(lay["K"]):
             entry = {"o": float(tops.overlap[f])}
-            for key, top, S, pos in (("n", tops.network, scores.network, res.network_pos),
-                                     ("d", tops.decoded, scores.decoded, res.decoded_pos)):
+            for key, top, S, pos in (("n", tops.network, res.network_scores, res.network_pos),
+                                     ("d", tops.decoded, res.decoded_scores, res.decoded_pos)):
                 items = []
                 for r in range(k):
                     i = int(top[f, r])
                     used.add(i)
-                    item = [i, float(S[i, f])]
+                    item = [i, float(S[f, r])]
                     if patches:
                         y0, x0 = (int(v) for v in pos[f, r])
                         key3 = (i, y0, x0)

@@ -14,19 +14,21 @@ import numpy as np
 
 import fastdecode as fd
 
-from .._graph import ancestors
+from .._graph import ancestors, use_counts
 from .._scores import FilterScores
 from ..evaluation import _ErrorAccumulator, decoded_response
 from . import _twin
 
 LayerResult = namedtuple("LayerResult", [
-    "name", "index", "shape", "error", "scores", "tops", "network_pos", "decoded_pos"])
+    "name", "index", "shape", "error", "tops", "network_scores", "decoded_scores",
+    "network_pos", "decoded_pos"])
 LayerResult.__doc__ = """One conv layer of the atlas over images.
 
-shape: (C0, h, w) of its decoded filters; error: ReconstructionError; scores: FilterScores;
-tops: TopImages; network_pos, decoded_pos: (K, k, 2) int top-left corner (row, col) in image
-pixels of each top image's receptive field at its best position (may lie outside the image, in
-the padding), or None when a unit sees the whole image.
+shape: (C0, h, w) of its decoded filters; error: ReconstructionError; tops: TopImages;
+network_scores, decoded_scores: (K, k) the score of each top image (the unit's best response,
+the decoded filter's best correlation); network_pos, decoded_pos: (K, k, 2) int top-left corner
+(row, col) in image pixels of each top image's receptive field at its best position (may lie
+outside the image, in the padding), or None when a unit sees the whole image.
 """
 
 #: Bytes of responses (R, D and the twin's maps) one batch of images may hold.
@@ -73,25 +75,60 @@ class LayerStats:
         net = self.net
         scores = FilterScores(self.scores[0], self.scores[1], self.name)
         tops = fd.top_images(scores, min(top_k, len(self.scores[0])))
+        f = np.arange(self.K)[:, None]
         npos = dpos = None
         if tuple(self.grid) != (1, 1):
-            f = np.arange(self.K)[:, None]
             npos = _corner(net, self.index, self.where[0][tops.network, f], self.grid[1])
             dpos = _corner(net, self.index, self.where[1][tops.decoded, f], self.grid[1])
         return LayerResult(self.name, self.index, net.decoded_shape(self.index),
-                           self.acc.result(), scores, tops, npos, dpos)
+                           self.acc.result(), tops, scores.network[tops.network, f],
+                           scores.decoded[tops.decoded, f], npos, dpos)
+
+    def candidates(self, start, top_k):
+        """The mergeable part of a chunk of images that begins at image ``start``: the Eq. 3
+        sums, and per filter the chunk's ``top_k`` best images by the network and by the
+        decoded filter: (values (k', K), image indices (k', K), flat best positions (k', K)),
+        best first, ties to the lower index (see :func:`merged_result`)."""
+        out = []
+        for j in range(2):
+            S = self.scores[j]
+            order = np.argsort(-S, axis=0, kind="stable")[:top_k]
+            out.append((np.take_along_axis(S, order, axis=0), order + start,
+                        np.take_along_axis(self.where[j], order, axis=0)))
+        return self.acc, out[0], out[1], tuple(self.grid)
+
+
+def _merge_candidates(parts, k):
+    values = np.concatenate([p[0] for p in parts])
+    index = np.concatenate([p[1] for p in parts])
+    where = np.concatenate([p[2] for p in parts])
+    order = np.lexsort((index, -values), axis=0)[:k]   # value descending, then lower index
+    return tuple(np.take_along_axis(a, order, axis=0) for a in (values, index, where))
+
+
+def merged_result(net, i, parts, top_k):
+    """The LayerResult of layer i from the :meth:`LayerStats.candidates` of consecutive chunks
+    of images, in order: the result :meth:`LayerStats.result` gives over all of them."""
+    from .._scores import _tops
+    from ..evaluation import _ErrorAccumulator as Acc
+    acc = Acc.merged([p[0] for p in parts])
+    k = min(top_k, len(acc.per_image))
+    (nv, ni, nw), (dv, di, dw) = (_merge_candidates([p[j] for p in parts], k) for j in (1, 2))
+    tops = _tops(np.ascontiguousarray(ni.T), np.ascontiguousarray(di.T))
+    grid = parts[0][3]
+    npos = dpos = None
+    if tuple(grid) != (1, 1):
+        npos = _corner(net, i, nw.T, grid[1])
+        dpos = _corner(net, i, dw.T, grid[1])
+    return LayerResult(net.layers[i].name, i, net.decoded_shape(i), acc.result(), tops,
+                       np.ascontiguousarray(nv.T), np.ascontiguousarray(dv.T), npos, dpos)
 
 
 def forward_at(net, x, keep, threads):
     """{layer index: response} of the network to checked images x at the layers ``keep``,
     one pass, each tensor freed once no later layer reads it."""
     order = sorted(set().union(*(ancestors(net._inputs, k) for k in keep)))
-    uses = {-1: 0}
-    for i in order:
-        uses[i] = 0
-    for i in order:
-        for s in net._inputs[i]:
-            uses[s] += 1
+    uses = use_counts(net._inputs, order)
     tensors, out = {-1: x}, {}
     for i in order:
         layer = net.layers[i]
