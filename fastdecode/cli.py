@@ -51,7 +51,8 @@ def _cmd_report(args):
     return run_report(model=args.model, out=args.out, data=args.data, images=args.images,
                       limit=args.limit, layers=args.layers, unpool=args.unpool, mean=args.mean,
                       std=args.std, size=args.size, top_k=args.top_k, title=args.title,
-                      n_threads=args.threads, progress=not args.no_progress)
+                      n_threads=args.threads, progress=not args.no_progress,
+                      scheduler=args.scheduler, workers=args.workers)
 
 
 def _add_run_options(s):
@@ -173,6 +174,7 @@ def _add_report(sub):
     s.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     s.add_argument("--out", required=True, help="output folder (new, empty or an earlier "
                                                 "atlas, which is replaced)")
+    _add_dask_options(s)
     s.set_defaults(func=_cmd_report)
 
 

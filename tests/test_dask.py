@@ -365,9 +365,3 @@ def test_without_dask_numpy_passes_work_and_lazy_asks_for_the_extra():
     assert 'pip install "fastdecode[distributed]"' in lines[1] and "lazy=True" in lines[1]
 
 
-def test_the_atlas_refuses_a_dask_array(tmp_path):
-    net = fd.models.load("lenet-mnist")
-    x = np.zeros((8, 1, 28, 28), np.float32)
-    with pytest.raises(TypeError, match="not a dask array"):
-        fd.report(net, tmp_path / "atlas", images=da.from_array(x, chunks=4), progress=False)
-    assert not (tmp_path / "atlas").exists()

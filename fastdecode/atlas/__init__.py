@@ -21,7 +21,7 @@ from .. import _io
 from ..ops import unpool_method
 from .._validation import resolve_threads
 from .. import _streaming as _stream
-from . import _analysis, _images, _pages, _twin
+from . import _analysis, _images, _lazy, _pages, _twin
 from ._inputs import Photos, load_photos, normalisation
 
 __all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]
@@ -76,13 +76,43 @@ def _layer_names(net, layers):
     return [net.layers[i].name for i in sorted(set(idx))]
 
 
+def _check_lazy_images(net, images, display, limit, top_layer):
+    """A dask array of images cut to ``limit`` and checked from its metadata (each chunk's
+    values when it is read), and its display pictures: a lazy uint8 array, pictures in memory
+    or None."""
+    from .. import _dask
+    x = images
+    if x.ndim == 3 and net.input_channels == 1:
+        x = x[:, None]
+    if limit is not None:
+        x = x[:int(limit)]
+    x = _dask.check_images(net, x, top_layer)
+    N = int(x.shape[0])
+    if display is None:
+        return x, None
+    if _dask.is_dask_array(display):
+        display = display[:int(limit)] if limit is not None else display
+        _lazy.display_shape(display, N, x.shape[2:])
+        return x, display
+    shown = _images.to_uint8_images(display)
+    shown = shown[:int(limit)] if limit is not None else shown
+    if len(shown) != N or shown.shape[1:3] != tuple(x.shape[2:]):
+        raise ValueError("display images %s do not match the images %s (N, H, W)"
+                         % (shown.shape, tuple(x.shape)))
+    return x, shown
+
+
 def _check_images(net, images, display, labels, image_names, limit, top_layer):
-    """The images, display pictures, labels and names cut to ``limit`` and checked."""
+    """The images, display pictures, labels and names cut to ``limit`` and checked; a dask
+    array of images stays lazy (its pictures too, or None: made for the top images alone)."""
     from .._dask import is_dask_array
-    if is_dask_array(images) or is_dask_array(display):
-        raise TypeError("the atlas takes images in memory (a numpy array), not a dask array: "
-                        "compute it first (images.compute()), or a part of it")
     limit = None if limit is None else int(limit)
+    if is_dask_array(images):
+        x, shown = _check_lazy_images(net, images, display, limit, top_layer)
+        return (x, shown) + _check_annotations(labels, image_names, limit, int(x.shape[0]))
+    if is_dask_array(display):
+        raise TypeError("display_images is a dask array but images is not: give both lazy, "
+                        "or the display images in memory")
     x = np.asarray(images)
     if x.dtype == object or x.dtype.kind not in "biuf":
         raise TypeError("images must be a real numeric array (N, C, H, W), got dtype %s"
@@ -113,6 +143,11 @@ def _check_images(net, images, display, labels, image_names, limit, top_layer):
         if len(shown) != N or shown.shape[1:3] != x.shape[2:]:
             raise ValueError("display images %s do not match the images %s (N, H, W)"
                              % (shown.shape, x.shape))
+    return (x, shown) + _check_annotations(labels, image_names, limit, N)
+
+
+def _check_annotations(labels, image_names, limit, N):
+    """(labels, image_names) cut to ``limit`` and checked to have one entry per image."""
     if labels is not None:
         labels = list(labels)[:N] if limit is not None else list(labels)
         if len(labels) != N:
@@ -123,7 +158,7 @@ def _check_images(net, images, display, labels, image_names, limit, top_layer):
         if len(image_names) != N:
             raise ValueError("image_names has %d entries for %d images"
                              % (len(image_names), N))
-    return x, shown, labels, image_names
+    return labels, image_names
 
 
 def _label_text(label, class_names):
@@ -254,6 +289,8 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
         raise ValueError("limit, labels and display_images need images")
     else:
         x = shown = None
+    from .._dask import is_dask_array
+    lazy = is_dask_array(x)
     _io.check_replaceable_dir(out, MARKER, "atlas")
     title = str(title) if title else "fastdecode atlas"
 
@@ -270,12 +307,17 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
             img_dir = os.path.join(stage, "img")
             os.makedirs(img_dir)
             os.makedirs(os.path.join(stage, "assets"))
-            stats, direct = {}, {}
+            stats, direct, kept = {}, {}, {}
             if x is not None:
-                tw = _twin.plan(net, indices, unpool, x.shape[1:])
+                tw = _twin.plan(net, indices, unpool, tuple(int(v) for v in x.shape[1:]))
                 near = [] if tw is None else sorted(tw.grids)
                 direct = {i: None for i in indices if i not in near}
-                if near:
+                if lazy:   # the pass runs after decoding, the direct layers' filters kept
+                    _lazy.check_direct(net, list(direct))
+                    kept = {i: np.empty((net.channels(i),) + net.decoded_shape(i), net.dtype)
+                            for i in direct}
+                    direct = {}
+                elif near:
                     bar.set_postfix_str("images")
                     stats = _analysis.twin_pass(net, near, x, unpool, threads, tw, bar)
                 else:
@@ -308,6 +350,8 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                     b[kt].extend(thr)
                 if i in direct:
                     direct[i].add_filters(start, filters, threads)
+                if i in kept:
+                    kept[i][start:start + len(filters)] = filters
                 bar.update(len(filters))
                 if start + len(filters) == K:
                     specs = []
@@ -326,9 +370,23 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
                         stats[i] = direct.pop(i).stats(threads)
 
             _stream.stream(net, indices, unpool, threads, on_chunk, spill_dir=stage)
+            if lazy:
+                bar.set_postfix_str("images on dask")
+                done = _lazy.atlas_pass(net, indices, x, unpool, tw if near else None, kept,
+                                        int(top_k), n_threads)
+                bar.update(len(x))
+                if not isinstance(shown, np.ndarray):
+                    used = set()
+                    for r in done.values():
+                        used.update(r.tops.network.ravel().tolist())
+                        used.update(r.tops.decoded.ravel().tolist())
+                    shown = _lazy.pictures(x, shown, used)
             results = []
             for i in indices:
-                res = stats.pop(i).result(int(top_k)) if x is not None else None
+                if x is None:
+                    res = None
+                else:
+                    res = done[i] if lazy else stats.pop(i).result(int(top_k))
                 results.append({"name": net.layers[i].name, "index": i, "K": net.channels(i),
                                 "shape": net.decoded_shape(i), "tiles": info[i]["tiles"],
                                 "large": info[i]["large"],

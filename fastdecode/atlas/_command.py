@@ -49,12 +49,48 @@ def run_report(**kwargs):
     return _run(**kwargs)
 
 
+def _network_input(raw, net, mean, std):
+    """IDX images (n, 1, H, W) uint8 as the network's input: repeated into 3 channels for an
+    RGB network, then normalised by ``mean``/``std``, else the model's own preprocessing, else
+    the raw pixels (as the evaluate command does)."""
+    from ._inputs import normalisation
+    if net.input_channels == 3:               # grey to RGB
+        raw = np.repeat(raw, 3, axis=1)
+    if mean is not None or std is not None:
+        m, s = normalisation(net, raw.shape[2:], mean, std)
+        return ((raw.astype(np.float64) / 255.0 - m[None]) / s[None]).astype(net.dtype)
+    from .. import models
+    try:
+        return models.preprocess(net, raw)
+    except KeyError:  # no mean image: raw pixels
+        return raw.astype(net.dtype)
+
+
+def _network_input_chunk(raw, start, shared):
+    net, mean, std = shared
+    return _network_input(np.asarray(raw), net, mean, std)
+
+
 def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool="nearest",
-         mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True):
-    from .._app import load_data, load_model, parse_numbers, parse_size
+         mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True,
+         scheduler=None, workers=None):
+    from .._dask import Scheduler
+    cluster = Scheduler(scheduler, workers)  # checks its arguments; connects on entry
+    if cluster.active and data is None:
+        raise ValueError("--scheduler and --workers run the atlas's pass over --data images; "
+                         "%s" % ("--images photos are read in process" if images is not None
+                                 else "give --data"))
+    return _run_in(cluster, model=model, out=out, data=data, images=images, limit=limit,
+                   layers=layers, unpool=unpool, mean=mean, std=std, size=size, top_k=top_k,
+                   title=title, n_threads=n_threads, progress=progress)
+
+
+def _run_in(cluster, *, model, out, data, images, limit, layers, unpool, mean, std, size,
+            top_k, title, n_threads, progress):
+    from .._app import MAX_CHUNK, lazy_chunks, load_data, load_model, parse_numbers, parse_size
     from .. import _io
     from . import MARKER, report
-    from ._inputs import load_photos, normalisation
+    from ._inputs import load_photos
 
     t0 = time.time()
     if limit is not None and limit < 1:
@@ -72,46 +108,49 @@ def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool=
     if layer_list is not None:  # unknown layers refused before any image is read
         from . import _layer_names
         _layer_names(net, layer_list)
-    kwargs = {}
-    if images is not None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                photos = load_photos(images, net, size=size, mean=mean, std=std, limit=limit)
-            finally:
-                _say_warnings(caught)
-        x = photos.images
-        kwargs.update(display_images=photos.display, image_names=photos.names)
-        source = "%d photos from %s" % (len(x), images)
-    elif data is not None:
-        ds = load_data(data, limit=limit)
-        if net.input_channels not in (1, 3):
-            raise ValueError("the network takes %d-channel images; IDX files hold grey ones"
-                             % net.input_channels)
-        raw = ds.images[:, None]                  # (N, 1, H, W) grey
-        if net.input_channels == 3:               # grey to RGB
-            raw = np.repeat(raw, 3, axis=1)
-        if mean is not None or std is not None:
-            m, s = normalisation(net, raw.shape[2:], mean, std)
-            x = ((raw.astype(np.float64) / 255.0 - m[None]) / s[None]).astype(net.dtype)
+    with cluster:  # a local cluster starts (or a scheduler is reached) once all is checked
+        kwargs = {}
+        if images is not None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    photos = load_photos(images, net, size=size, mean=mean, std=std, limit=limit)
+                finally:
+                    _say_warnings(caught)
+            x = photos.images
+            kwargs.update(display_images=photos.display, image_names=photos.names)
+            source = "%d photos from %s" % (len(x), images)
+        elif data is not None:
+            if net.input_channels not in (1, 3):
+                raise ValueError("the network takes %d-channel images; IDX files hold grey ones"
+                                 % net.input_channels)
+            ds = load_data(data, limit=limit, chunks=MAX_CHUNK if cluster.active else None)
+            if cluster.active:   # read, preprocessed and passed chunk by chunk on the cluster
+                from .. import _dask
+                ds = lazy_chunks(ds, cluster)
+                raw = ds.images[:, None]
+                one = _network_input(np.zeros((1,) + raw.shape[1:], np.uint8), net, mean, std)
+                x = _dask.chunk_array(raw, _network_input_chunk, (net, mean, std), one.shape[1:],
+                                      one.dtype)
+                if net.input_channels == 3:
+                    raw = _dask.require()[1].repeat(raw, 3, axis=1)
+            else:
+                raw = ds.images[:, None]                  # (N, 1, H, W) grey
+                x = _network_input(raw, net, mean, std)
+                if net.input_channels == 3:
+                    raw = np.repeat(raw, 3, axis=1)
+            kwargs.update(display_images=raw)
+            if ds.labels is not None:
+                kwargs.update(labels=ds.labels)
+            source = "%d images from %s" % (len(x), data)
         else:
-            from .. import models
-            try:
-                x = models.preprocess(net, raw)
-            except KeyError:  # no mean image: raw pixels, as the evaluate command does
-                x = raw.astype(net.dtype)
-        kwargs.update(display_images=raw)
-        if ds.labels is not None:
-            kwargs.update(labels=ds.labels)
-        source = "%d images from %s" % (len(x), data)
-    else:
-        x = None
-        source = "no images"
-    kwargs.update(class_names=_class_names(net))
-    name = os.path.basename(os.fspath(model))
-    path = report(net, out, images=x, layers=layer_list, unpool=unpool, top_k=top_k,
-                  title=title or "%s atlas" % name, n_threads=n_threads, progress=progress,
-                  **kwargs)
+            x = None
+            source = "no images"
+        kwargs.update(class_names=_class_names(net))
+        name = os.path.basename(os.fspath(model))
+        path = report(net, out, images=x, layers=layer_list, unpool=unpool, top_k=top_k,
+                      title=title or "%s atlas" % name, n_threads=n_threads, progress=progress,
+                      **kwargs)
     print("wrote %s (%s, %s unpooling) in %.1f s" % (os.path.join(path, "index.html"), source,
                                                       unpool, time.time() - t0))
     return 0
