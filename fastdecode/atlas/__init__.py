@@ -209,9 +209,12 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
         A new or empty folder, or an earlier atlas (recognised by its marker file, replaced);
         anything else is refused. The folder appears complete or not at all: the pages are
         written into a staging folder beside it and renamed into place at the end.
-    images : array_like, optional
+    images : array_like or dask.array.Array, optional
         (N, C, H, W) images preprocessed as the network expects (e.g.
-        :func:`fastdecode.models.preprocess`, or :func:`load_photos`).
+        :func:`fastdecode.models.preprocess`, or :func:`load_photos`). A dask array chunked
+        over images is passed one task per chunk on the active Dask scheduler and gives the
+        atlas of the images in memory (see :doc:`/atlas`); its pictures are read for the top
+        images alone.
     labels : array_like, optional
         (N,) label per image, shown under the top images (``class_names[label]`` when class
         names are given).
@@ -228,7 +231,8 @@ def report(net, out, *, images=None, labels=None, layers=None, unpool="nearest",
         Use at most the first ``limit`` images.
     display_images : array_like, optional
         The pictures shown for the images, uint8 (N, H, W[, 3]) or floats in 0..255 or 0..1
-        (default: each image stretched by its own minimum and maximum).
+        (default: each image stretched by its own minimum and maximum); with a dask array of
+        images, also a uint8 dask array.
     image_names : sequence of str, optional
         (N,) names of the images (e.g. file names).
     class_names : sequence of str, optional
