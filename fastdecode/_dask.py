@@ -92,6 +92,25 @@ def check_images(net, images, upto, name="images"):
     return images
 
 
+def present_images(images, name="images"):
+    """(float array of the chunk, bool (n,) of its images that are there): an image all NaN
+    is missing (a file a lazy reader could not read, ``load_photos(on_error="skip")``); the
+    images there must be finite."""
+    from ._validation import float_array, require_finite
+    x = float_array(name, images, ndim=4, finite=False)
+    there = ~np.isnan(x.reshape(len(x), -1)).all(axis=1) if len(x) else np.ones(0, bool)
+    require_finite(name, x if there.all() else x[there])
+    return x, there
+
+
+def warn_missing(n_missing, n):
+    """Say, once per pass, how many images a pass left out as missing."""
+    if n_missing:
+        import warnings
+        warnings.warn("%d of the %d images are missing (unreadable files, all NaN) and were "
+                      "left out of the results" % (n_missing, n), RuntimeWarning, stacklevel=3)
+
+
 def chunk_starts(images):
     """Index of the first image of every chunk."""
     sizes = images.chunks[0]
@@ -188,7 +207,11 @@ def _transposed_index(merged):
 
 def _best_candidates(S, start):
     """(value (1, K), index (1, K), rows (1, K, K)) of each filter's best image in a block: the
-    first maximum, as ``argmax``; ``rows[0, j]`` all scores of filter j's best image."""
+    first maximum, as ``argmax``; ``rows[0, j]`` all scores of filter j's best image. Missing
+    images (rows of NaN) score -inf."""
+    missing = np.isnan(S)
+    if missing.any():
+        S = np.where(missing, -np.inf, S)
     best = S.argmax(axis=0)
     return S[best, np.arange(S.shape[1])][None], (best + start)[None], S[best][None]
 
@@ -216,8 +239,15 @@ def _matrix(merged):
 
 
 def predictions(S):
-    """Lazy (N,) argmax over filters of each image's scores."""
-    return S.rechunk({1: -1}).argmax(axis=1)
+    """Lazy (N,) argmax over filters of each image's scores; -1 for a missing image (a row of
+    NaN)."""
+    return S.rechunk({1: -1}).map_blocks(_predict, drop_axis=1, dtype=np.int64)
+
+
+def _predict(S):
+    p = S.argmax(axis=1)
+    p[np.isnan(S).all(axis=1)] = -1
+    return p
 
 
 # --- schedulers for the command line ----------------------------------------------------------

@@ -163,6 +163,11 @@ def _lazy_predictions(s):
 
 
 def _accuracy(labels, pd, pn):
+    there = pn >= 0   # a lazy pass marks missing images -1 (see _dask.predictions)
+    if not there.all():
+        _dask.warn_missing(int((~there).sum()), len(there))
+        return ClassifierAccuracy(float(np.mean(pd[there] == labels[there])),
+                                  float(np.mean(pn[there] == labels[there])), pd, pn)
     return ClassifierAccuracy(float(np.mean(pd == labels)), float(np.mean(pn == labels)), pd, pn)
 
 

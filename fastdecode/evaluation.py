@@ -303,14 +303,32 @@ class _ErrorAccumulator:
         for p in parts:
             out.filter_sum += p.filter_sum
             out.constant = [a + b for a, b in zip(out.constant, p.constant)]
-        out.positions = parts[0].positions
+        out.positions = max(p.positions for p in parts)
         return out
 
+    def with_missing(self, there):
+        """This accumulator of the images there, placed among missing ones: ``per_image`` NaN
+        at the images where ``there`` (bool (n,)) is False."""
+        full = np.full(len(there), np.nan)
+        full[there] = self.per_image
+        self.per_image = full
+        return self
+
     def result(self):
-        n = len(self.per_image)
-        return ReconstructionError(float(self.per_image.mean()), float(self.per_image.std()),
-                                   self.per_image, self.filter_sum / (n * self.positions),
-                                   tuple(self.constant))
+        missing = np.isnan(self.per_image)
+        if not missing.any():
+            n = len(self.per_image)
+            return ReconstructionError(float(self.per_image.mean()), float(self.per_image.std()),
+                                       self.per_image, self.filter_sum / (n * self.positions),
+                                       tuple(self.constant))
+        n = len(self.per_image) - int(missing.sum())
+        if n == 0:
+            raise ValueError("all %d images are missing (unreadable files): no Eq. 3 error"
+                             % len(self.per_image))
+        _dask.warn_missing(int(missing.sum()), len(self.per_image))
+        there = self.per_image[~missing]
+        return ReconstructionError(float(there.mean()), float(there.std()), self.per_image,
+                                   self.filter_sum / (n * self.positions), tuple(self.constant))
 
 
 def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
@@ -332,10 +350,18 @@ def _error_pass(net, images, jobs, *, batch_size, n_threads, progress, desc):
 def _error_chunk(images, start, shared):
     """The Eq. 3 accumulators of one chunk of images (a task of a pass over a dask array)."""
     net, jobs, batch_size, threads = shared
-    x = float_array("images %d-%d" % (start, start + len(images) - 1), images, ndim=4,
-                    dtype=net.dtype)
-    return _error_sums(net, x, jobs, batch_size=batch_size, n_threads=threads, progress=False,
-                       desc=None)
+    x, there = _dask.present_images(images, "images %d-%d" % (start, start + len(images) - 1))
+    if there.all():
+        return _error_sums(net, x.astype(net.dtype, copy=False), jobs, batch_size=batch_size,
+                           n_threads=threads, progress=False, desc=None)
+    if not there.any():   # positions are those of one image of the layer
+        accs = [_ErrorAccumulator(0, f.shape[0]) for (_, f, _) in jobs]
+        for acc, (layer, _, _) in zip(accs, jobs):
+            acc.positions = int(np.prod(net.output_shape((1,) + x.shape[1:], upto=layer)[2:]))
+    else:
+        accs = _error_sums(net, x[there].astype(net.dtype), jobs, batch_size=batch_size,
+                           n_threads=threads, progress=False, desc=None)
+    return [a.with_missing(there) for a in accs]
 
 
 def _error_sums(net, images, jobs, *, batch_size, n_threads, progress, desc):
@@ -588,9 +614,13 @@ def filter_scores(net, images, layer=None, *, unpool="nearest", bias=False, deco
 def _scores_chunk(images, start, shared):
     """(n, 2, K): the network's and the decoded scores of one chunk of images (a task)."""
     net, idx, filters, b, batch_size, threads = shared
-    x = float_array("images %d-%d" % (start, start + len(images) - 1), images, ndim=4,
-                    dtype=net.dtype)
-    return np.stack(_scores(net, x, idx, filters, b, batch_size, threads, None, False), axis=1)
+    x, there = _dask.present_images(images, "images %d-%d" % (start, start + len(images) - 1))
+    out = np.full((len(x), 2, net.channels(idx)), np.nan)   # missing images: rows of NaN
+    if there.any():
+        xs = x.astype(net.dtype, copy=False) if there.all() else x[there].astype(net.dtype)
+        out[there] = np.stack(_scores(net, xs, idx, filters, b, batch_size, threads, None,
+                                      False), axis=1)
+    return out
 
 
 def _scores(net, images, idx, filters, b, batch_size, threads, desc, progress):

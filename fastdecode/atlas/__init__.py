@@ -22,9 +22,9 @@ from ..ops import unpool_method
 from .._validation import resolve_threads
 from .. import _streaming as _stream
 from . import _analysis, _images, _lazy, _pages, _twin
-from ._inputs import Photos, load_photos, normalisation
+from ._inputs import ImageReadError, Photos, load_photos, normalisation
 
-__all__ = ["report", "load_photos", "Photos", "normalisation", "MARKER"]
+__all__ = ["report", "load_photos", "Photos", "ImageReadError", "normalisation", "MARKER"]
 
 #: File written into every atlas; an existing folder holding it is an earlier atlas and may
 #: be replaced.

@@ -84,16 +84,18 @@ class LayerStats:
                            self.acc.result(), tops, scores.network[tops.network, f],
                            scores.decoded[tops.decoded, f], npos, dpos)
 
-    def candidates(self, start, top_k):
-        """The mergeable part of a chunk of images that begins at image ``start``: the Eq. 3
-        sums, and per filter the chunk's ``top_k`` best images by the network and by the
-        decoded filter: (values (k', K), image indices (k', K), flat best positions (k', K)),
-        best first, ties to the lower index (see :func:`merged_result`)."""
+    def candidates(self, images, top_k):
+        """The mergeable part of a chunk of images, ``images`` (n,) their indices in the whole
+        set (increasing): the Eq. 3 sums, and per filter the chunk's ``top_k`` best images by
+        the network and by the decoded filter: (values (k', K), image indices (k', K), flat
+        best positions (k', K)), best first, ties to the lower index (see
+        :func:`merged_result`)."""
+        images = np.asarray(images, dtype=np.int64)
         out = []
         for j in range(2):
             S = self.scores[j]
             order = np.argsort(-S, axis=0, kind="stable")[:top_k]
-            out.append((np.take_along_axis(S, order, axis=0), order + start,
+            out.append((np.take_along_axis(S, order, axis=0), images[order],
                         np.take_along_axis(self.where[j], order, axis=0)))
         return self.acc, out[0], out[1], tuple(self.grid)
 
@@ -112,7 +114,7 @@ def merged_result(net, i, parts, top_k):
     from .._scores import _tops
     from ..evaluation import _ErrorAccumulator as Acc
     acc = Acc.merged([p[0] for p in parts])
-    k = min(top_k, len(acc.per_image))
+    k = min(top_k, int(np.count_nonzero(~np.isnan(acc.per_image))))   # images there
     (nv, ni, nw), (dv, di, dw) = (_merge_candidates([p[j] for p in parts], k) for j in (1, 2))
     tops = _tops(np.ascontiguousarray(ni.T), np.ascontiguousarray(di.T))
     grid = parts[0][3]

@@ -6,10 +6,21 @@ from collections import namedtuple
 
 import numpy as np
 
-__all__ = ["Photos", "load_photos", "input_size", "normalisation"]
+__all__ = ["Photos", "load_photos", "input_size", "normalisation", "ImageReadError"]
 
 #: File name endings read from an image folder.
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+#: What ``load_photos`` does with a file it cannot read.
+ON_ERROR = ("skip", "raise")
+
+#: Bytes of pictures and network input per chunk of ``load_photos(lazy=True)`` by default.
+PHOTO_CHUNK_BYTES = 64 * 2**20
+
+
+class ImageReadError(OSError):
+    """A photo that could not be read (a corrupt, truncated or unsupported file), named with its
+    index in the folder's sorted list of photos."""
 
 Photos = namedtuple("Photos", ["images", "display", "names"])
 Photos.__doc__ = """Images read from a folder.
@@ -120,13 +131,20 @@ def _read(path, mode, size):
     return np.asarray(img.crop((left, top, left + W, top + H)))
 
 
-def load_photos(folder, net, *, size=None, mean=None, std=None, limit=None):
+def _failure(path, index, exc):
+    """The one-line reason a photo could not be read."""
+    return "image %d (%s) cannot be read: %s" % (index, path, " ".join(str(exc).split())
+                                                 or type(exc).__name__)
+
+
+def load_photos(folder, net, *, size=None, mean=None, std=None, limit=None, lazy=False,
+                chunks=None, on_error="skip"):
     """JPEG and PNG photos of a folder (sorted by name) as the network's input.
 
     Each is converted to the network's channels (RGB for 3, grey for 1; transparency over
     white), resized on its shorter side and centre-cropped to ``size`` (H, W; default the
     model's input size), scaled to [0, 1], then ``(x - mean) / std`` per channel (defaults: see
-    :func:`normalisation`). An unreadable file is skipped with a warning naming it.
+    :func:`normalisation`).
 
     Parameters
     ----------
@@ -139,29 +157,74 @@ def load_photos(folder, net, *, size=None, mean=None, std=None, limit=None):
     mean, std : sequence of float, optional
         Per-channel normalisation of pixels scaled to [0, 1] (default: from the model file).
     limit : int, optional
-        Read at most this many images.
+        Read at most this many images (with ``lazy``, the first ``limit`` files).
+    lazy : bool, optional
+        Return dask arrays read chunk by chunk when computed: the folder is only listed here
+        (no file is opened), and a pass over the images holds the chunks in flight, never the
+        folder (needs dask: ``pip install "fastdecode[distributed]"``).
+    chunks : int, optional
+        With ``lazy``, photos per chunk (default: about 64 MiB of pictures and input).
+    on_error : {"skip", "raise"}, optional
+        A file that cannot be read: "skip" (the default) warns naming it; "raise" raises
+        :class:`ImageReadError` naming it, which stops a lazy pass when the chunk is read. In
+        memory a skipped file is left out of the arrays. A lazy array's shape is fixed before
+        the files are read, so there a skipped file keeps its place: its image is all NaN
+        (its picture black), and the passes over dask arrays (Eq. 3, the scores, the top
+        images, Figure 1, the classifier and the atlas) leave such missing images out of every
+        statistic, saying how many.
 
     Returns
     -------
     Photos
-        ``images`` (N, C, H, W) for the network, ``display`` uint8 pictures, ``names``.
+        ``images`` (N, C, H, W) for the network, ``display`` uint8 pictures, ``names`` (the
+        file names); with ``lazy``, images and display are ``dask.array.Array``.
+
+    Raises
+    ------
+    ImageReadError
+        With ``on_error="raise"``, for the first file that cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from fastdecode import models
+    >>> from fastdecode.atlas import load_photos
+    >>> folder = tempfile.mkdtemp()
+    >>> for i in range(3):
+    ...     Image.fromarray(np.full((40, 30), 80 * i, np.uint8)).save(
+    ...         os.path.join(folder, "p%d.png" % i))
+    >>> net = models.load("lenet-mnist")
+    >>> photos = load_photos(folder, net)
+    >>> photos.images.shape, photos.names
+    ((3, 1, 28, 28), ['p0.png', 'p1.png', 'p2.png'])
     """
     if net.input_channels not in (1, 3):
         raise ValueError("the network takes %d-channel images; photos can be read for 1 (grey) "
                          "or 3 (RGB) channels only" % net.input_channels)
     if limit is not None and int(limit) < 1:
         raise ValueError("limit must be at least 1, got %d" % int(limit))
+    if on_error not in ON_ERROR:
+        raise ValueError("on_error must be one of %s, got %r" % (", ".join(ON_ERROR), on_error))
+    if chunks is not None and not lazy:
+        raise ValueError("chunks sets the chunks of lazy arrays: give lazy=True too")
     size = _check_size(net, size)
     m, s = normalisation(net, size, mean, std)
     files = photo_files(folder)
     mode = "RGB" if net.input_channels == 3 else "L"
+    if lazy:
+        files = files if limit is None else files[:int(limit)]
+        return _lazy_photos(files, mode, size, m, s, net.dtype, chunks, on_error)
     pictures, names = [], []
-    for path in files:
+    for index, path in enumerate(files):
         if limit is not None and len(pictures) >= int(limit):
             break
         try:
             pictures.append(_read(path, mode, size))
         except Exception as exc:  # Pillow raises many kinds for broken files
+            if on_error == "raise":
+                raise ImageReadError(_failure(path, index, exc)) from None
             warnings.warn("skipped unreadable image %s (%s)" % (path, " ".join(
                 str(exc).split()) or type(exc).__name__), stacklevel=2)
             continue
@@ -170,10 +233,67 @@ def load_photos(folder, net, *, size=None, mean=None, std=None, limit=None):
         raise ValueError("none of the %d JPEG/PNG files in %s could be read" % (len(files),
                                                                                  folder))
     display = np.stack(pictures)
+    return Photos(_network_input(display, m, s, net.dtype), display, names)
+
+
+def _network_input(display, m, s, dtype):
+    """Pictures uint8 (n, H, W[, 3]) as the network's input (n, C, H, W)."""
     x = display.astype(np.float64) / 255.0
     x = x[:, None] if x.ndim == 3 else np.moveaxis(x, -1, 1)
-    x = (x - m[None]) / s[None]
-    return Photos(x.astype(net.dtype), display, names)
+    return ((x - m[None]) / s[None]).astype(dtype)
+
+
+def _lazy_photos(files, mode, size, m, s, dtype, chunks, on_error):
+    from .._dask import require
+    from .._validation import as_int
+    dask, da = require("load_photos(lazy=True)")
+    H, W = size
+    C = 3 if mode == "RGB" else 1
+    if chunks is None:
+        per = H * W * C * (1 + np.dtype(dtype).itemsize)
+        chunks = max(1, int(PHOTO_CHUNK_BYTES // per))
+    else:
+        chunks = as_int("chunks", chunks, minimum=1)
+    tail = (H, W, 3) if C == 3 else (H, W)
+    pictures, images = [], []
+    for start in range(0, len(files), chunks):
+        part = tuple(files[start:start + chunks])
+        read = dask.delayed(_read_chunk, pure=True)(part, start, mode, tuple(size), on_error)
+        pictures.append(da.from_delayed(dask.delayed(_pictures_of, pure=True)(read),
+                                        (len(part),) + tail, dtype=np.uint8))
+        images.append(da.from_delayed(
+            dask.delayed(_input_of, pure=True)(read, m, s, np.dtype(dtype)),
+            (len(part), C, H, W), dtype=dtype))
+    names = [os.path.basename(p) for p in files]
+    return Photos(da.concatenate(images), da.concatenate(pictures), names)
+
+
+def _read_chunk(paths, start, mode, size, on_error):
+    """(pictures uint8 (n, H, W[, 3]), failed bool (n,)) of the files ``paths`` (a task)."""
+    H, W = size
+    out = np.zeros((len(paths), H, W, 3) if mode == "RGB" else (len(paths), H, W), np.uint8)
+    failed = np.zeros(len(paths), bool)
+    for j, path in enumerate(paths):
+        try:
+            out[j] = _read(path, mode, size)
+        except Exception as exc:  # Pillow raises many kinds for broken files
+            if on_error == "raise":
+                raise ImageReadError(_failure(path, start + j, exc)) from None
+            warnings.warn("skipped unreadable image %s (%s): its image is missing (NaN)"
+                          % (path, " ".join(str(exc).split()) or type(exc).__name__))
+            failed[j] = True
+    return out, failed
+
+
+def _pictures_of(read):
+    return read[0]
+
+
+def _input_of(read, m, s, dtype):
+    pictures, failed = read
+    x = _network_input(pictures, m, s, dtype)
+    x[failed] = np.nan
+    return x
 
 
 def _check_size(net, size):

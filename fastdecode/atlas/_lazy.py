@@ -13,7 +13,7 @@ the top images alone.
 import numpy as np
 
 from .. import _dask
-from .._validation import float_array, format_bytes
+from .._validation import format_bytes
 from ..evaluation import decoded_response
 from . import _analysis, _images, _twin
 
@@ -47,8 +47,13 @@ def atlas_pass(net, indices, images, unpool, tw, direct, top_k, n_threads):
 def _chunk(images, start, shared):
     """{layer index: candidates} of one chunk of images (a task)."""
     net, indices, unpool, tw, direct, top_k, threads = shared
-    x = float_array("images %d-%d" % (start, start + len(images) - 1), images, ndim=4,
-                    dtype=net.dtype)
+    x, there = _dask.present_images(images, "images %d-%d" % (start, start + len(images) - 1))
+    if not there.all():   # missing images (unreadable files) are left out
+        x = x[there]
+    x = x.astype(net.dtype, copy=False)
+    where = start + np.flatnonzero(there)
+    if len(x) == 0:
+        return {i: _nothing(net, i, len(there), x.shape[1:]) for i in indices}
     stats = {i: _analysis.LayerStats(net, i, len(x)) for i in indices}
     bs = _analysis.batch_size(net, indices, x.shape[1:], tw)
     for s in range(0, len(x), bs):
@@ -59,7 +64,23 @@ def _chunk(images, start, shared):
             Di = D[i] if i in D else decoded_response(net, xb, i, direct[i], None, threads)
             stats[i].add(s, R[i], Di, threads)
         del R, D
-    return {i: stats[i].candidates(start, top_k) for i in indices}
+    return {i: _with_missing(stats[i].candidates(where, top_k), there) for i in indices}
+
+
+def _with_missing(candidates, there):
+    acc, *rest = candidates
+    return (acc.with_missing(there) if not there.all() else acc, *rest)
+
+
+def _nothing(net, i, n, image_shape):
+    """The candidates of a chunk whose ``n`` images are all missing."""
+    from ..evaluation import _ErrorAccumulator
+    K = net.channels(i)
+    grid = net.output_shape((1,) + tuple(image_shape), upto=i)[2:]
+    acc = _ErrorAccumulator(0, K)
+    acc.positions = int(np.prod(grid))
+    none = (np.zeros((0, K)), np.zeros((0, K), np.int64), np.zeros((0, K), np.int64))
+    return acc.with_missing(np.zeros(n, bool)), none, none, tuple(grid)
 
 
 class Pictures:
