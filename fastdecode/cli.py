@@ -52,7 +52,8 @@ def _cmd_report(args):
                       limit=args.limit, layers=args.layers, unpool=args.unpool, mean=args.mean,
                       std=args.std, size=args.size, top_k=args.top_k, title=args.title,
                       n_threads=args.threads, progress=not args.no_progress,
-                      scheduler=args.scheduler, workers=args.workers)
+                      scheduler=args.scheduler, workers=args.workers,
+                      on_error=args.on_error)
 
 
 def _add_run_options(s):
@@ -160,6 +161,9 @@ def _add_report(sub):
     source = s.add_mutually_exclusive_group()
     source.add_argument("--data", help="directory of MNIST-format IDX test files")
     source.add_argument("--images", help="folder of JPEG/PNG photos")
+    s.add_argument("--on-error", choices=("skip", "stop"), default="skip",
+                   help="a photo that cannot be read: skip it, named in a warning (default), "
+                        "or stop with an error naming it")
     s.add_argument("--limit", type=int, default=None, help="use at most this many images")
     s.add_argument("--layers", nargs="+",
                    help="conv layers (on graphs also add and concat layers) to show, by name, "

@@ -178,3 +178,33 @@ def test_the_atlas_of_lazy_photos_leaves_missing_images_out(skipped, tmp_path):
                         == [b["images"][str(it[0])]["name"] for it in fb[key]])
                 np.testing.assert_allclose([it[1] for it in fb[key]],
                                            [it[1] for it in fa[key]], rtol=1e-5)
+
+
+def test_report_on_a_local_cluster_reads_photos_lazily_and_skips_or_stops(tmp_path, capsys):
+    """``fastdecode report --images DIR --workers 2``: the photos read chunk by chunk on the
+    cluster; unreadable ones skipped with a count (the atlas of the readable ones) or, with
+    ``--on-error stop``, the run stopped naming the file, no folder left."""
+    pytest.importorskip("distributed")
+    from fastdecode.cli import main
+    folder = with_bad_files(tmp_path / "photos")
+    fd.save_matconvnet(tiny_rgb(), str(tmp_path / "rgb.mat"))
+    common = ["report", str(tmp_path / "rgb.mat"), "--images", str(folder), "--top-k", "3",
+              "--no-progress"]
+    assert main(common + ["--out", str(tmp_path / "mem")]) == 0
+    assert main(common + ["--out", str(tmp_path / "local"), "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "dask: a local cluster at tcp://127.0.0.1:" in captured.out
+    assert "2 of the 11 images are missing" in captured.err
+    for page in layer_pages(tmp_path / "mem"):
+        a = json.loads(read_page(tmp_path / "mem" / page).json["atlas-data"])
+        b = json.loads(read_page(tmp_path / "local" / page).json["atlas-data"])
+        np.testing.assert_allclose(b["errors"], a["errors"], rtol=1e-5)
+        for fa, fb in zip(a["filters"], b["filters"]):
+            assert ([a["images"][str(it[0])]["name"] for it in fa["n"]]
+                    == [b["images"][str(it[0])]["name"] for it in fb["n"]])
+    assert main(common + ["--out", str(tmp_path / "stop"), "--on-error", "stop"]) == 2
+    assert "p03b.jpg) cannot be read" in capsys.readouterr().err
+    assert main(common + ["--out", str(tmp_path / "stop"), "--on-error", "stop",
+                          "--workers", "2"]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert not (tmp_path / "stop").exists()

@@ -37,8 +37,9 @@ def _class_names(net):
 
 
 def _say_warnings(caught):
-    for w in caught:
-        print("fastdecode: warning: %s" % " ".join(str(w.message).split()), file=sys.stderr)
+    """Each warning once (a pass's count of missing images comes once per layer)."""
+    for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        print("fastdecode: warning: %s" % text, file=sys.stderr)
 
 
 def run_report(**kwargs):
@@ -73,20 +74,31 @@ def _network_input_chunk(raw, start, shared):
 
 def _run(*, model, out, data=None, images=None, limit=None, layers=None, unpool="nearest",
          mean=None, std=None, size=None, top_k=9, title=None, n_threads=None, progress=True,
-         scheduler=None, workers=None):
+         scheduler=None, workers=None, on_error="skip"):
     from .._dask import Scheduler
     cluster = Scheduler(scheduler, workers)  # checks its arguments; connects on entry
-    if cluster.active and data is None:
-        raise ValueError("--scheduler and --workers run the atlas's pass over --data images; "
-                         "%s" % ("--images photos are read in process" if images is not None
-                                 else "give --data"))
+    if cluster.active and data is None and images is None:
+        raise ValueError("--scheduler and --workers run the atlas's pass over images: give "
+                         "--data or --images")
+    if on_error not in ("skip", "stop"):
+        raise ValueError("--on-error must be skip or stop, got %r" % (on_error,))
     return _run_in(cluster, model=model, out=out, data=data, images=images, limit=limit,
                    layers=layers, unpool=unpool, mean=mean, std=std, size=size, top_k=top_k,
-                   title=title, n_threads=n_threads, progress=progress)
+                   title=title, n_threads=n_threads, progress=progress,
+                   on_error="raise" if on_error == "stop" else "skip")
+
+
+def _photo_chunk(folder, limit, cluster):
+    """Photos per chunk on a cluster: four chunks per worker thread, at most MAX_CHUNK."""
+    from .._app import MAX_CHUNK
+    from ._inputs import photo_files
+    n = len(photo_files(folder))
+    n = n if limit is None else min(n, int(limit))
+    return min(MAX_CHUNK, max(1, -(-n // (4 * cluster.threads()))))
 
 
 def _run_in(cluster, *, model, out, data, images, limit, layers, unpool, mean, std, size,
-            top_k, title, n_threads, progress):
+            top_k, title, n_threads, progress, on_error):
     from .._app import MAX_CHUNK, lazy_chunks, load_data, load_model, parse_numbers, parse_size
     from .. import _io
     from . import MARKER, report
@@ -114,7 +126,16 @@ def _run_in(cluster, *, model, out, data, images, limit, layers, unpool, mean, s
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    photos = load_photos(images, net, size=size, mean=mean, std=std, limit=limit)
+                    if cluster.active:   # read chunk by chunk on the cluster
+                        chunk = _photo_chunk(images, limit, cluster)
+                        photos = load_photos(images, net, size=size, mean=mean, std=std,
+                                             limit=limit, lazy=True, chunks=chunk,
+                                             on_error=on_error)
+                        print("dask: %s, %d chunks of up to %d photos"
+                              % (cluster.describe(), photos.images.numblocks[0], chunk))
+                    else:
+                        photos = load_photos(images, net, size=size, mean=mean, std=std,
+                                             limit=limit, on_error=on_error)
                 finally:
                     _say_warnings(caught)
             x = photos.images
@@ -148,9 +169,14 @@ def _run_in(cluster, *, model, out, data, images, limit, layers, unpool, mean, s
             source = "no images"
         kwargs.update(class_names=_class_names(net))
         name = os.path.basename(os.fspath(model))
-        path = report(net, out, images=x, layers=layer_list, unpool=unpool, top_k=top_k,
-                      title=title or "%s atlas" % name, n_threads=n_threads, progress=progress,
-                      **kwargs)
+        with warnings.catch_warnings(record=True) as caught:   # unreadable photos, counted
+            warnings.simplefilter("always")
+            try:
+                path = report(net, out, images=x, layers=layer_list, unpool=unpool,
+                              top_k=top_k, title=title or "%s atlas" % name,
+                              n_threads=n_threads, progress=progress, **kwargs)
+            finally:
+                _say_warnings(caught)
     print("wrote %s (%s, %s unpooling) in %.1f s" % (os.path.join(path, "index.html"), source,
                                                       unpool, time.time() - t0))
     return 0
