@@ -102,7 +102,7 @@ def test_graph_atlas_with_patches_over_a_dask_array(tmp_path, unpool):
     with the decoded filters in the tasks (the linear twin covers box unpoolings only)."""
     net = small_graph()
     rng = np.random.default_rng(9)
-    x = tied(rng.standard_normal((9, 3, 16, 16)).astype(np.float32), 2)
+    x = rng.standard_normal((18, 3, 16, 16)).astype(np.float32)
     layers = ["c1", "sum", "cat"]
     report(net, tmp_path / "mem", images=x, layers=layers, unpool=unpool, top_k=4,
            progress=False)
@@ -142,6 +142,17 @@ def test_the_merge_of_chunks_breaks_ties_by_the_lower_image_index():
     np.testing.assert_array_equal(v, [[5, 3], [5, 1], [2, 1]])
     np.testing.assert_array_equal(i, [[3, 4], [10, 6], [5, 11]])
     np.testing.assert_array_equal(w, [[7, 8], [0, 10], [9, 1]])
+
+
+def test_empty_chunks_and_chunks_over_other_axes(tmp_path):
+    net = tiny_lenet()
+    x = models.preprocess(net, grey_images(12))
+    lazy = da.from_array(x, chunks=((5, 0, 4, 3), (1,), (14, 14), (28,)))
+    assert 0 in lazy.chunks[0]
+    report(net, tmp_path / "mem", images=x, top_k=3, progress=False)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        report(net, tmp_path / "lazy", images=lazy, top_k=3, progress=False)
+    assert_same_atlas(tmp_path / "mem", tmp_path / "lazy")
 
 
 def _exploding(shape, dtype):
