@@ -23,6 +23,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops
+from .._graph import use_counts
 
 IMAGE = -1
 
@@ -156,12 +157,7 @@ def responses(net, tw, x, unpool, threads):
     n, C, H, W = x.shape
     canvas = np.zeros((n, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
     canvas[:, :, pt:pt + H, pl:pl + W] = x
-    uses = {IMAGE: 0}
-    for i in tw.order:
-        uses[i] = 0
-    for i in tw.order:
-        for s in tw.sources[i]:
-            uses[s] += 1
+    uses = use_counts(tw.sources, tw.order)
     tensors = {IMAGE: canvas}
     out = {}
     for i in tw.order:
