@@ -21,6 +21,7 @@ from fastdecode.atlas import report  # noqa: E402
 from fastdecode.cli import main  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dask_helpers import exploding as _exploding  # noqa: E402
 from test_atlas import (grey_images, layer_pages, read_page, tiny_lenet, tiny_rgb,  # noqa: E402
                         write_idx)
 
@@ -153,13 +154,6 @@ def test_empty_chunks_and_chunks_over_other_axes(tmp_path):
     with dask.config.set(scheduler="threads", num_workers=2):
         report(net, tmp_path / "lazy", images=lazy, top_k=3, progress=False)
     assert_same_atlas(tmp_path / "mem", tmp_path / "lazy")
-
-
-def _exploding(shape, dtype):
-    """A dask array whose only chunk raises when computed: any task run shows."""
-    def boom():
-        raise RuntimeError("a task ran")
-    return da.from_delayed(dask.delayed(boom)(), shape=shape, dtype=dtype)
 
 
 @pytest.mark.parametrize("shape, dtype, error, match", [

@@ -21,6 +21,9 @@ distributed = pytest.importorskip("distributed")
 import fastdecode as fd  # noqa: E402
 from fastdecode import _dask, cli, datasets, models  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dask_helpers import exploding as _exploding  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -199,12 +202,6 @@ def test_cli_on_a_cluster_gives_the_results_of_the_in_process_pass(shared_data, 
 
 
 # --- bad input ------------------------------------------------------------------------------------
-
-def _exploding(shape, dtype):
-    """A dask array whose only chunk raises when computed: any task run shows."""
-    def boom():
-        raise RuntimeError("a task ran")
-    return da.from_delayed(dask.delayed(boom)(), shape=shape, dtype=dtype)
 
 
 @pytest.mark.parametrize("shape, dtype, error, match", [
