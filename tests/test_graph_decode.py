@@ -499,7 +499,7 @@ def small_graphs(draw):
 def test_random_graphs_decode_as_the_twin_and_exactly(net):
     rng = np.random.default_rng(0)
     name = net.layers[-1].name
-    S, P, R = net.stride(name), net.padding(name), net.receptive_field(name)
+    S, R = net.stride(name), net.receptive_field(name)
     H = R[0] + 3 * S[0]
     W = R[1] + 2 * S[1]
     x = rnd(rng, 1, net.input_channels, H, W)
